@@ -1,0 +1,3 @@
+from voxelflex.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,128 @@
+"""`voxelflex <command>`: each subcommand parses its flags and calls one step's `run`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from voxelflex import __version__
+from voxelflex.errors import VoxelFlexError
+
+log = logging.getLogger("voxelflex")
+
+
+def _common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
+    p.add_argument(
+        "--config", required=config_required, help="YAML config merged over the defaults"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set training.batch_size=64 (repeatable)",
+    )
+    p.add_argument("-v", "--verbose", action="count", default=0, help="-v: INFO, -vv: DEBUG")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+
+
+def _prepare(args: argparse.Namespace):
+    """Load the config and set up logging (console + the run's log file) and progress bars."""
+    from voxelflex.config import load_config
+    from voxelflex.logging_setup import setup_logging
+    from voxelflex.paths import RunPaths
+    from voxelflex.progress import set_progress
+
+    cfg = load_config(args.config, args.overrides)
+    level = cfg.logging.level
+    if args.quiet:
+        level = "WARNING"
+    elif args.verbose:
+        level = "DEBUG" if args.verbose > 1 else "INFO"
+    setup_logging(level, RunPaths.from_config(cfg).log_file)
+    set_progress(cfg.logging.show_progress and not args.quiet)
+    return cfg
+
+
+def cmd_demo_data(args: argparse.Namespace) -> None:
+    from voxelflex.data.demo import make_demo_dataset
+    from voxelflex.logging_setup import setup_logging
+
+    setup_logging("INFO")
+    ds = make_demo_dataset(args.out, n_domains=args.domains, seed=args.seed)
+    print(f"demo dataset: {ds.n_domains} domains, {ds.n_residues} residues in {ds.root}")
+    print(f"config: {ds.config}")
+
+
+def cmd_preprocess(args: argparse.Namespace) -> None:
+    from voxelflex.steps import preprocess
+
+    res = preprocess.run(_prepare(args))
+    print(f"{res.n_samples} samples -> {res.master_samples}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from voxelflex.steps import train
+
+    cfg = _prepare(args)
+    if args.smoke:
+        out = train.smoke_check(cfg)
+        print(f"smoke check passed: loss {out['loss']:.4f} on {out['samples']} samples")
+        return
+    res = train.run(cfg, resume=args.resume)
+    print(f"best validation Pearson r {res.best_val_pearson:.4f} -> {res.best_model}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voxelflex", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"voxelflex {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo-data", help="write a small synthetic dataset and its config.yaml")
+    p.add_argument("--out", required=True, help="folder to write into")
+    p.add_argument("--domains", type=int, default=24, help="number of domains (>= 3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo_data)
+
+    p = sub.add_parser("preprocess", help="join voxels, RMSF CSV and splits into metadata")
+    _common(p)
+    p.set_defaults(func=cmd_preprocess)
+
+    p = sub.add_parser("train", help="train the model")
+    _common(p)
+    p.add_argument("--resume", action="store_true", help="continue from latest_model.pt")
+    p.add_argument("--smoke", action="store_true", help="one batch forward/backward and exit")
+    p.set_defaults(func=cmd_train)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+# Later steps add their subcommands here (predict, evaluate, visualize, ...).
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except VoxelFlexError as exc:
+        # user errors: one line that names the key or file to fix, no traceback
+        print(f"voxelflex: error: {exc}", file=sys.stderr)
+        log.debug("details", exc_info=True)
+        return 2
+    except ValueError as exc:
+        print(f"voxelflex: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("voxelflex: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,158 @@
+"""Load, merge, override, validate and save the config."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from voxelflex.config.schema import Config
+from voxelflex.errors import ConfigError
+
+# Keys holding paths or URIs; relative local paths are resolved against the config file's folder
+# (for `--set`, against the working directory) so a config and its data can move together.
+PATH_KEYS = (
+    "input.voxel_file",
+    "input.aggregated_rmsf_file",
+    "input.train_split_file",
+    "input.val_split_file",
+    "input.test_split_file",
+    "data.processed_dir",
+    "output.base_dir",
+)
+
+
+def _defaults() -> dict[str, Any]:
+    text = resources.files("voxelflex.config").joinpath("default_config.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data)}")
+    return data
+
+
+def _suggest(key: str, options: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _merge(base: dict[str, Any], user: dict[str, Any], origin: str) -> None:
+    for section, values in user.items():
+        if section not in base:
+            raise ConfigError(
+                f"unknown config section '{section}' in {origin}" + _suggest(section, base)
+            )
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section '{section}' in {origin} must be a mapping")
+        for key, value in values.items():
+            if key not in base[section]:
+                raise ConfigError(
+                    f"unknown config key '{section}.{key}' in {origin}"
+                    + _suggest(key, base[section])
+                )
+            base[section][key] = value
+
+
+def _is_local_relative(value: str) -> bool:
+    return "://" not in value and not Path(value).is_absolute()
+
+
+def _resolve_paths(user: dict[str, Any], root: Path) -> None:
+    for dotted in PATH_KEYS:
+        section, key = dotted.split(".")
+        value = user.get(section, {}).get(key) if isinstance(user.get(section), dict) else None
+        if isinstance(value, str) and _is_local_relative(value):
+            user[section][key] = str((root / value).resolve())
+
+
+def parse_overrides(pairs: typing.Sequence[str]) -> dict[str, Any]:
+    """`["training.batch_size=64"]` -> `{"training": {"batch_size": 64}}`; values read as YAML."""
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        dotted, sep, raw = pair.partition("=")
+        parts = dotted.strip().split(".")
+        if not sep or len(parts) != 2 or not all(parts):
+            raise ConfigError(f"override {pair!r} must look like section.key=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        out.setdefault(parts[0], {})[parts[1]] = value
+    return out
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, key)
+    if origin is list:
+        (inner,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
+        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    is_num = isinstance(value, (int, float)) and not isinstance(value, bool)
+    accepted = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: is_num,
+        str: isinstance(value, str),
+    }
+    if accepted.get(hint, False):
+        return float(value) if hint is float else value
+    name = getattr(hint, "__name__", str(hint))
+    raise ConfigError(f"config key '{key}': expected {name}, got {value!r}")
+
+
+def _build(raw: dict[str, Any]) -> Config:
+    sections = {}
+    for f in dataclasses.fields(Config):
+        cls = typing.get_type_hints(Config)[f.name]
+        hints = typing.get_type_hints(cls)
+        kwargs = {k: _coerce(v, hints[k], f"{f.name}.{k}") for k, v in raw[f.name].items()}
+        sections[f.name] = cls(**kwargs)
+    return Config(**sections)
+
+
+def load_config(path: str | None = None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Defaults, then the YAML at `path`, then `section.key=value` overrides; validated."""
+    merged = _defaults()
+    if path is not None:
+        user = _read_yaml(path)
+        _resolve_paths(user, Path(path).resolve().parent)
+        _merge(merged, user, path)
+    if overrides:
+        over = parse_overrides(overrides)
+        _resolve_paths(over, Path.cwd())
+        _merge(merged, over, "--set")
+    return _build(merged)
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def save_resolved_config(cfg: Config, path: str) -> None:
+    """Write the config a run really used, so the run can be repeated from its outputs."""
+    from voxelflex.data.uri import open_uri
+
+    with open_uri(path, "w") as fh:
+        yaml.safe_dump(config_to_dict(cfg), fh, sort_keys=False)

@@ -1,0 +1,70 @@
+"""The aggregated RMSF CSV: one row per residue per temperature."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from voxelflex.data.uri import open_uri
+from voxelflex.errors import InputDataError
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("domain_id", "resid", "resname", "temperature_feature", "target_rmsf")
+OPTIONAL = ("relative_accessibility", "dssp", "secondary_structure_encoded")
+
+
+def read_rmsf_csv(uri: str) -> pd.DataFrame:
+    """Required and optional contract columns with checked types; rows are not yet cleaned."""
+    with open_uri(uri, "rb") as fh:
+        header = pd.read_csv(fh, nrows=0).columns
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            raise InputDataError(
+                f"RMSF CSV {uri} lacks required column(s) {', '.join(missing)}; "
+                f"it has: {', '.join(map(str, header))}"
+            )
+        fh.seek(0)
+        usecols = [c for c in (*REQUIRED, *OPTIONAL) if c in header]
+        df = pd.read_csv(
+            fh,
+            usecols=usecols,
+            engine="pyarrow",
+            dtype={"domain_id": "string", "resname": "string", "dssp": "string"},
+        )
+    for col in ("resid", "temperature_feature", "target_rmsf"):
+        converted = pd.to_numeric(df[col], errors="coerce")
+        bad = converted.isna() & df[col].notna()
+        if col == "resid" and bad.any():
+            example = df.loc[bad, col].iloc[0]
+            raise InputDataError(
+                f"RMSF CSV {uri}: column 'resid' must be integer, found {example!r}"
+            )
+        df[col] = converted
+    if df["resid"].isna().any():
+        raise InputDataError(f"RMSF CSV {uri}: column 'resid' has empty values")
+    if (df["resid"] != np.floor(df["resid"])).any():
+        raise InputDataError(f"RMSF CSV {uri}: column 'resid' must hold whole numbers")
+    df["resid"] = df["resid"].astype(np.int64)
+    df["domain_id"] = df["domain_id"].astype(str)
+    df["temperature_feature"] = df["temperature_feature"].astype(np.float64)
+    df["target_rmsf"] = df["target_rmsf"].astype(np.float64)
+    return df
+
+
+def clean_rmsf_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Drop rows no model can learn from; return the counts of each kind dropped."""
+    counts: dict[str, int] = {}
+    target = df["target_rmsf"].to_numpy()
+    temp = df["temperature_feature"].to_numpy()
+    bad_target = ~np.isfinite(target) | (target < 0)
+    bad_temp = ~np.isfinite(temp)
+    counts["non_finite_or_negative_target"] = int(bad_target.sum())
+    counts["non_finite_temperature"] = int((bad_temp & ~bad_target).sum())
+    df = df.loc[~(bad_target | bad_temp)]
+    dup = df.duplicated(subset=["domain_id", "resid", "temperature_feature"], keep="first")
+    counts["duplicate_rows"] = int(dup.sum())
+    df = df.loc[~dup].reset_index(drop=True)
+    return df, counts

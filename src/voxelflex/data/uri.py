@@ -1,0 +1,60 @@
+"""The one way a user-given path or URL becomes something to open (fsspec underneath)."""
+
+from __future__ import annotations
+
+import posixpath
+from typing import IO, Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from voxelflex.errors import InputDataError
+
+
+def _fs(uri: str) -> tuple[Any, str]:
+    fs, path = url_to_fs(uri)
+    return fs, path
+
+
+def is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
+def local_path(uri: str) -> str:
+    """The filesystem path of a local URI (strips `file://`)."""
+    return uri[len("file://") :] if uri.startswith("file://") else uri
+
+
+def join_uri(base: str, *parts: str) -> str:
+    if "://" in base:
+        return posixpath.join(base, *parts)
+    return str(posixpath.join(base, *parts))
+
+
+def uri_exists(uri: str) -> bool:
+    fs, path = _fs(uri)
+    return bool(fs.exists(path))
+
+
+def ensure_dir(uri: str) -> None:
+    """Create a folder (a no-op for object stores, whose folders are implicit)."""
+    fs, path = _fs(uri)
+    fs.makedirs(path, exist_ok=True)
+
+
+def open_uri(uri: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:
+    """Open a local path or any fsspec URI; parent folders are created when writing."""
+    if any(c in mode for c in "wa"):
+        parent = posixpath.dirname(uri.rstrip("/"))
+        if parent:
+            ensure_dir(parent)
+    return fsspec.open(uri, mode, **kwargs).open()
+
+
+def require_file(uri: str | None, key: str) -> str:
+    """Return `uri` if it names an existing file, else a clear error naming the config key."""
+    if not uri:
+        raise InputDataError(f"config key '{key}' is not set; it must name an input file")
+    if not uri_exists(uri):
+        raise InputDataError(f"input file for '{key}' not found: {uri}")
+    return uri

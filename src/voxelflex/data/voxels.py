@@ -1,0 +1,146 @@
+"""Voxel sources behind one interface: the aposteriori HDF5 today, packed stores later.
+
+A source lists residues (domain, chain, residue key) and reads one domain's residues as
+channel-first uint8 grids. Sources are pickled into DataLoader workers before they read, so
+they hold only their URI until first use and open their file handle inside each process.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from voxelflex.data.uri import is_local, local_path, open_uri, require_file
+from voxelflex.errors import InputDataError
+from voxelflex.progress import progress
+
+log = logging.getLogger(__name__)
+
+GRID = 21
+CHANNELS = ("C", "N", "O", "CA", "CB")
+HDF5_SHAPE = (GRID, GRID, GRID, len(CHANNELS))  # aposteriori: channel-last on disk
+VOXEL_SHAPE = (len(CHANNELS), GRID, GRID, GRID)  # what the model sees: channel-first
+
+
+class VoxelSource(Protocol):
+    uri: str
+
+    def domain_ids(self) -> list[str]: ...
+
+    def list_residues(self, domains: list[str]) -> pd.DataFrame:
+        """Columns domain_id, chain_id, resid_str for the listed domains present in the source."""
+        ...
+
+    def read_domain(
+        self, domain_id: str, chain_ids: np.ndarray, resid_strs: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(voxels uint8 (n, 5, 21, 21, 21), ok bool (n,)); rows with ok False are unusable."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def to_channel_first(arr: np.ndarray) -> np.ndarray:
+    """(21, 21, 21, 5) of bool/uint8/float -> contiguous uint8 (5, 21, 21, 21) of 0/1."""
+    if arr.dtype != np.bool_:
+        arr = arr != 0
+    return np.ascontiguousarray(arr.view(np.uint8).transpose(3, 0, 1, 2))
+
+
+class HDF5VoxelSource:
+    """`file[domain_id][chain_id][resid_str]` datasets, one per residue (aposteriori)."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._file: h5py.File | None = None
+        self._fh: Any = None
+        self._warned_shapes = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"uri": self.uri, "_file": None, "_fh": None, "_warned_shapes": 0}
+
+    @property
+    def file(self) -> h5py.File:
+        if self._file is None:
+            try:
+                if is_local(self.uri):
+                    self._file = h5py.File(local_path(self.uri), "r")
+                else:
+                    self._fh = open_uri(self.uri, "rb")
+                    self._file = h5py.File(self._fh, "r")
+            except OSError as exc:
+                raise InputDataError(f"cannot open voxel HDF5 {self.uri}: {exc}") from None
+        return self._file
+
+    def domain_ids(self) -> list[str]:
+        return list(self.file.keys())
+
+    def list_residues(self, domains: list[str]) -> pd.DataFrame:
+        dom_col: list[str] = []
+        chain_col: list[str] = []
+        res_col: list[str] = []
+        for domain in progress(domains, desc="listing voxel residues", unit="domain"):
+            if domain not in self.file:
+                continue
+            group = self.file[domain]
+            for chain in group:
+                keys = list(group[chain].keys())
+                dom_col.extend([domain] * len(keys))
+                chain_col.extend([chain] * len(keys))
+                res_col.extend(keys)
+        return pd.DataFrame({"domain_id": dom_col, "chain_id": chain_col, "resid_str": res_col})
+
+    def read_domain(
+        self, domain_id: str, chain_ids: np.ndarray, resid_strs: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(resid_strs)
+        out = np.zeros((n, *VOXEL_SHAPE), dtype=np.uint8)
+        ok = np.zeros(n, dtype=bool)
+        try:
+            group = self.file[domain_id]
+        except KeyError:
+            log.warning(
+                "domain %s is not in voxel file %s; its residues are skipped", domain_id, self.uri
+            )
+            return out, ok
+        for i, (chain, key) in enumerate(zip(chain_ids, resid_strs, strict=True)):
+            try:
+                ds = group[str(chain)][str(key)]
+            except KeyError:
+                log.warning("residue %s/%s/%s missing from %s", domain_id, chain, key, self.uri)
+                continue
+            if ds.shape != HDF5_SHAPE:
+                self._warn_shape(domain_id, chain, key, ds.shape)
+                continue
+            out[i] = to_channel_first(ds[()])
+            ok[i] = True
+        return out, ok
+
+    def _warn_shape(self, domain: str, chain: Any, key: Any, shape: tuple[int, ...]) -> None:
+        self._warned_shapes += 1
+        log.warning(
+            "skipping residue %s/%s/%s: voxel shape %s, expected %s",
+            domain,
+            chain,
+            key,
+            shape,
+            HDF5_SHAPE,
+        )
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def open_voxel_source(uri: str | None, key: str = "input.voxel_file") -> VoxelSource:
+    """Pick the reader from the URI. The packed store (storage issue) slots in here."""
+    uri = require_file(uri, key)
+    return HDF5VoxelSource(uri)

@@ -1,0 +1,247 @@
+"""Train: AdamW, LR schedule, AMP where supported, clipping, early stopping on val Pearson r.
+
+Checkpoints (`best_model.pt`, `latest_model.pt`, every `checkpoint_every` epochs) hold the
+weights, model config, temperature scaling, optimizer/scheduler/RNG state and history, so
+`--resume` continues from `latest_model.pt` as if the run had never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from voxelflex.config import Config, save_resolved_config
+from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader, to_device
+from voxelflex.data.samples import SampleIndex, read_master_samples
+from voxelflex.data.temperature import TemperatureScaler
+from voxelflex.data.uri import open_uri, uri_exists
+from voxelflex.data.voxels import open_voxel_source
+from voxelflex.errors import InputDataError
+from voxelflex.models import create_model
+from voxelflex.paths import RunPaths
+from voxelflex.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from voxelflex.training.loop import amp_enabled, predict_batches, resolve_device, train_epoch
+from voxelflex.training.metrics import regression_metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    best_model: str
+    latest_model: str
+    history: str
+    best_val_pearson: float
+    epochs_run: int
+
+
+def model_config(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg.model)
+
+
+def build_model(cfg: Config) -> torch.nn.Module:
+    mc = model_config(cfg)
+    return create_model(mc.pop("architecture"), **mc)
+
+
+def _streams(cfg: Config, scaler: TemperatureScaler) -> tuple[VoxelStream, VoxelStream]:
+    paths = RunPaths.from_config(cfg)
+    table = read_master_samples(paths.master_samples, ("train", "val"))
+    source = open_voxel_source(cfg.input.voxel_file)
+    t = cfg.training
+    out = []
+    for split, shuffle in (("train", True), ("val", False)):
+        part = table.loc[table["split"] == split]
+        if part.empty:
+            raise InputDataError(
+                f"no {split} samples in {paths.master_samples}; check the split files"
+            )
+        settings = StreamSettings(
+            t.batch_size, t.chunk_size, shuffle, t.shuffle_buffer_size, t.seed
+        )
+        out.append(VoxelStream(source, SampleIndex.from_table(part, scaler), settings))
+    return out[0], out[1]
+
+
+def _lr_lambda(warmup: int, total: int):
+    def fn(epoch: int) -> float:
+        if epoch < warmup:
+            return (epoch + 1) / (warmup + 1)
+        progress = (epoch - warmup) / max(1, total - warmup)
+        return max(0.05, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+    return fn
+
+
+def _scheduler(cfg: Config, optimizer: torch.optim.Optimizer):
+    t = cfg.training
+    if t.scheduler == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, _lr_lambda(t.warmup_epochs, t.num_epochs)
+        )
+    if t.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", patience=2, factor=0.5
+        )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def _validate(model, stream: VoxelStream, device, amp: bool) -> dict[str, float]:
+    _, preds, target = predict_batches(
+        model,
+        make_loader(stream, 0),
+        device,
+        amp=amp,
+        total_samples=stream.index.n_samples,
+        desc="validate",
+    )
+    m = regression_metrics(target, preds)
+    return {
+        "val_loss": m["rmse"] ** 2,
+        "val_pearson": m["pearson"],
+        "val_rmse": m["rmse"],
+        "val_mae": m["mae"],
+    }
+
+
+def _save_history(uri: str, history: list[dict[str, Any]]) -> None:
+    with open_uri(uri, "w") as fh:
+        json.dump(history, fh, indent=2)
+
+
+def run(cfg: Config, resume: bool = False) -> TrainResult:
+    paths = RunPaths.from_config(cfg)
+    save_resolved_config(cfg, paths.resolved_config("train"))
+    t = cfg.training
+    device = resolve_device(t.device)
+    amp = amp_enabled(device, t.mixed_precision)
+    scaler = TemperatureScaler.load(paths.temp_scaling)
+    train_stream, val_stream = _streams(cfg, scaler)
+
+    torch.manual_seed(t.seed)
+    model = build_model(cfg).to(device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay
+    )
+    scheduler = _scheduler(cfg, optimizer)
+    grad_scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    history: list[dict[str, Any]] = []
+    best, stale, start_epoch = -math.inf, 0, 0
+
+    if resume:
+        if not uri_exists(paths.latest_model):
+            raise InputDataError(f"--resume: no checkpoint at {paths.latest_model}")
+        ckpt = load_checkpoint(paths.latest_model, map_location=device)
+        model.load_state_dict(ckpt["model_state"])
+        optimizer.load_state_dict(ckpt["optimizer_state"])
+        scheduler.load_state_dict(ckpt["scheduler_state"])
+        grad_scaler.load_state_dict(ckpt["grad_scaler_state"])
+        set_rng_state(ckpt["rng_state"])
+        history = list(ckpt["history"])
+        best, stale, start_epoch = ckpt["best_val_pearson"], ckpt["stale_epochs"], ckpt["epoch"] + 1
+        log.info("resuming from %s after epoch %d", paths.latest_model, ckpt["epoch"] + 1)
+
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info(
+        "training %s (%d parameters) on %s, amp=%s: %d train / %d val samples (%d / %d residues)",
+        cfg.model.architecture,
+        n_params,
+        device,
+        amp,
+        train_stream.index.n_samples,
+        val_stream.index.n_samples,
+        train_stream.index.n_residues,
+        val_stream.index.n_residues,
+    )
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, t.num_epochs):
+        if stale >= t.early_stopping_patience:
+            break
+        train_stream.set_epoch(epoch)
+        loader = make_loader(train_stream, t.num_workers, pin_memory=device.type == "cuda")
+        stats = train_epoch(
+            model,
+            loader,
+            optimizer,
+            grad_scaler,
+            device,
+            amp=amp,
+            clip_norm=t.gradient_clip_norm,
+            total_samples=train_stream.index.n_samples,
+            max_batches=t.max_batches_per_epoch,
+            desc=f"epoch {epoch + 1}/{t.num_epochs}",
+        )
+        val = _validate(model, val_stream, device, amp)
+        lr = optimizer.param_groups[0]["lr"]
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val["val_pearson"] if math.isfinite(val["val_pearson"]) else -1.0)
+        else:
+            scheduler.step()
+        improved = math.isfinite(val["val_pearson"]) and val["val_pearson"] > best
+        best, stale = (val["val_pearson"], 0) if improved else (best, stale + 1)
+        history.append({"epoch": epoch + 1, "learning_rate": lr, **stats, **val})
+        log.info(
+            "epoch %d: train loss %.5f, val loss %.5f, val r %.4f, %.0f samples/s%s",
+            epoch + 1,
+            stats["train_loss"],
+            val["val_loss"],
+            val["val_pearson"],
+            stats["samples_per_s"],
+            " (best)" if improved else "",
+        )
+        payload = {
+            "epoch": epoch,
+            "model_state": model.state_dict(),
+            "model_config": model_config(cfg),
+            "temp_scaling": scaler.to_dict(),
+            "optimizer_state": optimizer.state_dict(),
+            "scheduler_state": scheduler.state_dict(),
+            "grad_scaler_state": grad_scaler.state_dict(),
+            "rng_state": rng_state(),
+            "history": history,
+            "best_val_pearson": best,
+            "stale_epochs": stale,
+            "val_metrics": val,
+        }
+        save_checkpoint(paths.latest_model, payload)
+        if improved:
+            save_checkpoint(paths.best_model, payload)
+        if t.checkpoint_every and (epoch + 1) % t.checkpoint_every == 0:
+            save_checkpoint(paths.epoch_model(epoch + 1), payload)
+        _save_history(paths.training_history, history)
+    if stale >= t.early_stopping_patience:
+        log.info("early stopping: no better validation r for %d epochs", stale)
+    if not uri_exists(paths.best_model):
+        # every epoch had an undefined val r (e.g. constant predictions): keep the latest
+        save_checkpoint(paths.best_model, load_checkpoint(paths.latest_model))
+    return TrainResult(
+        paths.best_model, paths.latest_model, paths.training_history, best, epoch + 1
+    )
+
+
+def smoke_check(cfg: Config) -> dict[str, float]:
+    """Forward and backward on one real training batch, no workers: seconds, not hours."""
+    paths = RunPaths.from_config(cfg)
+    device = resolve_device(cfg.training.device)
+    scaler = TemperatureScaler.load(paths.temp_scaling)
+    train_stream, _ = _streams(cfg, scaler)
+    batch = next(iter(make_loader(train_stream, 0)))
+    model = build_model(cfg).to(device)
+    voxels, index, temp, target = to_device(batch, device)
+    pred = model(voxels, temp, index)
+    loss = torch.nn.functional.mse_loss(pred, target)
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    if missing or not torch.isfinite(loss):
+        raise RuntimeError(
+            f"smoke check failed: loss={float(loss.detach())}, parameters without grad: {missing}"
+        )
+    out = {"loss": float(loss.detach()), "samples": len(target), "residues": int(voxels.shape[0])}
+    log.info("smoke check passed on %s: %s", device, out)
+    return out

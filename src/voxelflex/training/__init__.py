@@ -1,0 +1,1 @@
+"""Training machinery shared by the train, predict and evaluate steps."""

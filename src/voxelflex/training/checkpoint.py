@@ -1,0 +1,75 @@
+"""Checkpoints that load with `torch.load(..., weights_only=True)`: tensors and plain data only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from voxelflex.data.temperature import TemperatureScaler
+from voxelflex.data.uri import open_uri
+from voxelflex.errors import InputDataError
+from voxelflex.models import create_model
+
+FORMAT_VERSION = 1
+
+
+def rng_state() -> dict[str, Any]:
+    # Only torch draws at random in training (init, dropout, worker seeds); the loader's
+    # shuffles come from generators seeded by (seed, epoch), so they need no saved state.
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(uri: str, payload: dict[str, Any]) -> None:
+    """Write to a temporary name and move into place, so a crash never leaves half a file."""
+    tmp = uri + ".tmp"
+    with open_uri(tmp, "wb") as fh:
+        torch.save({"format_version": FORMAT_VERSION, **payload}, fh)
+    from fsspec.core import url_to_fs
+
+    fs, path = url_to_fs(uri)
+    fs.mv(path + ".tmp", path)
+
+
+def load_checkpoint(uri: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    try:
+        with open_uri(uri, "rb") as fh:
+            return torch.load(fh, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise InputDataError(f"model checkpoint not found: {uri}") from None
+    except Exception as exc:  # a truncated or foreign file: say which
+        raise InputDataError(f"cannot load model checkpoint {uri}: {exc}") from None
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    scaler: TemperatureScaler
+    architecture: str
+    checkpoint: dict[str, Any]
+
+
+def load_model(uri: str, device: torch.device) -> LoadedModel:
+    """Rebuild the model from a checkpoint's own config; ready for inference on `device`."""
+    ckpt = load_checkpoint(uri, map_location=device)
+    try:
+        arch = ckpt["model_config"]["architecture"]
+        hparams = {k: v for k, v in ckpt["model_config"].items() if k != "architecture"}
+        model = create_model(arch, **hparams)
+        model.load_state_dict(ckpt["model_state"])
+        scaler = TemperatureScaler(**ckpt["temp_scaling"])
+    except KeyError as exc:
+        raise InputDataError(f"checkpoint {uri} lacks {exc}; is it a VoxelFlex model?") from None
+    model.to(device).eval()
+    return LoadedModel(model, scaler, arch, ckpt)

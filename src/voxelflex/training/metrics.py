@@ -1,0 +1,33 @@
+"""Regression metrics in numpy; NaN where a metric is undefined (too few or constant values)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+
+def pearson(y: np.ndarray, p: np.ndarray) -> float:
+    if len(y) < 2 or np.std(y) == 0 or np.std(p) == 0:
+        return float("nan")
+    return float(np.corrcoef(y, p)[0, 1])
+
+
+def spearman(y: np.ndarray, p: np.ndarray) -> float:
+    if len(y) < 2 or np.std(y) == 0 or np.std(p) == 0:
+        return float("nan")
+    return float(stats.spearmanr(y, p).statistic)
+
+
+def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    err = p - y
+    ss_tot = float(np.sum((y - y.mean()) ** 2)) if len(y) else 0.0
+    return {
+        "n": len(y),
+        "pearson": pearson(y, p),
+        "spearman": spearman(y, p),
+        "rmse": float(np.sqrt(np.mean(err**2))) if len(y) else float("nan"),
+        "mae": float(np.mean(np.abs(err))) if len(y) else float("nan"),
+        "r2": 1.0 - float(np.sum(err**2)) / ss_tot if ss_tot > 0 else float("nan"),
+    }
