@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import types
@@ -109,6 +110,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
         return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if hint is float and isinstance(value, str):
+        # PyYAML reads `1e-4` (no dot) as a string; users write learning rates that way
+        with contextlib.suppress(ValueError):
+            value = float(value)
     is_num = isinstance(value, (int, float)) and not isinstance(value, bool)
     accepted = {
         bool: isinstance(value, bool),
@@ -143,6 +148,7 @@ def load_config(path: str | None = None, overrides: typing.Sequence[str] = ()) -
         over = parse_overrides(overrides)
         _resolve_paths(over, Path.cwd())
         _merge(merged, over, "--set")
+    _resolve_paths(merged, Path.cwd())  # default paths: relative to where the command runs
     return _build(merged)
 
 

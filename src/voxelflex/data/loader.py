@@ -114,7 +114,9 @@ class VoxelStream(IterableDataset):
                     hi - lo,
                 )
             for i in np.flatnonzero(ok):
-                yield grids[i], int(lo + i)
+                # a copy, not a view: a view would keep the whole domain's array alive for
+                # as long as any one of its residues waits in the shuffle buffer
+                yield grids[i].copy(), int(lo + i)
 
     def __iter__(self) -> Iterator[Batch]:
         worker, n_workers = self._shard()

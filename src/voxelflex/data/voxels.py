@@ -92,7 +92,8 @@ class HDF5VoxelSource:
                 dom_col.extend([domain] * len(keys))
                 chain_col.extend([chain] * len(keys))
                 res_col.extend(keys)
-        return pd.DataFrame({"domain_id": dom_col, "chain_id": chain_col, "resid_str": res_col})
+        cols = {"domain_id": dom_col, "chain_id": chain_col, "resid_str": res_col}
+        return pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in cols.items()})
 
     def read_domain(
         self, domain_id: str, chain_ids: np.ndarray, resid_strs: np.ndarray

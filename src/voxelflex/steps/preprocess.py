@@ -110,7 +110,8 @@ def run(cfg: Config) -> PreprocessResult:
     residues, counts["unparseable_residue_keys"] = parse_residue_keys(residues)
     residues, counts["ambiguous_voxel_residues"] = pick_one_residue_per_resid(residues)
 
-    csv_keys = rmsf[["domain_id", "resid"]].drop_duplicates()
+    # residue-level counts only within domains not already reported as failed
+    csv_keys = rmsf.loc[rmsf["domain_id"].isin(present), ["domain_id", "resid"]].drop_duplicates()
     matched = residues.merge(csv_keys, on=["domain_id", "resid"], how="outer", indicator=True)
     counts["voxel_residues_not_in_csv"] = int((matched["_merge"] == "left_only").sum())
     counts["csv_residues_not_in_voxels"] = int((matched["_merge"] == "right_only").sum())

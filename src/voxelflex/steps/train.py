@@ -159,7 +159,6 @@ def run(cfg: Config, resume: bool = False) -> TrainResult:
         train_stream.index.n_residues,
         val_stream.index.n_residues,
     )
-    epoch = start_epoch - 1
     for epoch in range(start_epoch, t.num_epochs):
         if stale >= t.early_stopping_patience:
             break
@@ -221,7 +220,7 @@ def run(cfg: Config, resume: bool = False) -> TrainResult:
         # every epoch had an undefined val r (e.g. constant predictions): keep the latest
         save_checkpoint(paths.best_model, load_checkpoint(paths.latest_model))
     return TrainResult(
-        paths.best_model, paths.latest_model, paths.training_history, best, epoch + 1
+        paths.best_model, paths.latest_model, paths.training_history, best, len(history)
     )
 
 

@@ -1,0 +1,75 @@
+"""Fixtures that build tiny data: a demo dataset, and a hand-made edge-case dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from voxelflex.config import load_config
+from voxelflex.data.demo import DemoDataset, make_demo_dataset
+
+FAST = {
+    "model": {"base_filters": 4, "num_residual_blocks": 1, "head_hidden": 16, "dropout_rate": 0.0},
+    "training": {
+        "batch_size": 32,
+        "num_epochs": 2,
+        "num_workers": 0,
+        "chunk_size": 2,
+        "shuffle_buffer_size": 64,
+        "checkpoint_every": 1,
+    },
+    "logging": {"show_progress": False},
+}
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> DemoDataset:
+    """Six small domains; read-only: tests that write outputs use `demo_config`."""
+    return make_demo_dataset(
+        tmp_path_factory.mktemp("demo"), n_domains=6, seed=3, min_residues=30, max_residues=40
+    )
+
+
+def write_config(path: Path, data: DemoDataset, extra: dict | None = None) -> Path:
+    """A config for `data` whose outputs go under `path` (so tests never share outputs)."""
+    cfg = yaml.safe_load(data.config.read_text())
+    for section, values in cfg["input"].items():
+        cfg["input"][section] = str(data.root / values)
+    cfg["data"]["processed_dir"] = str(path / "processed")
+    cfg["output"]["base_dir"] = str(path / "outputs")
+    for section, values in {**FAST, **(extra or {})}.items():
+        cfg.setdefault(section, {}).update(values)
+    path.mkdir(parents=True, exist_ok=True)
+    out = path / "config.yaml"
+    out.write_text(yaml.safe_dump(cfg))
+    return out
+
+
+@pytest.fixture
+def demo_config(tmp_path: Path, demo_data: DemoDataset) -> Path:
+    return write_config(tmp_path, demo_data)
+
+
+@pytest.fixture
+def demo_cfg(demo_config: Path):
+    return load_config(str(demo_config))
+
+
+def grid(seed: int, dtype=bool) -> np.ndarray:
+    """A sparse aposteriori-layout grid (21, 21, 21, 5)."""
+    rng = np.random.default_rng(seed)
+    return (rng.random((21, 21, 21, 5)) < 0.01).astype(dtype)
+
+
+def write_h5(path: Path, layout: dict[str, dict[str, dict[str, np.ndarray]]]) -> Path:
+    with h5py.File(path, "w") as f:
+        for domain, chains in layout.items():
+            for chain, residues in chains.items():
+                g = f.require_group(domain).require_group(chain)
+                for key, arr in residues.items():
+                    g.create_dataset(key, data=arr, compression="gzip")
+    return path

@@ -1,0 +1,152 @@
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from voxelflex.data.demo import DemoDataset
+from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader, to_device
+from voxelflex.data.samples import SampleIndex, read_master_samples
+from voxelflex.data.temperature import TemperatureScaler
+from voxelflex.data.voxels import HDF5VoxelSource, open_voxel_source
+from voxelflex.paths import RunPaths
+from voxelflex.steps import preprocess
+
+
+@pytest.fixture
+def train_index(demo_cfg) -> tuple[SampleIndex, object]:
+    preprocess.run(demo_cfg)
+    table = read_master_samples(RunPaths.from_config(demo_cfg).master_samples)
+    return SampleIndex.from_table(table, TemperatureScaler(320, 450)), table
+
+
+def _stream(demo_cfg, index: SampleIndex, shuffle: bool = True, batch: int = 50, seed: int = 0):
+    settings = StreamSettings(batch, chunk_size=2, shuffle=shuffle, shuffle_buffer=16, seed=seed)
+    return VoxelStream(open_voxel_source(demo_cfg.input.voxel_file), index, settings)
+
+
+@pytest.mark.parametrize("workers", [0, 1, 3])
+def test_every_sample_exactly_once_per_epoch(demo_cfg, train_index, workers: int) -> None:
+    index, _ = train_index
+    stream = _stream(demo_cfg, index)
+    for epoch in (0, 1):
+        stream.set_epoch(epoch)
+        rows = []
+        for batch in make_loader(stream, workers):
+            assert batch["voxels"].dtype == torch.uint8
+            assert batch["voxels"].shape[1:] == (5, 21, 21, 21)
+            assert len(batch["row"]) <= 50
+            assert batch["voxel_index"].max() < len(batch["voxels"])
+            rows.append(batch["row"].numpy())
+        counts = Counter(np.concatenate(rows).tolist())
+        assert len(counts) == index.n_samples
+        assert set(counts.values()) == {1}
+
+
+def test_batches_carry_the_right_voxels_temps_and_targets(demo_cfg, train_index) -> None:
+    index, table = train_index
+    scaler = TemperatureScaler(320, 450)
+    source = open_voxel_source(demo_cfg.input.voxel_file)
+    f = source.file
+    for batch in make_loader(_stream(demo_cfg, index), 0):
+        for j in range(0, len(batch["row"]), 7):
+            row = table.iloc[int(batch["row"][j])]
+            raw = f[row.domain_id][row.chain_id][row.resid_str][()]
+            grid = batch["voxels"][batch["voxel_index"][j]].numpy()
+            assert np.array_equal(grid, raw.transpose(3, 0, 1, 2).astype(np.uint8))
+            assert batch["target"][j].item() == pytest.approx(row.target_rmsf, rel=1e-6)
+            assert batch["temperature"][j, 0].item() == pytest.approx(
+                float(scaler.scale(row.raw_temp))
+            )
+
+
+class CountingSource(HDF5VoxelSource):
+    reads: Counter
+
+    def read_domain(self, domain_id, chain_ids, resid_strs):
+        self.reads[domain_id] += 1
+        return super().read_domain(domain_id, chain_ids, resid_strs)
+
+
+def test_each_voxel_read_once_and_shared_by_its_temperatures(demo_cfg, train_index) -> None:
+    index, _ = train_index
+    source = CountingSource(demo_cfg.input.voxel_file)
+    source.reads = Counter()
+    stream = VoxelStream(source, index, StreamSettings(64, 2, True, 16, 0))
+    grids = samples = 0
+    for batch in make_loader(stream, 0):
+        grids += len(batch["voxels"])
+        samples += len(batch["row"])
+    assert set(source.reads.values()) == {1} and len(source.reads) == index.n_domains
+    # each residue's grid is shipped once per batch its temperatures land in, not per sample
+    assert grids < samples / 4
+
+
+def test_shuffle_is_seeded_per_epoch_and_val_order_is_stable(demo_cfg, train_index) -> None:
+    index, _ = train_index
+
+    def order(stream, epoch):
+        stream.set_epoch(epoch)
+        return np.concatenate([b["row"].numpy() for b in make_loader(stream, 0)])
+
+    a, b = _stream(demo_cfg, index), _stream(demo_cfg, index)
+    assert np.array_equal(order(a, 0), order(b, 0))
+    assert not np.array_equal(order(a, 0), order(a, 1))
+    fixed = _stream(demo_cfg, index, shuffle=False)
+    assert np.array_equal(order(fixed, 0), order(fixed, 1))
+
+
+def test_memory_is_bounded_by_the_shuffle_buffer(demo_cfg, train_index, monkeypatch) -> None:
+    """Residues held at once (read, not yet batched) never exceed the buffer plus one,
+    however many residues the epoch has."""
+    from voxelflex.data import loader
+
+    index, _ = train_index
+    stream = _stream(demo_cfg, index)
+    real_read, real_pop = stream._read_chunk, loader._pop
+    state = {"held": 0, "max": 0}
+
+    def read(domains):
+        for item in real_read(domains):
+            state["held"] += 1
+            state["max"] = max(state["max"], state["held"])
+            assert item[0].base is None  # owns its memory: no whole-domain array kept alive
+            yield item
+
+    def pop(*args):
+        state["held"] -= 1
+        return real_pop(*args)
+
+    monkeypatch.setattr(stream, "_read_chunk", read)
+    monkeypatch.setattr(loader, "_pop", pop)
+    assert sum(len(b["row"]) for b in stream) == index.n_samples
+    assert state["held"] == 0
+    assert state["max"] == stream.settings.shuffle_buffer + 1 < index.n_residues
+
+
+def test_to_device_makes_float_on_the_device(demo_cfg, train_index) -> None:
+    index, _ = train_index
+    batch = next(iter(make_loader(_stream(demo_cfg, index), 0)))
+    voxels, vi, temp, target = to_device(batch, torch.device("cpu"))
+    assert batch["voxels"].dtype == torch.uint8 and voxels.dtype == torch.float32
+    assert temp.shape == (len(target), 1) and vi.shape == target.shape
+
+
+def test_demo_is_deterministic_and_rmsf_rises_with_temperature(
+    tmp_path, demo_data: DemoDataset
+) -> None:
+    from voxelflex.data.demo import make_demo_dataset
+
+    again = make_demo_dataset(tmp_path, n_domains=6, seed=3, min_residues=30, max_residues=40)
+    assert again.rmsf_csv.read_bytes() == demo_data.rmsf_csv.read_bytes()
+    import pandas as pd
+
+    df = pd.read_csv(demo_data.rmsf_csv)
+    assert sorted(df.temperature_feature.unique()) == [320, 348, 379, 413, 450]
+    per_res = df.pivot_table(
+        index=["domain_id", "resid"], columns="temperature_feature", values="target_rmsf"
+    )
+    assert (per_res[450.0] > per_res[320.0]).mean() > 0.95
+    assert {"relative_accessibility", "dssp"} <= set(df.columns)
+    sizes = df.groupby("domain_id").resid.nunique()
+    assert sizes.between(30, 40).all()

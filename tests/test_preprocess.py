@@ -1,0 +1,155 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import grid, write_h5
+from voxelflex.config import load_config
+from voxelflex.data.samples import SampleIndex, read_master_samples
+from voxelflex.data.temperature import TemperatureScaler
+from voxelflex.data.voxels import open_voxel_source
+from voxelflex.errors import InputDataError
+from voxelflex.paths import RunPaths
+from voxelflex.steps import preprocess
+
+
+@pytest.fixture
+def edge_config(tmp_path: Path) -> Path:
+    """Every awkward case preprocess must survive, in one small dataset."""
+    bad_shape = np.zeros((21, 21, 21, 4), dtype=bool)
+    write_h5(
+        tmp_path / "v.h5",
+        {
+            "d1": {
+                "A": {
+                    "1": grid(1),
+                    "2": grid(2, np.uint8),
+                    "3": grid(3, np.float32),
+                    "4": bad_shape,
+                    "52": grid(52),
+                    "52A": grid(520),
+                    "53A": grid(53),
+                    "99": grid(99),
+                }
+            },
+            "d2": {"A": {"10": grid(10), "11": grid(11)}},
+            "d3": {"A": {"5": grid(5)}},
+            "d5": {"A": {"1": grid(7)}},
+            "d6": {"A": {"1": grid(8)}},  # in no split
+        },
+    )
+    rows = []
+    for resid in (1, 2, 3, 4, 52, 53):
+        rows += [("d1", resid, "ALA", t, 0.1 + resid / 1000) for t in (320.0, 450.0)]
+    rows += [
+        ("d1", 1, "ALA", 348.0, float("nan")),
+        ("d1", 1, "ALA", 379.0, float("inf")),
+        ("d1", 1, "ALA", 413.0, -0.2),
+        ("d1", 2, "ALA", 320.0, 0.5),
+    ]  # last: duplicate
+    rows += [("d2", r, "GLY", t, 0.2) for r in (10, 11, 12) for t in (320.0, 379.0)]
+    rows += [("d3", 5, "SER", 500.0, 0.3), ("d4", 1, "SER", 320.0, 0.3)]
+    pd.DataFrame(
+        rows, columns=["domain_id", "resid", "resname", "temperature_feature", "target_rmsf"]
+    ).to_csv(tmp_path / "r.csv", index=False)
+    (tmp_path / "train.txt").write_bytes(b"# train\r\nd1\r\n\r\n  d2  \r\n")
+    (tmp_path / "val.txt").write_text("d3\n")
+    (tmp_path / "test.txt").write_text("d4\nd5 # no CSV rows\n")
+    cfg = {
+        "input": {
+            "voxel_file": "v.h5",
+            "aggregated_rmsf_file": "r.csv",
+            "train_split_file": "train.txt",
+            "val_split_file": "val.txt",
+            "test_split_file": "test.txt",
+        },
+        "data": {"processed_dir": "proc"},
+        "output": {"base_dir": "out", "run_name": "edge"},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    return tmp_path / "c.yaml"
+
+
+def test_preprocess_survives_every_edge_case(edge_config: Path) -> None:
+    cfg = load_config(str(edge_config))
+    res = preprocess.run(cfg)
+    c = res.counts
+    assert c["non_finite_or_negative_target"] == 3
+    assert c["duplicate_rows"] == 1
+    assert c["ambiguous_voxel_residues"] == 1  # 52A beside 52
+    assert c["voxel_residues_not_in_csv"] == 1  # d1/99
+    assert c["csv_residues_not_in_voxels"] == 1  # d2/12
+    assert c["voxel_domains_in_no_split"] == 1  # d6
+    assert c["failed_domains"] == 2
+
+    master = pd.read_parquet(res.master_samples)
+    for col in (
+        "domain_id",
+        "chain_id",
+        "resid_str",
+        "resid",
+        "resname",
+        "raw_temp",
+        "target_rmsf",
+        "split",
+    ):
+        assert col in master.columns
+    d1 = master[master.domain_id == "d1"]
+    assert sorted(set(d1.resid_str)) == ["1", "2", "3", "4", "52", "53A"]
+    assert d1.loc[d1.resid_str == "53A", "resid"].unique().tolist() == [53]
+    first = d1.loc[(d1.resid_str == "2") & (d1.raw_temp == 320), "target_rmsf"]
+    assert first.tolist() == pytest.approx([0.102])  # the duplicate (0.5) was dropped
+    assert np.isfinite(master.target_rmsf).all() and (master.target_rmsf >= 0).all()
+    assert set(master.split) == {"train", "val"}
+    assert len(master) == 12 + 4 + 1
+
+    failed = Path(res.failed_domains).read_text()
+    assert "d4\tnot in voxel file" in failed
+    assert "d5\tno rows in RMSF CSV" in failed
+    # min/max from the training split only: d3's 500 K (val) does not widen it
+    assert json.loads(Path(res.temp_scaling).read_text()) == {"temp_min": 320.0, "temp_max": 450.0}
+
+
+def test_voxels_are_cast_and_bad_shapes_skipped_at_read_time(edge_config: Path, caplog) -> None:
+    cfg = load_config(str(edge_config))
+    preprocess.run(cfg)
+    master = read_master_samples(RunPaths.from_config(cfg).master_samples, ("train",))
+    index = SampleIndex.from_table(master, TemperatureScaler(320, 450))
+    source = open_voxel_source(cfg.input.voxel_file)
+    lo, hi = index.domain_res[0], index.domain_res[1]
+    voxels, ok = source.read_domain("d1", index.res_chain[lo:hi], index.res_key[lo:hi])
+    keys = list(index.res_key[lo:hi])
+    assert ok.tolist() == [k != "4" for k in keys]
+    assert "skipping residue d1/A/4" in caplog.text
+    assert voxels.dtype == np.uint8 and voxels.shape[1:] == (5, 21, 21, 21)
+    for key, seed, dtype in (("2", 2, np.uint8), ("3", 3, np.float32)):
+        expected = grid(seed, dtype).astype(bool).transpose(3, 0, 1, 2)
+        assert np.array_equal(voxels[keys.index(key)], expected.astype(np.uint8))
+
+
+def test_no_samples_is_a_clear_error(edge_config: Path) -> None:
+    cfg = load_config(
+        str(edge_config), ["input.aggregated_rmsf_file=" + str(edge_config.parent / "e.csv")]
+    )
+    (edge_config.parent / "e.csv").write_text(
+        "domain_id,resid,resname,temperature_feature,target_rmsf\n"
+    )
+    with pytest.raises(InputDataError, match="no samples left"):
+        preprocess.run(cfg)
+
+
+def test_missing_csv_column_is_named(edge_config: Path) -> None:
+    bad = edge_config.parent / "bad.csv"
+    bad.write_text("domain_id,resid,resname,temp\nd1,1,ALA,320\n")
+    cfg = load_config(str(edge_config), [f"input.aggregated_rmsf_file={bad}"])
+    with pytest.raises(InputDataError, match="lacks required column.*temperature_feature"):
+        preprocess.run(cfg)
+
+
+def test_missing_voxel_file_is_named(edge_config: Path) -> None:
+    cfg = load_config(str(edge_config), ["input.voxel_file=/no/such/file.h5"])
+    with pytest.raises(InputDataError, match="'input.voxel_file' not found: /no/such/file.h5"):
+        preprocess.run(cfg)
