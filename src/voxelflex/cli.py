@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from voxelflex import __version__
 from voxelflex.errors import VoxelFlexError
@@ -76,6 +76,37 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"best validation Pearson r {res.best_val_pearson:.4f} -> {res.best_model}")
 
 
+def cmd_predict(args: argparse.Namespace) -> None:
+    from voxelflex.steps import predict
+
+    res = predict.run(
+        _prepare(args),
+        args.temperature,
+        domains=args.domains,
+        split=args.split,
+        model=args.model,
+        out=args.out,
+    )
+    print(f"{res.n_predictions} predictions -> {res.predictions}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from voxelflex.steps import evaluate
+
+    res = evaluate.run(
+        _prepare(args), split=args.split, model=args.model, permutation=args.permutation_importance
+    )
+    print(evaluate.markdown_summary(res.report))
+    print(f"metrics -> {res.metrics}")
+
+
+def cmd_visualize(args: argparse.Namespace) -> None:
+    from voxelflex.steps import visualize
+
+    res = visualize.run(_prepare(args), split=args.split, model=args.model, domains=args.domains)
+    print("\n".join(res.plots))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voxelflex", description=__doc__)
     parser.add_argument("--version", action="version", version=f"voxelflex {__version__}")
@@ -97,13 +128,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="one batch forward/backward and exit")
     p.set_defaults(func=cmd_train)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    p = sub.add_parser("predict", help="per-residue RMSF at any temperature (K)")
+    _common(p)
+    p.add_argument("--model", help="checkpoint (default: the run's best_model.pt)")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        action="append",
+        required=True,
+        help="temperature in kelvin (repeatable), e.g. --temperature 335",
+    )
+    scope = p.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--domains", nargs="+", help="domain IDs (keys of the voxel file)")
+    scope.add_argument("--split", choices=["train", "val", "test"], help="every domain of a split")
+    p.add_argument("--out", help="CSV to write (default: metrics/predictions_<scope>_<T>.csv)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="metrics, baselines and a summary on a split")
+    _common(p)
+    p.add_argument("--model", help="checkpoint (default: the run's best_model.pt)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument(
+        "--permutation-importance",
+        action="store_true",
+        help="also measure how much temperature and each voxel channel matter",
+    )
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("visualize", help="plots (PNG) and the data behind each (CSV)")
+    _common(p)
+    p.add_argument("--model", help="checkpoint (default: the run's best_model.pt)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--domains", nargs="+", help="domains for RMSF profiles (default: first two)")
+    p.set_defaults(func=cmd_visualize)
     return parser
-
-
-# Later steps add their subcommands here (predict, evaluate, visualize, ...).
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

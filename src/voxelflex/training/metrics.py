@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 
@@ -15,7 +18,9 @@ def pearson(y: np.ndarray, p: np.ndarray) -> float:
 def spearman(y: np.ndarray, p: np.ndarray) -> float:
     if len(y) < 2 or np.std(y) == 0 or np.std(p) == 0:
         return float("nan")
-    return float(stats.spearmanr(y, p).statistic)
+    with warnings.catch_warnings():  # ties can still make the ranks constant: NaN, said below
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        return float(stats.spearmanr(y, p).statistic)
 
 
 def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -30,4 +35,22 @@ def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
         "rmse": float(np.sqrt(np.mean(err**2))) if len(y) else float("nan"),
         "mae": float(np.mean(np.abs(err))) if len(y) else float("nan"),
         "r2": 1.0 - float(np.sum(err**2)) / ss_tot if ss_tot > 0 else float("nan"),
+    }
+
+
+def mean_per_domain_pearson(
+    df: pd.DataFrame, pred_col: str, target_col: str = "target_rmsf"
+) -> dict[str, float]:
+    """Mean over domains of Pearson r within each domain (one temperature's rows expected).
+
+    Pooling domains and temperatures rewards getting the overall level right; the mean of
+    per-domain r asks whether the model ranks residues within a protein."""
+    rs = [
+        pearson(g[target_col].to_numpy(), g[pred_col].to_numpy())
+        for _, g in df.groupby("domain_id", sort=False)
+    ]
+    finite = [r for r in rs if np.isfinite(r)]
+    return {
+        "mean_per_domain_pearson": float(np.mean(finite)) if finite else float("nan"),
+        "n_domains": len(finite),
     }

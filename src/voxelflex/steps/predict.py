@@ -1,0 +1,154 @@
+"""Predict per-residue RMSF at any temperature (K) for chosen domains or a split.
+
+Temperatures are scaled with the checkpoint's training min/max; outside that range the model
+extrapolates, which is allowed and warned about.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from voxelflex.config import Config, save_resolved_config
+from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader
+from voxelflex.data.samples import SampleIndex, read_master_samples
+from voxelflex.data.temperature import TemperatureScaler
+from voxelflex.data.uri import join_uri, open_uri, uri_exists
+from voxelflex.data.voxels import VoxelSource, open_voxel_source
+from voxelflex.errors import InputDataError
+from voxelflex.paths import RunPaths
+from voxelflex.steps.preprocess import parse_residue_keys
+from voxelflex.training.checkpoint import LoadedModel, load_model
+from voxelflex.training.loop import amp_enabled, predict_batches, resolve_device
+
+log = logging.getLogger(__name__)
+
+PREDICTION_COLUMNS = ["domain_id", "resid", "resname", "temperature", "predicted_rmsf"]
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    predictions: str
+    n_predictions: int
+
+
+def model_uri_or_default(cfg: Config, model: str | None) -> str:
+    return model or RunPaths.from_config(cfg).best_model
+
+
+def load_for_inference(cfg: Config, model: str | None) -> tuple[LoadedModel, torch.device]:
+    device = resolve_device(cfg.training.device)
+    return load_model(model_uri_or_default(cfg, model), device), device
+
+
+def predict_table(
+    loaded: LoadedModel,
+    device: torch.device,
+    source: VoxelSource,
+    table: pd.DataFrame,
+    cfg: Config,
+    temp_col: str = "temperature",
+    desc: str = "predict",
+) -> np.ndarray:
+    """Predicted RMSF for each row of `table` (domain_id, chain_id, resid_str, `temp_col`);
+    NaN where a residue's voxels could not be read."""
+    index = SampleIndex.from_table(table, loaded.scaler, temp_col=temp_col)
+    settings = StreamSettings(cfg.prediction.batch_size, cfg.training.chunk_size, shuffle=False)
+    rows, preds, _ = predict_batches(
+        loaded.model,
+        make_loader(VoxelStream(source, index, settings), cfg.training.num_workers),
+        device,
+        amp=amp_enabled(device, cfg.training.mixed_precision),
+        total_samples=index.n_samples,
+        desc=desc,
+    )
+    out = np.full(len(table), np.nan, dtype=np.float32)
+    out[rows] = preds
+    return out
+
+
+def warn_outside_range(scaler: TemperatureScaler, temperatures: list[float]) -> None:
+    outside = [t for t in temperatures if scaler.outside(np.array([t])).item()]
+    if outside:
+        log.warning(
+            "temperature(s) %s K outside the training range %.0f-%.0f K: the model extrapolates",
+            ", ".join(f"{t:g}" for t in outside),
+            scaler.temp_min,
+            scaler.temp_max,
+        )
+
+
+def residues_for(
+    cfg: Config, source: VoxelSource, domains: list[str] | None, split: str | None
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(residues to predict, the known samples of those domains or None)."""
+    paths = RunPaths.from_config(cfg)
+    master = read_master_samples(paths.master_samples) if uri_exists(paths.master_samples) else None
+    if split is not None:
+        if master is None:
+            raise InputDataError(f"--split needs {paths.master_samples}: run preprocess first")
+        known = master.loc[master["split"] == split]
+        if known.empty:
+            raise InputDataError(f"split {split!r} has no samples in {paths.master_samples}")
+    else:
+        assert domains is not None
+        known = master.loc[master["domain_id"].isin(domains)] if master is not None else None
+        in_master = set(known["domain_id"]) if known is not None else set()
+        rest = [d for d in domains if d not in in_master]
+        if rest:
+            listed = source.list_residues(rest)
+            missing = sorted(set(rest) - set(listed["domain_id"]))
+            if missing:
+                raise InputDataError(f"unknown domain(s) {', '.join(missing)}: not in {source.uri}")
+            listed, _ = parse_residue_keys(listed)
+            listed = listed.drop(columns="icode").assign(resname="UNK")
+            known = pd.concat([known, listed]) if known is not None else listed
+    cols = ["domain_id", "chain_id", "resid_str", "resid", "resname"]
+    residues = known[cols].drop_duplicates(["domain_id", "chain_id", "resid_str"])
+    has_target = known is not None and "target_rmsf" in known and known["target_rmsf"].notna().any()
+    return residues.reset_index(drop=True), (known if has_target else None)
+
+
+def _default_out(cfg: Config, scope: str, temperatures: list[float]) -> str:
+    temps = "-".join(f"{t:g}K" for t in temperatures)
+    return join_uri(RunPaths.from_config(cfg).metrics_dir, f"predictions_{scope}_{temps}.csv")
+
+
+def run(
+    cfg: Config,
+    temperatures: list[float],
+    domains: list[str] | None = None,
+    split: str | None = None,
+    model: str | None = None,
+    out: str | None = None,
+) -> PredictResult:
+    if (domains is None) == (split is None):
+        raise InputDataError("give either domains or a split to predict for")
+    if not temperatures:
+        raise InputDataError("give at least one --temperature (K)")
+    save_resolved_config(cfg, RunPaths.from_config(cfg).resolved_config("predict"))
+    loaded, device = load_for_inference(cfg, model)
+    warn_outside_range(loaded.scaler, temperatures)
+    source = open_voxel_source(cfg.input.voxel_file)
+    residues, known = residues_for(cfg, source, domains, split)
+    table = residues.merge(pd.DataFrame({"temperature": temperatures}), how="cross")
+    table["predicted_rmsf"] = predict_table(loaded, device, source, table, cfg)
+    cols = list(PREDICTION_COLUMNS)
+    if known is not None:
+        targets = known[["domain_id", "chain_id", "resid_str", "raw_temp", "target_rmsf"]]
+        table = table.merge(
+            targets.rename(columns={"raw_temp": "temperature"}),
+            on=["domain_id", "chain_id", "resid_str", "temperature"],
+            how="left",
+        )
+        cols.append("target_rmsf")
+    table = table.sort_values(["domain_id", "chain_id", "resid", "resid_str", "temperature"])
+    uri = out or _default_out(cfg, split or "domains", temperatures)
+    with open_uri(uri, "w") as fh:
+        table[cols].to_csv(fh, index=False, float_format="%.6g")
+    log.info("predict: %d predictions -> %s", len(table), uri)
+    return PredictResult(uri, len(table))
