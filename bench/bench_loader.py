@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from pathlib import Path
 
 import h5py
 
@@ -62,8 +61,10 @@ def main() -> None:
         for workers in (0, 2):
             secs, n = loader_read(cfg, index, workers)
             assert n == index.n_samples
-            print(f"loader, {workers} workers: {res / secs:,.0f} residues/s, {n / secs:,.0f} samples/s,"
-                  f" {raw_s / secs:.2f}x the raw read")
+            print(
+                f"loader, {workers} workers: {res / secs:,.0f} residues/s, "
+                f"{n / secs:,.0f} samples/s, {raw_s / secs:.2f}x the raw read"
+            )
 
 
 if __name__ == "__main__":

@@ -38,22 +38,41 @@ def build(root: Path, n_domains: int, rows_target: int, seed: int = 0) -> Path:
     dom = np.repeat(domains, lengths * len(TEMPS))
     resid = np.concatenate([np.repeat(np.arange(1, n + 1), len(TEMPS)) for n in lengths])
     temp = np.tile(TEMPS, int(lengths.sum()))
-    df = pd.DataFrame({"domain_id": dom, "resid": resid, "resname": "ALA",
-                       "temperature_feature": temp, "target_rmsf": rng.random(len(dom)) * 0.5,
-                       "relative_accessibility": rng.random(len(dom)), "dssp": "H"})
+    df = pd.DataFrame(
+        {
+            "domain_id": dom,
+            "resid": resid,
+            "resname": "ALA",
+            "temperature_feature": temp,
+            "target_rmsf": rng.random(len(dom)) * 0.5,
+            "relative_accessibility": rng.random(len(dom)),
+            "dssp": "H",
+        }
+    )
     df.to_csv(root / "rmsf.csv", index=False, float_format="%.5g")
     order = rng.permutation(domains)
     n_tr, n_va = int(0.8 * n_domains), int(0.1 * n_domains)
-    for name, part in (("train", order[:n_tr]), ("val", order[n_tr:n_tr + n_va]),
-                       ("test", order[n_tr + n_va:])):
+    for name, part in (
+        ("train", order[:n_tr]),
+        ("val", order[n_tr : n_tr + n_va]),
+        ("test", order[n_tr + n_va :]),
+    ):
         (root / f"{name}.txt").write_text("\n".join(part) + "\n")
-    cfg = {"input": {"voxel_file": "voxels.hdf5", "aggregated_rmsf_file": "rmsf.csv",
-                     "train_split_file": "train.txt", "val_split_file": "val.txt",
-                     "test_split_file": "test.txt"},
-           "logging": {"show_progress": False}}
+    cfg = {
+        "input": {
+            "voxel_file": "voxels.hdf5",
+            "aggregated_rmsf_file": "rmsf.csv",
+            "train_split_file": "train.txt",
+            "val_split_file": "val.txt",
+            "test_split_file": "test.txt",
+        },
+        "logging": {"show_progress": False},
+    }
     (root / "config.yaml").write_text(yaml.safe_dump(cfg))
-    print(f"built {len(df):,} CSV rows, {n_domains:,} domains, {int(lengths.sum()):,} residue keys "
-          f"in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"built {len(df):,} CSV rows, {n_domains:,} domains, {int(lengths.sum()):,} residue keys "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
     return root / "config.yaml"
 
 
@@ -76,13 +95,16 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = build(Path(tmp), args.domains, args.rows)
-        out = subprocess.run([sys.executable, "-c", CHILD, str(cfg)], capture_output=True,
-                             text=True, check=True).stdout.split()
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, str(cfg)], capture_output=True, text=True, check=True
+        ).stdout.split()
         n, seconds, peak_mb = int(out[0]), float(out[1]), float(out[2])
         csv_mb = (Path(tmp) / "rmsf.csv").stat().st_size / 2**20
-    print(f"preprocess: {n:,} samples in {seconds:.1f} s ({n / seconds:,.0f} samples/s), "
-          f"peak RSS {peak_mb:,.0f} MB for a {csv_mb:,.0f} MB CSV "
-          f"(RSS/CSV {peak_mb / csv_mb:.1f}x); target < 60 s: {'met' if seconds < 60 else 'MISSED'}")
+    print(
+        f"preprocess: {n:,} samples in {seconds:.1f} s ({n / seconds:,.0f} samples/s), "
+        f"peak RSS {peak_mb:,.0f} MB for a {csv_mb:,.0f} MB CSV "
+        f"(RSS/CSV {peak_mb / csv_mb:.1f}x); target < 60 s: {'met' if seconds < 60 else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":
