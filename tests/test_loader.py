@@ -150,3 +150,14 @@ def test_demo_is_deterministic_and_rmsf_rises_with_temperature(
     assert {"relative_accessibility", "dssp"} <= set(df.columns)
     sizes = df.groupby("domain_id").resid.nunique()
     assert sizes.between(30, 40).all()
+
+
+def test_worker_metadata_is_flat_numpy_not_python_objects(train_index) -> None:
+    """Forked workers share these pages; object arrays would be copied by refcount writes."""
+    import dataclasses
+
+    index, _ = train_index
+    for field in dataclasses.fields(index):
+        arr = getattr(index, field.name)
+        assert isinstance(arr, np.ndarray), field.name
+        assert arr.dtype != object, field.name

@@ -1,27 +1,12 @@
-"""Shared parts: hyperparameters, the temperature-conditioned head, conv blocks."""
+"""Shared parts: the temperature-conditioned head, conv blocks, the regressor base."""
 
 from __future__ import annotations
-
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class ModelHParams:
-    input_channels: int = 5
-    base_filters: int = 32
-    channel_growth_rate: float = 1.5
-    num_residual_blocks: int = 3
-    dropout_rate: float = 0.3
-    densenet_growth_rate: int = 16
-    densenet_block_layers: list[int] = field(default_factory=lambda: [3, 3])
-    head_hidden: int = 64
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+# The hyperparameters are the `model` config section: one dataclass, validated in one place.
+from voxelflex.config.schema import ModelConfig
 
 
 def conv_bn_act(
@@ -92,7 +77,7 @@ class RMSFRegressor(nn.Module):
     encoder: nn.Module
     num_features: int
 
-    def __init__(self, hp: ModelHParams) -> None:
+    def __init__(self, hp: ModelConfig) -> None:
         super().__init__()
         self.hparams = hp
 
@@ -116,5 +101,5 @@ class RMSFRegressor(nn.Module):
         return self.head(feats, temperature)  # (B,)
 
 
-def widths(hp: ModelHParams, n: int) -> list[int]:
+def widths(hp: ModelConfig, n: int) -> list[int]:
     return [round(hp.base_filters * hp.channel_growth_rate ** (i + 1)) for i in range(n)]

@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from voxelflex.models.base import ModelHParams, RMSFRegressor, conv_bn_act
+from voxelflex.config.schema import ModelConfig
+from voxelflex.models.base import RMSFRegressor, conv_bn_act
 from voxelflex.models.registry import register_model
 
 
@@ -34,7 +35,7 @@ def _transition(cin: int, cout: int) -> nn.Sequential:
 
 
 class DenseNet3DRegression(RMSFRegressor):
-    def __init__(self, hp: ModelHParams) -> None:
+    def __init__(self, hp: ModelConfig) -> None:
         super().__init__(hp)
         layers: list[nn.Module] = [conv_bn_act(hp.input_channels, hp.base_filters)]
         channels = hp.base_filters
@@ -53,4 +54,4 @@ class DenseNet3DRegression(RMSFRegressor):
 
 @register_model("densenet3d_regression")
 def densenet3d_regression(**kwargs: Any) -> DenseNet3DRegression:
-    return DenseNet3DRegression(ModelHParams(**kwargs))
+    return DenseNet3DRegression(ModelConfig(architecture="densenet3d_regression", **kwargs))

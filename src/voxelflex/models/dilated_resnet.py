@@ -6,14 +6,15 @@ from typing import Any
 
 from torch import nn
 
-from voxelflex.models.base import ModelHParams, ResBlock3d, RMSFRegressor, conv_bn_act, widths
+from voxelflex.config.schema import ModelConfig
+from voxelflex.models.base import ResBlock3d, RMSFRegressor, conv_bn_act, widths
 from voxelflex.models.registry import register_model
 
 DILATION_CYCLE = (1, 2, 4)
 
 
 class DilatedResNet3D(RMSFRegressor):
-    def __init__(self, hp: ModelHParams) -> None:
+    def __init__(self, hp: ModelConfig) -> None:
         super().__init__(hp)
         w = widths(hp, hp.num_residual_blocks)
         blocks: list[nn.Module] = [conv_bn_act(hp.input_channels, hp.base_filters, stride=2)]
@@ -28,4 +29,4 @@ class DilatedResNet3D(RMSFRegressor):
 
 @register_model("dilated_resnet3d")
 def dilated_resnet3d(**kwargs: Any) -> DilatedResNet3D:
-    return DilatedResNet3D(ModelHParams(**kwargs))
+    return DilatedResNet3D(ModelConfig(architecture="dilated_resnet3d", **kwargs))

@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from voxelflex.models.base import ModelHParams, ResBlock3d, RMSFRegressor, conv_bn_act, widths
+from voxelflex.config.schema import ModelConfig
+from voxelflex.models.base import ResBlock3d, RMSFRegressor, conv_bn_act, widths
 from voxelflex.models.registry import register_model
 
 DILATIONS = (1, 2, 3)
@@ -28,7 +29,7 @@ class _MultiPath(nn.Module):
 
 
 class MultipathRMSFNet(RMSFRegressor):
-    def __init__(self, hp: ModelHParams) -> None:
+    def __init__(self, hp: ModelConfig) -> None:
         super().__init__(hp)
         w = widths(hp, hp.num_residual_blocks + 1)
         blocks: list[nn.Module] = [
@@ -44,4 +45,4 @@ class MultipathRMSFNet(RMSFRegressor):
 
 @register_model("multipath_rmsf_net")
 def multipath_rmsf_net(**kwargs: Any) -> MultipathRMSFNet:
-    return MultipathRMSFNet(ModelHParams(**kwargs))
+    return MultipathRMSFNet(ModelConfig(architecture="multipath_rmsf_net", **kwargs))
