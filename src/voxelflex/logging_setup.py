@@ -10,7 +10,8 @@ FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 def setup_logging(level: str = "INFO", log_file: str | None = None) -> None:
-    """Console at `level`; the run's log file (local runs) always at DEBUG-free INFO or lower."""
+    """Console at `level`; the run's log file (local run dirs) keeps INFO and above even when
+    the console is quieter, so a `-q` run still leaves a full record."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from fsspec.core import url_to_fs
 from torch import nn
 
 from voxelflex.data.temperature import TemperatureScaler
@@ -36,8 +37,6 @@ def save_checkpoint(uri: str, payload: dict[str, Any]) -> None:
     tmp = uri + ".tmp"
     with open_uri(tmp, "wb") as fh:
         torch.save({"format_version": FORMAT_VERSION, **payload}, fh)
-    from fsspec.core import url_to_fs
-
     fs, path = url_to_fs(uri)
     fs.mv(path + ".tmp", path)
 
