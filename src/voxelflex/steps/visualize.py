@@ -116,10 +116,15 @@ def per_temperature_r(w: _Writer, metrics: dict) -> None:
     base = data[data.predictor != "model"]
     ax.plot(x, base["mean_per_domain_r"].fillna(0), "kD", label="resname×T baseline: per-domain r")
     ax.set_xticks(x, [f"{t:g}" for t in model["temperature"]])
+    low = min(0.0, float(np.nanmin(data[["mean_per_domain_r", "pooled_r"]].to_numpy())))
     ax.set(
-        title="Pearson r per temperature", xlabel="temperature (K)", ylabel="Pearson r", ylim=(0, 1)
+        title="Pearson r per temperature",
+        xlabel="temperature (K)",
+        ylabel="Pearson r",
+        ylim=(low - 0.05, 1.05),
     )
-    ax.legend(fontsize=8, loc="lower right")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3)
     w.save(fig, "per_temperature_r", data)
 
 
