@@ -104,3 +104,37 @@ def test_resume_without_checkpoint_is_a_clear_error(prepared: Path, capsys) -> N
     assert main(["train", "--config", str(prepared), "--resume", "-q"]) == 2
     err = capsys.readouterr().err
     assert "--resume: no checkpoint at" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("store", ["local", "memory"])
+def test_outputs_go_to_any_fsspec_uri(demo_config: Path, store: str, tmp_path: Path) -> None:
+    """`output.base_dir` and `data.processed_dir` may be URIs (object storage in a cluster)."""
+    import fsspec
+
+    from voxelflex.steps import evaluate
+
+    root = str(tmp_path) if store == "local" else f"memory://{tmp_path.name}"
+    cfg = load_config(
+        str(demo_config),
+        [f"output.base_dir={root}/out", f"data.processed_dir={root}/proc", "training.num_epochs=1"],
+    )
+    preprocess.run(cfg)
+    train.run(cfg)
+    res = evaluate.run(cfg)
+    fs, _ = fsspec.core.url_to_fs(root)
+    paths = RunPaths.from_config(cfg)
+    for uri in (
+        paths.master_samples,
+        paths.best_model,
+        paths.latest_model,
+        paths.temp_scaling,
+        paths.training_history,
+        paths.failed_domains,
+        res.metrics,
+        res.predictions,
+    ):
+        assert fs.exists(uri), uri
+    with fsspec.open(paths.best_model, "rb") as fh:
+        assert "model_state" in torch.load(fh, weights_only=True)
+    if store == "memory":
+        fs.rm(f"/{tmp_path.name}", recursive=True)
