@@ -11,11 +11,6 @@ from fsspec.core import url_to_fs
 from voxelflex.errors import InputDataError
 
 
-def _fs(uri: str) -> tuple[Any, str]:
-    fs, path = url_to_fs(uri)
-    return fs, path
-
-
 def is_local(uri: str) -> bool:
     return "://" not in uri or uri.startswith("file://")
 
@@ -26,19 +21,17 @@ def local_path(uri: str) -> str:
 
 
 def join_uri(base: str, *parts: str) -> str:
-    if "://" in base:
-        return posixpath.join(base, *parts)
-    return str(posixpath.join(base, *parts))
+    return posixpath.join(base, *parts)
 
 
 def uri_exists(uri: str) -> bool:
-    fs, path = _fs(uri)
+    fs, path = url_to_fs(uri)
     return bool(fs.exists(path))
 
 
 def ensure_dir(uri: str) -> None:
     """Create a folder (a no-op for object stores, whose folders are implicit)."""
-    fs, path = _fs(uri)
+    fs, path = url_to_fs(uri)
     fs.makedirs(path, exist_ok=True)
 
 

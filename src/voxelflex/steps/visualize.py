@@ -18,7 +18,7 @@ from voxelflex.data.uri import join_uri, open_uri, uri_exists
 from voxelflex.data.voxels import open_voxel_source
 from voxelflex.errors import InputDataError
 from voxelflex.paths import RunPaths
-from voxelflex.steps.predict import load_for_inference, predict_table
+from voxelflex.steps.predict import load_for_inference, predict_table, residues_for
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +160,6 @@ def temperature_response(
     ref = d.loc[d["temperature"] == d["temperature"].min()].sort_values("target_rmsf")
     picks = ref.iloc[np.linspace(0, len(ref) - 1, min(n, len(ref))).astype(int)]
     loaded, device = load_for_inference(cfg, model)
-    from voxelflex.steps.predict import residues_for
-
     source = open_voxel_source(cfg.input.voxel_file)
     residues, _ = residues_for(cfg, source, [domain], None)
     residues = residues[residues["resid"].isin(picks["resid"])]
