@@ -14,13 +14,18 @@ import pandas as pd
 import torch
 
 from voxelflex.config import Config, save_resolved_config
-from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader, to_device
-from voxelflex.data.samples import SampleIndex, read_master_samples
+from voxelflex.data.loader import make_loader, to_device
+from voxelflex.data.samples import read_master_samples
 from voxelflex.data.uri import join_uri, open_uri
 from voxelflex.data.voxels import CHANNELS, open_voxel_source
 from voxelflex.errors import InputDataError
 from voxelflex.paths import RunPaths
-from voxelflex.steps.predict import PREDICTION_COLUMNS, load_for_inference, predict_table
+from voxelflex.steps.predict import (
+    PREDICTION_COLUMNS,
+    inference_stream,
+    load_for_inference,
+    predict_table,
+)
 from voxelflex.training.checkpoint import LoadedModel
 from voxelflex.training.metrics import mean_per_domain_pearson, regression_metrics
 
@@ -99,10 +104,7 @@ def permutation_importance(
     seed: int = 0,
 ) -> dict[str, float]:
     """RMSE increase when temperature, or one voxel channel, is shuffled across the batch."""
-    index = SampleIndex.from_table(table, loaded.scaler)
-    stream = VoxelStream(
-        source, index, StreamSettings(cfg.prediction.batch_size, cfg.training.chunk_size, False)
-    )
+    stream = inference_stream(loaded, source, table, cfg, temp_col="raw_temp")
     gen = torch.Generator().manual_seed(seed)
     sq: dict[str, float] = {"base": 0.0, "temperature": 0.0, **{c: 0.0 for c in CHANNELS}}
     n = 0
@@ -204,7 +206,15 @@ def run(
     }
     if permutation:
         report["permutation_importance"] = permutation_importance(loaded, device, source, test, cfg)
-    report = _clean(report)
+    m, b = report["model"]["pooled"], report["baseline_temperature_mean"]["pooled"]
+    log.info(
+        "evaluate %s: model r %.3f, RMSE %.4f nm (per-temperature-mean baseline RMSE %.4f nm)",
+        split,
+        m["pearson"],
+        m["rmse"],
+        b["rmse"],
+    )
+    report = _clean(report)  # after logging: JSON turns undefined metrics into null
     metrics_uri = join_uri(paths.metrics_dir, f"evaluation_metrics_{split}.json")
     summary_uri = join_uri(paths.metrics_dir, f"evaluation_summary_{split}.md")
     preds_uri = join_uri(paths.metrics_dir, f"predictions_{split}.csv")
@@ -215,6 +225,5 @@ def run(
     out = df.rename(columns={"raw_temp": "temperature"})
     with open_uri(preds_uri, "w") as fh:
         out[[*PREDICTION_COLUMNS, "target_rmsf"]].to_csv(fh, index=False, float_format="%.6g")
-    log.info("evaluate: %s", " ".join(markdown_summary(report).splitlines()[-1:]))
     log.info("evaluate: metrics -> %s, summary -> %s", metrics_uri, summary_uri)
     return EvaluateResult(metrics_uri, summary_uri, preds_uri, report)

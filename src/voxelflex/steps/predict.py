@@ -45,6 +45,15 @@ def load_for_inference(cfg: Config, model: str | None) -> tuple[LoadedModel, tor
     return load_model(model_uri_or_default(cfg, model), device), device
 
 
+def inference_stream(
+    loaded: LoadedModel, source: VoxelSource, table: pd.DataFrame, cfg: Config, temp_col: str
+) -> VoxelStream:
+    """An unshuffled stream over `table`'s rows, temperatures scaled as the model was trained."""
+    index = SampleIndex.from_table(table, loaded.scaler, temp_col=temp_col)
+    settings = StreamSettings(cfg.prediction.batch_size, cfg.training.chunk_size, shuffle=False)
+    return VoxelStream(source, index, settings)
+
+
 def predict_table(
     loaded: LoadedModel,
     device: torch.device,
@@ -56,14 +65,13 @@ def predict_table(
 ) -> np.ndarray:
     """Predicted RMSF for each row of `table` (domain_id, chain_id, resid_str, `temp_col`);
     NaN where a residue's voxels could not be read."""
-    index = SampleIndex.from_table(table, loaded.scaler, temp_col=temp_col)
-    settings = StreamSettings(cfg.prediction.batch_size, cfg.training.chunk_size, shuffle=False)
+    stream = inference_stream(loaded, source, table, cfg, temp_col)
     rows, preds, _ = predict_batches(
         loaded.model,
-        make_loader(VoxelStream(source, index, settings), cfg.training.num_workers),
+        make_loader(stream, cfg.training.num_workers),
         device,
         amp=amp_enabled(device, cfg.training.mixed_precision),
-        total_samples=index.n_samples,
+        total_samples=stream.index.n_samples,
         desc=desc,
     )
     out = np.full(len(table), np.nan, dtype=np.float32)
