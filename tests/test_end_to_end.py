@@ -102,3 +102,6 @@ def test_five_steps_on_demo_data(tmp_path: Path, capsys) -> None:
         assert not pd.read_csv(vis / f"{name}_data.csv").empty
     n_profiles = min(2, evaluated.domain_id.nunique())  # first two test domains by default
     assert len(list(vis.glob("rmsf_profile_*.png"))) == n_profiles
+    gallery = (vis / "index.html").read_text()
+    # every plot inlined, so the page renders after being copied into a KFP HTML artifact
+    assert gallery.count("data:image/png;base64,") == len(list(vis.glob("*.png")))

@@ -1,6 +1,7 @@
 """Config: packaged defaults + user YAML + `--set` overrides -> typed, frozen dataclasses."""
 
 from voxelflex.config.load import (
+    config_from_dict,
     config_to_dict,
     load_config,
     parse_overrides,
@@ -26,6 +27,7 @@ __all__ = [
     "OutputConfig",
     "PredictionConfig",
     "TrainingConfig",
+    "config_from_dict",
     "config_to_dict",
     "load_config",
     "parse_overrides",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import difflib
 import types
@@ -114,6 +115,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         # PyYAML reads `1e-4` (no dot) as a string; users write learning rates that way
         with contextlib.suppress(ValueError):
             value = float(value)
+    if hint is int and isinstance(value, float) and value.is_integer():
+        # JSON-like sources (pipeline parameters travel as protobuf Structs) have one number
+        # type, so an int arrives as 8.0
+        value = int(value)
     is_num = isinstance(value, (int, float)) and not isinstance(value, bool)
     accepted = {
         bool: isinstance(value, bool),
@@ -149,6 +154,14 @@ def load_config(path: str | None = None, overrides: typing.Sequence[str] = ()) -
         _resolve_paths(over, Path.cwd())
         _merge(merged, over, "--set")
     _resolve_paths(merged, Path.cwd())  # default paths: relative to where the command runs
+    return _build(merged)
+
+
+def config_from_dict(values: typing.Mapping[str, Any], origin: str = "settings") -> Config:
+    """Defaults, then `values` (config sections as a mapping, e.g. a pipeline parameter)."""
+    merged = _defaults()
+    _merge(merged, copy.deepcopy(dict(values)), origin)
+    _resolve_paths(merged, Path.cwd())
     return _build(merged)
 
 

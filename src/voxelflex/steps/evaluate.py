@@ -139,6 +139,17 @@ def _fmt(x: Any) -> str:
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.3f}"
 
 
+def headline_metrics(report: dict[str, Any]) -> dict[str, Any]:
+    """The numbers a dashboard shows: pooled model metrics, the per-temperature-mean
+    baseline's RMSE beside them, and the mean per-domain r at each temperature."""
+    pooled = report["model"]["pooled"]
+    out = {k: pooled[k] for k in ("pearson", "spearman", "rmse", "mae", "r2")}
+    out["baseline_temperature_mean_rmse"] = report["baseline_temperature_mean"]["pooled"]["rmse"]
+    for t, m in report["model"]["per_temperature"].items():
+        out[f"per_domain_pearson_{t}K"] = m["mean_per_domain_pearson"]
+    return out
+
+
 def markdown_summary(report: dict[str, Any]) -> str:
     lines = [
         f"# VoxelFlex evaluation: {report['split']} split",

@@ -39,6 +39,7 @@ class TrainResult:
     history: str
     best_val_pearson: float
     epochs_run: int
+    last_epoch: dict[str, float]  # the final history entry: losses, val metrics, samples/s
 
 
 def model_config(cfg: Config) -> dict[str, Any]:
@@ -220,7 +221,12 @@ def run(cfg: Config, resume: bool = False) -> TrainResult:
         # every epoch had an undefined val r (e.g. constant predictions): keep the latest
         save_checkpoint(paths.best_model, load_checkpoint(paths.latest_model))
     return TrainResult(
-        paths.best_model, paths.latest_model, paths.training_history, best, len(history)
+        paths.best_model,
+        paths.latest_model,
+        paths.training_history,
+        best,
+        len(history),
+        history[-1] if history else {},
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import logging
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ RESPONSE_TEMPS = np.arange(280.0, 481.0, 10.0)
 @dataclass(frozen=True)
 class VisualizeResult:
     plots: list[str]
+    gallery: str  # one self-contained HTML page with every plot (the Kubeflow UI renders it)
 
 
 class _Writer:
@@ -44,6 +47,19 @@ class _Writer:
         with open_uri(join_uri(self.out_dir, f"{name}_data.csv"), "w") as fh:
             data.to_csv(fh, index=False, float_format="%.6g")
         self.plots.append(png)
+
+
+def html_gallery(plots: list[str], title: str) -> str:
+    """One HTML page with each PNG inlined, so it renders wherever it is copied to."""
+    parts = [f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"]
+    parts.append(f"<body style='font-family:sans-serif'><h1>{html.escape(title)}</h1>")
+    for uri in plots:
+        with open_uri(uri, "rb") as fh:
+            data = base64.b64encode(fh.read()).decode("ascii")
+        name = html.escape(uri.rsplit("/", 1)[-1].removesuffix(".png").replace("_", " "))
+        parts.append(f"<h2>{name}</h2><img alt='{name}' src='data:image/png;base64,{data}'/>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
 
 
 def _read_json(uri: str):
@@ -211,5 +227,8 @@ def run(
     chosen = domains or list(preds["domain_id"].drop_duplicates()[:2])
     rmsf_profiles(w, preds, chosen)
     temperature_response(w, cfg, model, preds, chosen[0])
-    log.info("visualize: %d plots in %s", len(w.plots), w.out_dir)
-    return VisualizeResult(w.plots)
+    gallery = join_uri(paths.visualizations_dir, "index.html")
+    with open_uri(gallery, "w") as fh:
+        fh.write(html_gallery(w.plots, f"VoxelFlex {cfg.output.run_name}: {split} split"))
+    log.info("visualize: %d plots in %s (all on one page: %s)", len(w.plots), w.out_dir, gallery)
+    return VisualizeResult(w.plots, gallery)

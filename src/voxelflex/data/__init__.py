@@ -1,0 +1,1 @@
+"""Data: URIs, inputs (voxels, RMSF CSV, splits), sample metadata, the streaming loader."""
