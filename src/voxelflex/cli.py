@@ -107,6 +107,37 @@ def cmd_visualize(args: argparse.Namespace) -> None:
     print("\n".join(res.plots))
 
 
+def cmd_pipeline_compile(args: argparse.Namespace) -> None:
+    from voxelflex.pipelines.compile import COMPILED_DIR, compile_pipelines
+
+    for path in compile_pipelines(args.out or COMPILED_DIR):
+        print(f"compiled -> {path}")
+
+
+def cmd_pipeline_run(args: argparse.Namespace) -> None:
+    from voxelflex.data.uri import is_local, join_uri, local_path
+    from voxelflex.paths import RunPaths
+    from voxelflex.pipelines.local import run_local
+
+    if not args.local:
+        raise ValueError(
+            "pipeline run needs --local (kfp.local on this machine); on a cluster, upload "
+            "pipelines/compiled/voxelflex_pipeline.yaml in the Kubeflow UI"
+        )
+    cfg = _prepare(args)
+    root = args.pipeline_root or join_uri(RunPaths.from_config(cfg).run_dir, "kfp_local")
+    if not is_local(root):
+        raise ValueError(f"--pipeline-root must be a local folder for kfp.local, not {root}")
+    run = run_local(cfg, local_path(root), temperatures=args.temperature, split=args.split)
+    print(f"pipeline run: {run.run_dir}")
+    for task, outputs in run.artifacts.items():
+        for name, art in outputs.items():
+            print(f"  {task}/{name}: {art['uri']}")
+            for key, value in (art["metadata"] or {}).items():
+                shown = f"{value:.4g}" if isinstance(value, float) else value
+                print(f"      {key} = {shown}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voxelflex", description=__doc__)
     parser.add_argument("--version", action="version", version=f"voxelflex {__version__}")
@@ -161,6 +192,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--domains", nargs="+", help="domains for RMSF profiles (default: first two)")
     p.set_defaults(func=cmd_visualize)
+
+    p = sub.add_parser("pipeline", help="the Kubeflow pipeline: compile, or run it locally")
+    psub = p.add_subparsers(dest="pipeline_command", required=True)
+    q = psub.add_parser("compile", help="write pipelines/compiled/*.yaml for the Kubeflow UI")
+    q.add_argument("--out", help="folder to write into (default: pipelines/compiled)")
+    q.set_defaults(func=cmd_pipeline_compile)
+    q = psub.add_parser("run", help="run the whole pipeline (kfp.local with --local)")
+    _common(q)
+    q.add_argument("--local", action="store_true", help="run here through kfp.local")
+    q.add_argument("--pipeline-root", help="folder for artifacts (default: <run dir>/kfp_local)")
+    q.add_argument(
+        "--temperature",
+        type=float,
+        action="append",
+        help="temperature (K) to predict at (repeatable; default: the pipeline's)",
+    )
+    q.add_argument("--split", default="test", choices=["train", "val", "test"])
+    q.set_defaults(func=cmd_pipeline_run)
     return parser
 
 

@@ -1,0 +1,21 @@
+"""KFP components, one per step; each calls `voxelflex.steps.<step>.run`."""
+
+from voxelflex.components.evaluate import evaluate
+from voxelflex.components.gpu import gpu_node_selector
+from voxelflex.components.images import CPU_IMAGE, GPU_IMAGE, IMAGE_VERSION
+from voxelflex.components.predict import predict
+from voxelflex.components.preprocess import preprocess
+from voxelflex.components.train import train
+from voxelflex.components.visualize import visualize
+
+__all__ = [
+    "CPU_IMAGE",
+    "GPU_IMAGE",
+    "IMAGE_VERSION",
+    "evaluate",
+    "gpu_node_selector",
+    "predict",
+    "preprocess",
+    "train",
+    "visualize",
+]

@@ -1,0 +1,1 @@
+"""Pipeline definitions and their compile / local-run entry points."""

@@ -1,0 +1,183 @@
+"""The VoxelFlex pipeline: preprocess -> train -> predict / evaluate -> visualize.
+
+One definition for the Kubeflow UI (compiled to `pipelines/compiled/voxelflex_pipeline.yaml`)
+and for a laptop (`voxelflex pipeline run --local`, through `kfp.local`). Kubernetes settings
+(GPU, node selector, tolerations, /dev/shm, secrets) live in the compiled YAML's platform
+spec; `kfp.local` ignores them.
+"""
+
+from kfp import dsl, kubernetes
+
+from voxelflex.components import (
+    evaluate,
+    gpu_node_selector,
+    predict,
+    preprocess,
+    train,
+    visualize,
+)
+
+PIPELINE_NAME = "voxelflex"
+DEFAULT_GPU_PRODUCT = "Quadro-RTX-8000"  # nvidia.com/gpu.product of the RTX 8000 nodes
+GPU_RESOURCE = "nvidia.com/gpu"
+S3_SECRET = "voxelflex-s3"
+# Secret key -> environment variable; s3fs/botocore read these, and nothing logs them.
+S3_SECRET_ENV = {
+    "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+    "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL",
+}
+SHM_SIZE = "16Gi"  # DataLoader workers hand batches over through shared memory
+
+# (cpu request, cpu limit, memory request, memory limit) per step
+RESOURCES = {
+    "preprocess": ("2", "4", "8Gi", "16Gi"),
+    "train": ("8", "8", "32Gi", "48Gi"),
+    "predict": ("4", "8", "16Gi", "32Gi"),
+    "evaluate": ("4", "8", "16Gi", "32Gi"),
+    "visualize": ("2", "4", "8Gi", "16Gi"),
+    "gpu_node_selector": ("100m", "500m", "256Mi", "1Gi"),
+}
+RETRIES = {"num_retries": 2, "backoff_duration": "60s", "backoff_factor": 2.0}
+RETRY_MAX_BACKOFF = "900s"
+
+
+def _configure(
+    task: dsl.PipelineTask, step: str, secret_name: str | None, cache: bool = False
+) -> dsl.PipelineTask:
+    """Resources, retries with backoff, caching and (steps that read data) S3 credentials."""
+    cpu_req, cpu_lim, mem_req, mem_lim = RESOURCES[step]
+    task.set_cpu_request(cpu_req).set_cpu_limit(cpu_lim)
+    task.set_memory_request(mem_req).set_memory_limit(mem_lim)
+    task.set_retry(**RETRIES, backoff_max_duration=RETRY_MAX_BACKOFF)
+    task.set_caching_options(cache)
+    if secret_name is not None:
+        kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=S3_SECRET_ENV)
+    return task
+
+
+def _on_gpu(task: dsl.PipelineTask, node_selector: dsl.PipelineTask) -> dsl.PipelineTask:
+    """One GPU on a node of the chosen product, tolerated taint, memory-backed /dev/shm."""
+    task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(1)
+    kubernetes.add_node_selector_json(task, node_selector.output)
+    kubernetes.add_toleration(task, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
+    kubernetes.empty_dir_mount(
+        task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=SHM_SIZE
+    )
+    return task
+
+
+@dsl.pipeline(
+    name=PIPELINE_NAME,
+    description="Train VoxelFlex on voxelized residues and RMSF targets, then predict, "
+    "evaluate and plot. Inputs are URIs (s3://, gs://, or paths the pods can read).",
+)
+def voxelflex_pipeline(
+    voxel_file: str,
+    aggregated_rmsf_file: str,
+    train_split_file: str,
+    val_split_file: str,
+    test_split_file: str,
+    max_domains: int = 0,
+    architecture: str = "multipath_rmsf_net",
+    num_epochs: int = 30,
+    batch_size: int = 128,
+    learning_rate: float = 0.001,
+    predict_temperatures: list = [300.0, 350.0, 400.0],  # noqa: B006 (KFP reads the default)
+    eval_split: str = "test",
+    permutation_importance: bool = False,
+    gpu_product: str = DEFAULT_GPU_PRODUCT,
+    s3_secret_name: str = S3_SECRET,
+    settings: dict = {},  # noqa: B006
+):
+    """Preprocess, train, predict, evaluate and visualize.
+
+    Args:
+        voxel_file: URI of the voxel HDF5 (aposteriori layout) or packed store.
+        aggregated_rmsf_file: URI of the RMSF CSV.
+        train_split_file: URI of the training domain list.
+        val_split_file: URI of the validation domain list.
+        test_split_file: URI of the test domain list.
+        max_domains: keep at most this many domains per split (quick runs); 0 keeps all.
+        architecture: multipath_rmsf_net, densenet3d_regression or dilated_resnet3d.
+        num_epochs: most training epochs (early stopping may end sooner).
+        batch_size: training samples per step.
+        learning_rate: AdamW learning rate.
+        predict_temperatures: temperatures (K) to predict at for the evaluation split.
+        eval_split: split to predict, evaluate and plot (train, val or test).
+        permutation_importance: also measure temperature and voxel-channel importance.
+        gpu_product: nvidia.com/gpu.product label of the GPU nodes for train and predict;
+            empty allows any GPU node.
+        s3_secret_name: Kubernetes secret holding AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+            and AWS_ENDPOINT_URL for the object store.
+        settings: further config sections merged over the defaults, e.g.
+            {"model": {"base_filters": 16}, "training": {"num_workers": 4}}.
+    """
+    selector = _configure(
+        gpu_node_selector(gpu_product=gpu_product), "gpu_node_selector", None, cache=True
+    )
+    prep = _configure(
+        preprocess(
+            voxel_file=voxel_file,
+            aggregated_rmsf_file=aggregated_rmsf_file,
+            train_split_file=train_split_file,
+            val_split_file=val_split_file,
+            test_split_file=test_split_file,
+            max_domains=max_domains,
+            settings=settings,
+        ),
+        "preprocess",
+        s3_secret_name,
+        cache=True,
+    )
+    trained = _configure(
+        train(
+            metadata=prep.outputs["metadata"],
+            voxel_file=voxel_file,
+            architecture=architecture,
+            num_epochs=num_epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            settings=settings,
+        ),
+        "train",
+        s3_secret_name,
+    )
+    _on_gpu(trained, selector)
+    predicted = _configure(
+        predict(
+            model=trained.outputs["model"],
+            metadata=prep.outputs["metadata"],
+            voxel_file=voxel_file,
+            temperatures=predict_temperatures,
+            split=eval_split,
+            settings=settings,
+        ),
+        "predict",
+        s3_secret_name,
+    )
+    _on_gpu(predicted, selector)
+    evaluated = _configure(
+        evaluate(
+            model=trained.outputs["model"],
+            metadata=prep.outputs["metadata"],
+            voxel_file=voxel_file,
+            split=eval_split,
+            permutation_importance=permutation_importance,
+            settings=settings,
+        ),
+        "evaluate",
+        s3_secret_name,
+    )
+    _configure(
+        visualize(
+            model=trained.outputs["model"],
+            metadata=prep.outputs["metadata"],
+            evaluation=evaluated.outputs["evaluation"],
+            voxel_file=voxel_file,
+            split=eval_split,
+            settings=settings,
+        ),
+        "visualize",
+        s3_secret_name,
+    )

@@ -1,0 +1,67 @@
+"""The whole Kubeflow pipeline on this machine through kfp.local, from the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from conftest import write_config
+from voxelflex.cli import main
+from voxelflex.training.checkpoint import load_model
+
+PRED_COLS = ["domain_id", "resid", "resname", "temperature", "predicted_rmsf", "target_rmsf"]
+
+
+@pytest.mark.slow
+def test_pipeline_runs_locally_end_to_end(tmp_path: Path, demo_data, capsys) -> None:
+    cfg = write_config(tmp_path, demo_data, {"training": {"num_epochs": 1, "num_workers": 1}})
+    root = tmp_path / "kfp_root"
+    argv = ["pipeline", "run", "--local", "--config", str(cfg), "--pipeline-root", str(root)]
+    assert main([*argv, "--temperature", "300", "--temperature", "335"]) == 0
+    printed = capsys.readouterr().out
+
+    (run,) = root.iterdir()
+    assert f"pipeline run: {run}" in printed
+    outputs = {
+        task: json.loads((run / task / "executor_output.json").read_text())
+        for task in ("preprocess", "train", "predict", "evaluate", "visualize")
+    }
+    for task, out in outputs.items():
+        for name, entry in out.get("artifacts", {}).items():
+            assert f"{task}/{name}: {entry['artifacts'][0]['uri']}" in printed
+
+    meta = run / "preprocess" / "metadata"
+    assert (meta / "master_samples.parquet").is_file()
+    assert (meta / "models" / "temp_scaling_params.json").is_file()
+
+    model_dir = run / "train" / "model"
+    loaded = load_model(str(model_dir / "models" / "best_model.pt"), torch.device("cpu"))
+    # `settings` reached the component: the demo's small model, not the default width
+    resolved = yaml.safe_load((model_dir / "resolved_config_train.yaml").read_text())
+    assert (
+        resolved["model"]["base_filters"] == 4 == loaded.checkpoint["model_config"]["base_filters"]
+    )
+    assert resolved["training"]["num_epochs"] == 1
+    train_metrics = outputs["train"]["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    assert train_metrics["epochs_run"] == 1 and train_metrics["samples_per_s"] > 0
+
+    (preds_csv,) = (run / "predict" / "predictions" / "metrics").glob("predictions_test_*.csv")
+    preds = pd.read_csv(preds_csv)
+    assert list(preds.columns) == PRED_COLS
+    assert set(preds.temperature) == {300.0, 335.0} and (preds.predicted_rmsf > 0).all()
+
+    ev = outputs["evaluate"]["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    assert {"pearson", "rmse", "per_domain_pearson_320K", "per_domain_pearson_450K"} <= set(ev)
+    summary = run / "evaluate" / "evaluation" / "metrics" / "evaluation_summary_test.md"
+    assert (run / "evaluate" / "report").read_text() == summary.read_text()
+
+    figures = run / "visualize" / "figures" / "visualizations"
+    pngs = list(figures.glob("*.png"))
+    assert len(pngs) >= 5
+    page = (run / "visualize" / "plots").read_text()
+    assert page.count("data:image/png;base64,") == len(pngs)

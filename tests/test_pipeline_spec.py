@@ -1,0 +1,139 @@
+"""The compiled pipeline: current, parseable by KFP's protos, with the cluster settings."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_pb2
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from voxelflex import components
+from voxelflex.pipelines.compile import COMPILED_DIR, compile_pipelines
+from voxelflex.pipelines.voxelflex_pipeline import DEFAULT_GPU_PRODUCT, S3_SECRET_ENV
+
+COMPILED = COMPILED_DIR / "voxelflex_pipeline.yaml"
+STEPS = ("preprocess", "train", "predict", "evaluate", "visualize")
+GPU_STEPS = ("train", "predict")
+
+
+@pytest.fixture(scope="module")
+def docs() -> tuple[pipeline_spec_pb2.PipelineSpec, dict[str, k8s_pb2.KubernetesExecutorConfig]]:
+    spec_doc, platform_doc = yaml.safe_load_all(COMPILED.read_text())
+    spec = json_format.ParseDict(spec_doc, pipeline_spec_pb2.PipelineSpec())
+    executors = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    k8s = {
+        name.removeprefix("exec-"): json_format.ParseDict(cfg, k8s_pb2.KubernetesExecutorConfig())
+        for name, cfg in executors.items()
+    }
+    return spec, k8s
+
+
+def test_compiled_yaml_is_current(tmp_path: Path) -> None:
+    (fresh,) = compile_pipelines(tmp_path)
+    assert fresh.read_text() == COMPILED.read_text(), (
+        f"{COMPILED} is stale: run `voxelflex pipeline compile` and commit it"
+    )
+
+
+def test_gpu_steps_request_a_gpu_on_the_chosen_nodes(docs) -> None:
+    spec, k8s = docs
+    for step in GPU_STEPS:
+        res = spec.deployment_spec["executors"][f"exec-{step}"]["container"]["resources"]
+        assert res["accelerator"]["resourceType"] == "nvidia.com/gpu"
+        assert res["accelerator"]["resourceCount"] == "1"
+        cfg = k8s[step]
+        # the selector comes from the gpu-node-selector task, fed by the gpu_product parameter
+        source = cfg.node_selector.node_selector_json.task_output_parameter
+        assert source.producer_task == "gpu-node-selector"
+        assert [(t.key, t.operator, t.effect) for t in cfg.tolerations] == [
+            ("nvidia.com/gpu", "Exists", "NoSchedule")
+        ]
+        (shm,) = cfg.empty_dir_mounts
+        assert (shm.mount_path, shm.medium) == ("/dev/shm", "Memory")
+    tasks = spec.root.dag.tasks
+    selector_input = tasks["gpu-node-selector"].inputs.parameters["gpu_product"]
+    assert selector_input.component_input_parameter == "gpu_product"
+    gpu_param = spec.root.input_definitions.parameters["gpu_product"]
+    assert gpu_param.default_value.string_value == DEFAULT_GPU_PRODUCT == "Quadro-RTX-8000"
+    for step in ("preprocess", "evaluate", "visualize"):
+        res = spec.deployment_spec["executors"][f"exec-{step}"]["container"]["resources"]
+        assert "accelerator" not in res
+        assert not k8s[step].tolerations
+
+
+def test_every_step_has_resources_retries_and_secret_env(docs) -> None:
+    spec, k8s = docs
+    tasks = spec.root.dag.tasks
+    for step in STEPS:
+        res = spec.deployment_spec["executors"][f"exec-{step}"]["container"]["resources"]
+        for key in ("resourceCpuRequest", "resourceCpuLimit"):
+            assert res[key]
+        for key in ("resourceMemoryRequest", "resourceMemoryLimit"):
+            assert res[key].endswith("Gi")
+        retry = tasks[step].retry_policy
+        assert retry.max_retry_count >= 1 and retry.backoff_duration and retry.backoff_factor > 1
+        (secret,) = k8s[step].secret_as_env
+        assert secret.secret_name_parameter.component_input_parameter == "s3_secret_name"
+        assert {(e.secret_key, e.env_var) for e in secret.key_to_env} == set(S3_SECRET_ENV.items())
+    assert tasks["preprocess"].caching_options.enable_cache
+    assert not tasks["train"].caching_options.enable_cache
+    # credentials never travel as parameters
+    params = spec.root.input_definitions.parameters
+    assert not [p for p in params if any(w in p.lower() for w in ("key", "password", "token"))]
+
+
+def test_ui_form_parameters(docs) -> None:
+    spec, _ = docs
+    params = spec.root.input_definitions.parameters
+    required = {p for p, v in params.items() if not v.is_optional}
+    assert required == {
+        "voxel_file",
+        "aggregated_rmsf_file",
+        "train_split_file",
+        "val_split_file",
+        "test_split_file",
+    }
+    for name in ("architecture", "num_epochs", "batch_size", "learning_rate"):
+        assert params[name].is_optional and params[name].description
+    temps = json_format.MessageToDict(params["predict_temperatures"].default_value)
+    assert temps == [300.0, 350.0, 400.0]
+
+
+@pytest.mark.parametrize("step", [*STEPS, "gpu_node_selector"])
+def test_components_are_thin_pinned_and_documented(step: str) -> None:
+    comp = getattr(components, step)
+    container = comp.component_spec.implementation.container
+    assert container.image in (components.CPU_IMAGE, components.GPU_IMAGE)
+    assert not container.image.endswith(":latest") and components.IMAGE_VERSION in container.image
+    assert "pip install" not in " ".join(container.command)  # the image carries everything
+    func = comp.python_func
+    doc = inspect.getdoc(func) or ""
+    assert "Args:" in doc
+    for name in inspect.signature(func).parameters:
+        assert f"{name}:" in doc, f"{step}: argument {name} is not documented"
+    if step in STEPS:
+        # the body: imports, then one call of the step's run (plus artifact glue from kfp_io)
+        body = inspect.getsource(func).split('"""', 2)[2]
+        tree = ast.parse(textwrap.dedent(body.lstrip("\n")))
+        imported = {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+            for alias in node.names
+        }
+        assert step in imported
+        calls = [ast.unparse(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)]
+        assert "step.run" in calls
+        assert {c.split(".")[0] for c in calls} <= {"step", "kfp_io", "float"}
+
+
+def test_gpu_node_selector_from_the_product_label() -> None:
+    func = components.gpu_node_selector.python_func
+    assert func("Quadro-RTX-8000") == {"nvidia.com/gpu.product": "Quadro-RTX-8000"}
+    assert func("") == {}
