@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,13 @@ TYPED = {
     },
 }
 SETTINGS_SECTIONS = ("model", "training", "prediction", "logging")
+INPUT_URIS = (
+    "voxel_file",
+    "aggregated_rmsf_file",
+    "train_split_file",
+    "val_split_file",
+    "test_split_file",
+)
 
 
 @dataclass(frozen=True)
@@ -43,10 +51,10 @@ def pipeline_arguments(
     """The pipeline's parameters for a config: input URIs and the typed settings as
     parameters, the rest of the model/training/prediction/logging sections as `settings`."""
     raw = config_to_dict(cfg)
-    missing = [k for k, v in raw["input"].items() if k != "max_domains" and not v]
+    missing = [k for k in INPUT_URIS if not raw["input"][k]]
     if missing:
         raise ConfigError(f"the pipeline needs input.{missing[0]} in the config")
-    args: dict[str, Any] = {k: v for k, v in raw["input"].items() if k != "max_domains"}
+    args: dict[str, Any] = {k: raw["input"][k] for k in INPUT_URIS}
     args["max_domains"] = raw["input"]["max_domains"] or 0
     settings: dict[str, Any] = {}
     for section in SETTINGS_SECTIONS:
@@ -90,6 +98,11 @@ def run_local(
     root.mkdir(parents=True, exist_ok=True)
     before = set(root.iterdir())
     args = pipeline_arguments(cfg, temperatures, split)
+    # components run as subprocesses: they get the config's storage options the way a pod
+    # gets its secret, from the environment (fsspec reads FSSPEC_<PROTOCOL>_<OPTION>)
+    for protocol, opts in cfg.input.storage_options.items():
+        for key, value in opts.items():
+            os.environ[f"FSSPEC_{protocol.upper()}_{key.upper()}"] = str(value)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     with warnings.catch_warnings():
         # image, GPU and resource settings are for the cluster; locally they are expected no-ops

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from fsspec.core import url_to_fs
 
 from voxelflex.config import Config, config_from_dict
-from voxelflex.data.uri import ensure_dir, join_uri, uri_exists
+from voxelflex.data.uri import apply_storage_options, ensure_dir, join_uri, uri_exists
 from voxelflex.errors import ConfigError
 from voxelflex.logging_setup import setup_logging
 from voxelflex.paths import RunPaths
@@ -98,6 +98,7 @@ def component_config(
         "run_name": posixpath.basename(run_dir),
     }
     cfg = config_from_dict(values, origin="pipeline settings")
+    apply_storage_options(cfg.input.storage_options)
     setup_logging(cfg.logging.level, RunPaths.from_config(cfg).log_file)
     set_progress(cfg.logging.show_progress)
     return cfg

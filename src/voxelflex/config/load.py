@@ -115,6 +115,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         # PyYAML reads `1e-4` (no dot) as a string; users write learning rates that way
         with contextlib.suppress(ValueError):
             value = float(value)
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}': expected a mapping, got {value!r}")
+        return value
     if hint is int and isinstance(value, float) and value.is_integer():
         # JSON-like sources (pipeline parameters travel as protobuf Structs) have one number
         # type, so an int arrives as 8.0
@@ -169,9 +173,26 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+SECRET_WORDS = ("key", "secret", "token", "password", "credential")
+
+
+def _redact(options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: _redact(v)
+        if isinstance(v, dict)
+        else "***"
+        if any(w in str(k).lower() for w in SECRET_WORDS)
+        else v
+        for k, v in options.items()
+    }
+
+
 def save_resolved_config(cfg: Config, path: str) -> None:
-    """Write the config a run really used, so the run can be repeated from its outputs."""
+    """Write the config a run really used, so the run can be repeated from its outputs
+    (credentials in storage options are masked)."""
     from voxelflex.data.uri import open_uri
 
+    values = config_to_dict(cfg)
+    values["input"]["storage_options"] = _redact(values["input"]["storage_options"])
     with open_uri(path, "w") as fh:
-        yaml.safe_dump(config_to_dict(cfg), fh, sort_keys=False)
+        yaml.safe_dump(values, fh, sort_keys=False)

@@ -24,10 +24,19 @@ class InputConfig:
     val_split_file: str | None = None
     test_split_file: str | None = None
     max_domains: int | None = None
+    # fsspec options per protocol, e.g. {"s3": {"endpoint_url": "http://minio:9000"}};
+    # credentials are better left to the standard environment variables (AWS_* for s3)
+    storage_options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.max_domains is not None:
             _check(self.max_domains > 0, "input.max_domains", "must be > 0 or null")
+        for protocol, opts in self.storage_options.items():
+            _check(
+                isinstance(opts, dict),
+                f"input.storage_options.{protocol}",
+                "must map option names to values, e.g. {endpoint_url: http://host:9000}",
+            )
 
 
 @dataclass(frozen=True)

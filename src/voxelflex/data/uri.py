@@ -6,9 +6,18 @@ import posixpath
 from typing import IO, Any
 
 import fsspec
+from fsspec.config import conf as fsspec_conf
 from fsspec.core import url_to_fs
 
 from voxelflex.errors import InputDataError
+
+
+def apply_storage_options(options: dict[str, Any]) -> None:
+    """Per-protocol options (`{"s3": {"endpoint_url": ...}}`) for every URI this process and
+    its DataLoader workers open, through fsspec's own config, so h5py-over-fsspec, zarr and
+    pandas readers all see them. Environment variables (AWS_*, FSSPEC_S3_*) work without it."""
+    for protocol, opts in options.items():
+        fsspec_conf.setdefault(protocol, {}).update(opts)
 
 
 def is_local(uri: str) -> bool:
