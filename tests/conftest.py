@@ -34,6 +34,16 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> DemoDataset:
     )
 
 
+@pytest.fixture(scope="session")
+def packed_store(demo_data: DemoDataset, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The demo voxels mirrored into a packed zarr store with small (64-residue) chunks."""
+    from voxelflex.steps import mirror
+
+    dst = tmp_path_factory.mktemp("packed") / "store"
+    mirror.run(str(demo_data.voxel_file), str(dst), chunk_rows=64)
+    return str(dst)
+
+
 def write_config(path: Path, data: DemoDataset, extra: dict | None = None) -> Path:
     """A config for `data` whose outputs go under `path` (so tests never share outputs)."""
     cfg = yaml.safe_load(data.config.read_text())

@@ -6,6 +6,7 @@ import torch
 
 from voxelflex.data.demo import DemoDataset
 from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader, to_device
+from voxelflex.data.packed_source import PackedVoxelSource
 from voxelflex.data.samples import SampleIndex, read_master_samples
 from voxelflex.data.temperature import TemperatureScaler
 from voxelflex.data.voxels import HDF5VoxelSource, open_voxel_source
@@ -20,15 +21,23 @@ def train_index(demo_cfg) -> tuple[SampleIndex, object]:
     return SampleIndex.from_table(table, TemperatureScaler(320, 450)), table
 
 
-def _stream(demo_cfg, index: SampleIndex, shuffle: bool = True, batch: int = 50, seed: int = 0):
+@pytest.fixture(params=["hdf5", "packed"])
+def voxel_uri(request, demo_cfg, packed_store) -> str:
+    """The same voxels as the per-residue HDF5 and as a packed store."""
+    return demo_cfg.input.voxel_file if request.param == "hdf5" else packed_store
+
+
+def _stream(
+    uri: str, index: SampleIndex, shuffle: bool = True, batch: int = 50, seed: int = 0
+) -> VoxelStream:
     settings = StreamSettings(batch, chunk_size=2, shuffle=shuffle, shuffle_buffer=16, seed=seed)
-    return VoxelStream(open_voxel_source(demo_cfg.input.voxel_file), index, settings)
+    return VoxelStream(open_voxel_source(uri), index, settings)
 
 
 @pytest.mark.parametrize("workers", [0, 1, 3])
-def test_every_sample_exactly_once_per_epoch(demo_cfg, train_index, workers: int) -> None:
+def test_every_sample_exactly_once_per_epoch(voxel_uri, train_index, workers: int) -> None:
     index, _ = train_index
-    stream = _stream(demo_cfg, index)
+    stream = _stream(voxel_uri, index)
     for epoch in (0, 1):
         stream.set_epoch(epoch)
         rows = []
@@ -43,12 +52,11 @@ def test_every_sample_exactly_once_per_epoch(demo_cfg, train_index, workers: int
         assert set(counts.values()) == {1}
 
 
-def test_batches_carry_the_right_voxels_temps_and_targets(demo_cfg, train_index) -> None:
+def test_batches_carry_the_right_voxels_temps_and_targets(demo_cfg, voxel_uri, train_index) -> None:
     index, table = train_index
     scaler = TemperatureScaler(320, 450)
-    source = open_voxel_source(demo_cfg.input.voxel_file)
-    f = source.file
-    for batch in make_loader(_stream(demo_cfg, index), 0):
+    f = HDF5VoxelSource(demo_cfg.input.voxel_file).file
+    for batch in make_loader(_stream(voxel_uri, index), 0):
         for j in range(0, len(batch["row"]), 7):
             row = table.iloc[int(batch["row"][j])]
             raw = f[row.domain_id][row.chain_id][row.resid_str][()]
@@ -82,27 +90,27 @@ def test_each_voxel_read_once_and_shared_by_its_temperatures(demo_cfg, train_ind
     assert grids < samples / 4
 
 
-def test_shuffle_is_seeded_per_epoch_and_val_order_is_stable(demo_cfg, train_index) -> None:
+def test_shuffle_is_seeded_per_epoch_and_val_order_is_stable(voxel_uri, train_index) -> None:
     index, _ = train_index
 
     def order(stream, epoch):
         stream.set_epoch(epoch)
         return np.concatenate([b["row"].numpy() for b in make_loader(stream, 0)])
 
-    a, b = _stream(demo_cfg, index), _stream(demo_cfg, index)
+    a, b = _stream(voxel_uri, index), _stream(voxel_uri, index)
     assert np.array_equal(order(a, 0), order(b, 0))
     assert not np.array_equal(order(a, 0), order(a, 1))
-    fixed = _stream(demo_cfg, index, shuffle=False)
+    fixed = _stream(voxel_uri, index, shuffle=False)
     assert np.array_equal(order(fixed, 0), order(fixed, 1))
 
 
-def test_memory_is_bounded_by_the_shuffle_buffer(demo_cfg, train_index, monkeypatch) -> None:
+def test_memory_is_bounded_by_the_shuffle_buffer(voxel_uri, train_index, monkeypatch) -> None:
     """Residues held at once (read, not yet batched) never exceed the buffer plus one,
     however many residues the epoch has."""
     from voxelflex.data import loader
 
     index, _ = train_index
-    stream = _stream(demo_cfg, index)
+    stream = _stream(voxel_uri, index)
     real_read, real_pop = stream._read_chunk, loader._pop
     state = {"held": 0, "max": 0}
 
@@ -110,7 +118,8 @@ def test_memory_is_bounded_by_the_shuffle_buffer(demo_cfg, train_index, monkeypa
         for item in real_read(domains):
             state["held"] += 1
             state["max"] = max(state["max"], state["held"])
-            assert item[0].base is None  # owns its memory: no whole-domain array kept alive
+            # owns its memory: no whole-domain or whole-chunk array kept alive
+            assert item[0].base is None or item[0].base.nbytes == item[0].nbytes
             yield item
 
     def pop(*args):
@@ -126,7 +135,7 @@ def test_memory_is_bounded_by_the_shuffle_buffer(demo_cfg, train_index, monkeypa
 
 def test_to_device_makes_float_on_the_device(demo_cfg, train_index) -> None:
     index, _ = train_index
-    batch = next(iter(make_loader(_stream(demo_cfg, index), 0)))
+    batch = next(iter(make_loader(_stream(demo_cfg.input.voxel_file, index), 0)))
     voxels, vi, temp, target = to_device(batch, torch.device("cpu"))
     assert batch["voxels"].dtype == torch.uint8 and voxels.dtype == torch.float32
     assert temp.shape == (len(target), 1) and vi.shape == target.shape
@@ -161,3 +170,23 @@ def test_worker_metadata_is_flat_numpy_not_python_objects(train_index) -> None:
         arr = getattr(index, field.name)
         assert isinstance(arr, np.ndarray), field.name
         assert arr.dtype != object, field.name
+
+
+class CountingPacked(PackedVoxelSource):
+    reads: Counter
+
+    def read_chunk(self, chunk_id, used):
+        self.reads[chunk_id] += 1
+        return super().read_chunk(chunk_id, used)
+
+
+def test_packed_store_is_read_by_whole_chunks_once(packed_store, train_index) -> None:
+    index, _ = train_index
+    source = CountingPacked(packed_store)
+    source.reads = Counter()
+    stream = VoxelStream(source, index, StreamSettings(64, 2, True, 16, 0))
+    rows = np.concatenate([b["row"].numpy() for b in make_loader(stream, 0)])
+    assert sorted(rows.tolist()) == list(range(index.n_samples))
+    # one decompression per storage chunk that holds training residues, not one per residue
+    assert set(source.reads.values()) == {1}
+    assert len(source.reads) == stream.plan.n_chunks < index.n_residues / 10

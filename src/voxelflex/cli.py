@@ -32,11 +32,13 @@ def _common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
 def _prepare(args: argparse.Namespace):
     """Load the config and set up logging (console + the run's log file) and progress bars."""
     from voxelflex.config import load_config
+    from voxelflex.data.uri import apply_storage_options
     from voxelflex.logging_setup import setup_logging
     from voxelflex.paths import RunPaths
     from voxelflex.progress import set_progress
 
     cfg = load_config(args.config, args.overrides)
+    apply_storage_options(cfg.input.storage_options)
     level = cfg.logging.level
     if args.quiet:
         level = "WARNING"
@@ -105,6 +107,21 @@ def cmd_visualize(args: argparse.Namespace) -> None:
 
     res = visualize.run(_prepare(args), split=args.split, model=args.model, domains=args.domains)
     print("\n".join(res.plots))
+
+
+def cmd_mirror(args: argparse.Namespace) -> None:
+    from voxelflex.logging_setup import setup_logging
+    from voxelflex.progress import set_progress
+    from voxelflex.steps import mirror
+
+    setup_logging("WARNING" if args.quiet else "DEBUG" if args.verbose > 1 else "INFO")
+    set_progress(not args.quiet)
+    res = mirror.run(args.src, args.dst, args.format, args.chunk_rows, args.overwrite)
+    print(
+        f"mirror {res.uri} ({res.format}): {res.n_rows} residues of {res.n_domains} domains in "
+        f"{res.n_chunks} chunks ({res.chunks_written} written now), verified; "
+        f"{res.bytes_stored / max(res.n_rows, 1):.0f} bytes/residue"
+    )
 
 
 def cmd_pipeline_compile(args: argparse.Namespace) -> None:
@@ -192,6 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--domains", nargs="+", help="domains for RMSF profiles (default: first two)")
     p.set_defaults(func=cmd_visualize)
+
+    p = sub.add_parser("mirror", help="voxel HDF5 -> packed store (zarr/HDF5, local or s3)")
+    p.add_argument("--src", required=True, help="per-residue voxel HDF5 (any fsspec URI)")
+    p.add_argument("--dst", required=True, help="store folder/prefix, e.g. s3://bucket/voxels")
+    p.add_argument("--format", default="zarr", choices=["zarr", "hdf5"])
+    p.add_argument("--chunk-rows", type=int, default=1024, help="residues per storage chunk")
+    p.add_argument("--overwrite", action="store_true", help="rebuild instead of resuming")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_mirror)
 
     p = sub.add_parser("pipeline", help="the Kubeflow pipeline: compile, or run it locally")
     psub = p.add_subparsers(dest="pipeline_command", required=True)

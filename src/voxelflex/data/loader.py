@@ -1,7 +1,9 @@
-"""On-demand voxel stream: chunks of domains per worker, each voxel read once per epoch.
+"""On-demand voxel stream: chunks per worker, each voxel read once per epoch.
 
-Each worker takes every W-th chunk of domains (chunk order shuffled per epoch with a seed
-shared by all workers), reads the chunk's residues, and feeds them through a shuffle buffer.
+A chunk is a few domains of a per-residue HDF5, or one storage chunk of a packed store (read
+and decompressed whole, its wanted rows unpacked one by one). Each worker takes every W-th
+chunk (chunk order shuffled per epoch with a seed shared by all workers), reads the chunk's
+residues, and feeds them through a shuffle buffer.
 A residue leaves the buffer with all of its temperatures; batches hold each residue's uint8
 grid once plus an index from samples to grids, so a voxel serving 5 temperatures is shipped
 and encoded once. Memory is bounded by one chunk plus the buffer, whatever the dataset size.
@@ -17,8 +19,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from voxelflex.data import packed
+from voxelflex.data.packed_source import PackedVoxelSource
 from voxelflex.data.samples import SampleIndex
-from voxelflex.data.voxels import VoxelSource
+from voxelflex.data.voxels import VOXEL_SHAPE, VoxelSource
 
 log = logging.getLogger(__name__)
 
@@ -83,24 +87,33 @@ class VoxelStream(IterableDataset):
         self.index = index
         self.settings = settings
         self.epoch = 0
+        # a packed store is read by storage chunks: map residues to rows once, here (the plan's
+        # numpy arrays travel to the workers; the store's index does not)
+        self.plan = source.plan(index) if isinstance(source, PackedVoxelSource) else None
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle for this epoch; call before creating the epoch's iterator."""
         self.epoch = epoch
 
     def chunks(self) -> list[np.ndarray]:
-        order = np.arange(self.index.n_domains)
+        """This epoch's read units in order: domain numbers, or plan chunk numbers."""
+        n = self.index.n_domains if self.plan is None else self.plan.n_chunks
+        order = np.arange(n)
         if self.settings.shuffle:
             order = np.random.default_rng([self.settings.seed, self.epoch]).permutation(order)
-        size = self.settings.chunk_size
+        size = self.settings.chunk_size if self.plan is None else 1
         return [order[i : i + size] for i in range(0, len(order), size)]
 
     def _shard(self) -> tuple[int, int]:
         info = get_worker_info()
         return (info.id, info.num_workers) if info is not None else (0, 1)
 
-    def _read_chunk(self, domains: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
+    def _read_chunk(self, unit: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
+        if self.plan is not None:
+            yield from self._read_packed(unit)
+            return
         idx = self.index
+        domains = unit
         for d in domains:
             lo, hi = idx.domain_res[d], idx.domain_res[d + 1]
             grids, ok = self.source.read_domain(
@@ -117,6 +130,18 @@ class VoxelStream(IterableDataset):
                 # a copy, not a view: a view would keep the whole domain's array alive for
                 # as long as any one of its residues waits in the shuffle buffer
                 yield grids[i].copy(), int(lo + i)
+
+    def _read_packed(self, unit: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
+        plan = self.plan
+        assert plan is not None and isinstance(self.source, PackedVoxelSource)
+        for k in unit:
+            lo, hi = plan.offsets[k], plan.offsets[k + 1]
+            rows = plan.rows[lo:hi]
+            data = self.source.read_chunk(int(plan.chunk_ids[k]), rows)  # one decompression
+            for row, res in zip(rows, plan.residues[lo:hi], strict=True):
+                # each grid is its own array: nothing keeps the whole chunk alive
+                grid = np.unpackbits(data[row], count=packed.BITS).reshape(VOXEL_SHAPE)
+                yield grid, int(res)
 
     def __iter__(self) -> Iterator[Batch]:
         worker, n_workers = self._shard()

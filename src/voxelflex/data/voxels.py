@@ -1,4 +1,4 @@
-"""Voxel sources behind one interface: the aposteriori HDF5 today, packed stores later.
+"""Voxel sources behind one interface: the aposteriori HDF5 and the packed store.
 
 A source lists residues (domain, chain, residue key) and reads one domain's residues as
 channel-first uint8 grids. Sources are pickled into DataLoader workers before they read, so
@@ -142,6 +142,12 @@ class HDF5VoxelSource:
 
 
 def open_voxel_source(uri: str | None, key: str = "input.voxel_file") -> VoxelSource:
-    """Pick the reader from the URI. The packed store (storage issue) slots in here."""
+    """Pick the reader from the URI: a packed store (a folder/prefix holding `index.parquet`,
+    made by `voxelflex mirror`) or a per-residue HDF5 file."""
+    from voxelflex.data import packed
+    from voxelflex.data.packed_source import PackedVoxelSource
+
     uri = require_file(uri, key)
+    if packed.store_format(uri.rstrip("/")):
+        return PackedVoxelSource(uri)
     return HDF5VoxelSource(uri)
