@@ -3,6 +3,8 @@
 from voxelflex.components.evaluate import evaluate
 from voxelflex.components.gpu import gpu_node_selector
 from voxelflex.components.images import CPU_IMAGE, GPU_IMAGE, IMAGE_VERSION
+from voxelflex.components.mirror import mirror
+from voxelflex.components.original import original_voxels
 from voxelflex.components.predict import predict
 from voxelflex.components.preprocess import preprocess
 from voxelflex.components.train import train
@@ -14,6 +16,8 @@ __all__ = [
     "IMAGE_VERSION",
     "evaluate",
     "gpu_node_selector",
+    "mirror",
+    "original_voxels",
     "predict",
     "preprocess",
     "train",

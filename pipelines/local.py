@@ -46,10 +46,14 @@ class LocalRun:
 
 
 def pipeline_arguments(
-    cfg: Config, temperatures: list[float] | None = None, split: str = "test"
+    cfg: Config,
+    temperatures: list[float] | None = None,
+    split: str = "test",
+    mirror_uri: str | None = None,
 ) -> dict[str, Any]:
     """The pipeline's parameters for a config: input URIs and the typed settings as
-    parameters, the rest of the model/training/prediction/logging sections as `settings`."""
+    parameters, the rest of the model/training/prediction/logging sections as `settings`.
+    `mirror_uri` ("" for beside the voxel file) turns the mirror step on."""
     raw = config_to_dict(cfg)
     missing = [k for k in INPUT_URIS if not raw["input"][k]]
     if missing:
@@ -65,6 +69,9 @@ def pipeline_arguments(
         settings[section] = {k: v for k, v in values.items() if v is not None}
     args["settings"] = settings
     args["eval_split"] = split
+    if mirror_uri is not None:
+        args["mirror_to_zarr"] = True
+        args["mirror_uri"] = mirror_uri
     if temperatures:
         args["predict_temperatures"] = [float(t) for t in temperatures]
     return args
@@ -88,6 +95,7 @@ def run_local(
     pipeline_root: str | Path,
     temperatures: list[float] | None = None,
     split: str = "test",
+    mirror_uri: str | None = None,
 ) -> LocalRun:
     """Run the pipeline with `kfp.local`'s SubprocessRunner; returns where everything is."""
     from kfp import local
@@ -97,7 +105,7 @@ def run_local(
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     before = set(root.iterdir())
-    args = pipeline_arguments(cfg, temperatures, split)
+    args = pipeline_arguments(cfg, temperatures, split, mirror_uri)
     # components run as subprocesses: they get the config's storage options the way a pod
     # gets its secret, from the environment (fsspec reads FSSPEC_<PROTOCOL>_<OPTION>)
     for protocol, opts in cfg.input.storage_options.items():

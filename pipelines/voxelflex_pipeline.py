@@ -1,4 +1,4 @@
-"""The VoxelFlex pipeline: preprocess -> train -> predict / evaluate -> visualize.
+"""The VoxelFlex pipeline: [mirror] -> preprocess -> train -> predict / evaluate -> visualize.
 
 One definition for the Kubeflow UI (compiled to `pipelines/compiled/voxelflex_pipeline.yaml`)
 and for a laptop (`voxelflex pipeline run --local`, through `kfp.local`). Kubernetes settings
@@ -11,6 +11,8 @@ from kfp import dsl, kubernetes
 from voxelflex.components import (
     evaluate,
     gpu_node_selector,
+    mirror,
+    original_voxels,
     predict,
     preprocess,
     train,
@@ -36,7 +38,9 @@ RESOURCES = {
     "predict": ("4", "8", "16Gi", "32Gi"),
     "evaluate": ("4", "8", "16Gi", "32Gi"),
     "visualize": ("2", "4", "8Gi", "16Gi"),
+    "mirror": ("2", "4", "4Gi", "8Gi"),  # streaming: one chunk and one domain in memory
     "gpu_node_selector": ("100m", "500m", "256Mi", "1Gi"),
+    "original_voxels": ("100m", "500m", "256Mi", "1Gi"),
 }
 RETRIES = {"num_retries": 2, "backoff_duration": "60s", "backoff_factor": 2.0}
 RETRY_MAX_BACKOFF = "900s"
@@ -78,6 +82,8 @@ def voxelflex_pipeline(
     train_split_file: str,
     val_split_file: str,
     test_split_file: str,
+    mirror_to_zarr: bool = False,
+    mirror_uri: str = "",
     max_domains: int = 0,
     architecture: str = "multipath_rmsf_net",
     num_epochs: int = 30,
@@ -98,6 +104,11 @@ def voxelflex_pipeline(
         train_split_file: URI of the training domain list.
         val_split_file: URI of the validation domain list.
         test_split_file: URI of the test domain list.
+        mirror_to_zarr: first mirror the voxel HDF5 into a packed zarr store (resumable;
+            reused when complete) and read voxels from it: whole compressed chunks instead
+            of one HDF5 dataset per residue.
+        mirror_uri: where the packed store goes (e.g. s3://voxelflex/mdcath/voxels.packed);
+            empty puts it beside the voxel file.
         max_domains: keep at most this many domains per split (quick runs); 0 keeps all.
         architecture: multipath_rmsf_net, densenet3d_regression or dilated_resnet3d.
         num_epochs: most training epochs (early stopping may end sooner).
@@ -116,9 +127,19 @@ def voxelflex_pipeline(
     selector = _configure(
         gpu_node_selector(gpu_product=gpu_product), "gpu_node_selector", None, cache=True
     )
+    with dsl.If(mirror_to_zarr == True):  # noqa: E712 (a pipeline condition, not Python)
+        mirrored = _configure(
+            mirror(voxel_file=voxel_file, mirror_uri=mirror_uri, settings=settings),
+            "mirror",
+            s3_secret_name,
+        )
+    with dsl.Else():
+        original = _configure(original_voxels(voxel_file=voxel_file), "original_voxels", None)
+    voxels = dsl.OneOf(mirrored.outputs["Output"], original.output)
+
     prep = _configure(
         preprocess(
-            voxel_file=voxel_file,
+            voxel_file=voxels,
             aggregated_rmsf_file=aggregated_rmsf_file,
             train_split_file=train_split_file,
             val_split_file=val_split_file,
@@ -133,7 +154,7 @@ def voxelflex_pipeline(
     trained = _configure(
         train(
             metadata=prep.outputs["metadata"],
-            voxel_file=voxel_file,
+            voxel_file=voxels,
             architecture=architecture,
             num_epochs=num_epochs,
             batch_size=batch_size,
@@ -148,7 +169,7 @@ def voxelflex_pipeline(
         predict(
             model=trained.outputs["model"],
             metadata=prep.outputs["metadata"],
-            voxel_file=voxel_file,
+            voxel_file=voxels,
             temperatures=predict_temperatures,
             split=eval_split,
             settings=settings,
@@ -161,7 +182,7 @@ def voxelflex_pipeline(
         evaluate(
             model=trained.outputs["model"],
             metadata=prep.outputs["metadata"],
-            voxel_file=voxel_file,
+            voxel_file=voxels,
             split=eval_split,
             permutation_importance=permutation_importance,
             settings=settings,
@@ -174,7 +195,7 @@ def voxelflex_pipeline(
             model=trained.outputs["model"],
             metadata=prep.outputs["metadata"],
             evaluation=evaluated.outputs["evaluation"],
-            voxel_file=voxel_file,
+            voxel_file=voxels,
             split=eval_split,
             settings=settings,
         ),

@@ -21,19 +21,34 @@ PRED_COLS = ["domain_id", "resid", "resname", "temperature", "predicted_rmsf", "
 def test_pipeline_runs_locally_end_to_end(tmp_path: Path, demo_data, capsys) -> None:
     cfg = write_config(tmp_path, demo_data, {"training": {"num_epochs": 1, "num_workers": 1}})
     root = tmp_path / "kfp_root"
+    store = tmp_path / "voxels.packed"
     argv = ["pipeline", "run", "--local", "--config", str(cfg), "--pipeline-root", str(root)]
-    assert main([*argv, "--temperature", "300", "--temperature", "335"]) == 0
+    temps = ["--temperature", "300", "--temperature", "335"]
+    assert main([*argv, *temps, "--mirror-uri", str(store)]) == 0
     printed = capsys.readouterr().out
 
     (run,) = root.iterdir()
     assert f"pipeline run: {run}" in printed
     outputs = {
         task: json.loads((run / task / "executor_output.json").read_text())
-        for task in ("preprocess", "train", "predict", "evaluate", "visualize")
+        for task in ("mirror", "preprocess", "train", "predict", "evaluate", "visualize")
     }
     for task, out in outputs.items():
         for name, entry in out.get("artifacts", {}).items():
             assert f"{task}/{name}: {entry['artifacts'][0]['uri']}" in printed
+
+    # the mirror branch ran, and every later step read voxels from the packed store
+    assert not (run / "original-voxels").exists()
+    mirror_metrics = outputs["mirror"]["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    assert mirror_metrics["residues"] == demo_data.n_residues
+    assert (store / "index.parquet").is_file()
+    for task, out_dir in [
+        ("preprocess", "metadata"),
+        ("train", "model"),
+        ("evaluate", "evaluation"),
+    ]:
+        used = yaml.safe_load((run / task / out_dir / f"resolved_config_{task}.yaml").read_text())
+        assert used["input"]["voxel_file"] == str(store)
 
     meta = run / "preprocess" / "metadata"
     assert (meta / "master_samples.parquet").is_file()

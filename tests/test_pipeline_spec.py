@@ -18,7 +18,7 @@ from voxelflex.pipelines.compile import COMPILED_DIR, compile_pipelines
 from voxelflex.pipelines.voxelflex_pipeline import DEFAULT_GPU_PRODUCT, S3_SECRET_ENV
 
 COMPILED = COMPILED_DIR / "voxelflex_pipeline.yaml"
-STEPS = ("preprocess", "train", "predict", "evaluate", "visualize")
+STEPS = ("mirror", "preprocess", "train", "predict", "evaluate", "visualize")
 GPU_STEPS = ("train", "predict")
 
 
@@ -32,6 +32,14 @@ def docs() -> tuple[pipeline_spec_pb2.PipelineSpec, dict[str, k8s_pb2.Kubernetes
         for name, cfg in executors.items()
     }
     return spec, k8s
+
+
+def _tasks(spec: pipeline_spec_pb2.PipelineSpec) -> dict[str, pipeline_spec_pb2.PipelineTaskSpec]:
+    """Every task, in the root DAG or nested in a condition's sub-DAG."""
+    out = dict(spec.root.dag.tasks)
+    for comp in spec.components.values():
+        out.update(comp.dag.tasks)
+    return out
 
 
 def test_compiled_yaml_is_current(tmp_path: Path) -> None:
@@ -69,7 +77,7 @@ def test_gpu_steps_request_a_gpu_on_the_chosen_nodes(docs) -> None:
 
 def test_every_step_has_resources_retries_and_secret_env(docs) -> None:
     spec, k8s = docs
-    tasks = spec.root.dag.tasks
+    tasks = _tasks(spec)
     for step in STEPS:
         res = spec.deployment_spec["executors"][f"exec-{step}"]["container"]["resources"]
         for key in ("resourceCpuRequest", "resourceCpuLimit"):
@@ -79,10 +87,14 @@ def test_every_step_has_resources_retries_and_secret_env(docs) -> None:
         retry = tasks[step].retry_policy
         assert retry.max_retry_count >= 1 and retry.backoff_duration and retry.backoff_factor > 1
         (secret,) = k8s[step].secret_as_env
-        assert secret.secret_name_parameter.component_input_parameter == "s3_secret_name"
+        # the mirror sits in a condition's sub-DAG, which sees the parameter as a channel
+        name = secret.secret_name_parameter.component_input_parameter
+        assert name.removeprefix("pipelinechannel--") == "s3_secret_name"
         assert {(e.secret_key, e.env_var) for e in secret.key_to_env} == set(S3_SECRET_ENV.items())
     assert tasks["preprocess"].caching_options.enable_cache
     assert not tasks["train"].caching_options.enable_cache
+    # a mirror reused from cache would hide a changed source; the step itself is idempotent
+    assert not tasks["mirror"].caching_options.enable_cache
     # credentials never travel as parameters
     params = spec.root.input_definitions.parameters
     assert not [p for p in params if any(w in p.lower() for w in ("key", "password", "token"))]
@@ -92,6 +104,7 @@ def test_ui_form_parameters(docs) -> None:
     spec, _ = docs
     params = spec.root.input_definitions.parameters
     required = {p for p, v in params.items() if not v.is_optional}
+    assert "mirror_uri" in params and "mirror_to_zarr" in params
     assert required == {
         "voxel_file",
         "aggregated_rmsf_file",
@@ -105,7 +118,23 @@ def test_ui_form_parameters(docs) -> None:
     assert temps == [300.0, 350.0, 400.0]
 
 
-@pytest.mark.parametrize("step", [*STEPS, "gpu_node_selector"])
+def test_mirror_runs_only_when_asked_and_feeds_every_step(docs) -> None:
+    spec, _ = docs
+    tasks = _tasks(spec)
+    branches = {
+        next(iter(spec.components[t.component_ref.name].dag.tasks)): t.trigger_policy.condition
+        for t in tasks.values()
+        if t.trigger_policy.condition
+    }
+    on = "inputs.parameter_values['pipelinechannel--mirror_to_zarr'] == true"
+    assert branches == {"mirror": on, "original-voxels": f"!({on})"}
+    assert not spec.root.input_definitions.parameters["mirror_to_zarr"].default_value.bool_value
+    for step in STEPS[1:]:
+        source = tasks[step].inputs.parameters["voxel_file"].task_output_parameter
+        assert source.producer_task == "condition-branches-1"  # dsl.OneOf(mirror, original)
+
+
+@pytest.mark.parametrize("step", [*STEPS, "gpu_node_selector", "original_voxels"])
 def test_components_are_thin_pinned_and_documented(step: str) -> None:
     comp = getattr(components, step)
     container = comp.component_spec.implementation.container

@@ -145,7 +145,14 @@ def cmd_pipeline_run(args: argparse.Namespace) -> None:
     root = args.pipeline_root or join_uri(RunPaths.from_config(cfg).run_dir, "kfp_local")
     if not is_local(root):
         raise ValueError(f"--pipeline-root must be a local folder for kfp.local, not {root}")
-    run = run_local(cfg, local_path(root), temperatures=args.temperature, split=args.split)
+    mirror_uri = (args.mirror_uri or "") if args.mirror or args.mirror_uri else None
+    run = run_local(
+        cfg,
+        local_path(root),
+        temperatures=args.temperature,
+        split=args.split,
+        mirror_uri=mirror_uri,
+    )
     print(f"pipeline run: {run.run_dir}")
     for task, outputs in run.artifacts.items():
         for name, art in outputs.items():
@@ -236,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="temperature (K) to predict at (repeatable; default: the pipeline's)",
     )
     q.add_argument("--split", default="test", choices=["train", "val", "test"])
+    q.add_argument(
+        "--mirror", action="store_true", help="mirror the voxels into a packed store first"
+    )
+    q.add_argument("--mirror-uri", help="where the packed store goes (implies --mirror)")
     q.set_defaults(func=cmd_pipeline_run)
     return parser
 

@@ -69,7 +69,7 @@ def location(artifact: Location) -> str:
 
 def component_config(
     settings: Mapping[str, Any],
-    run_dir: Location,
+    run_dir: Location | None = None,
     processed_dir: Location | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Config:
@@ -79,7 +79,7 @@ def component_config(
 
     `run_dir` (the component's output artifact) becomes `output.base_dir/output.run_name`;
     `processed_dir` (the preprocess artifact) holds `master_samples.parquet`. Logging goes to
-    the console and the run's log file.
+    the console and the run's log file (console only for a step without a run folder).
     """
     owned = sorted(set(settings) & set(OWNED_SECTIONS))
     if owned:
@@ -91,15 +91,17 @@ def component_config(
     for dotted, value in (overrides or {}).items():
         section, key = dotted.split(".")
         values.setdefault(section, {})[key] = value
-    run_dir = location(run_dir).rstrip("/")
-    values["data"] = {"processed_dir": location(processed_dir) if processed_dir else run_dir}
-    values["output"] = {
-        "base_dir": posixpath.dirname(run_dir),
-        "run_name": posixpath.basename(run_dir),
-    }
+    if run_dir is not None:
+        run_dir = location(run_dir).rstrip("/")
+        values["data"] = {"processed_dir": location(processed_dir) if processed_dir else run_dir}
+        values["output"] = {
+            "base_dir": posixpath.dirname(run_dir),
+            "run_name": posixpath.basename(run_dir),
+        }
     cfg = config_from_dict(values, origin="pipeline settings")
     apply_storage_options(cfg.input.storage_options)
-    setup_logging(cfg.logging.level, RunPaths.from_config(cfg).log_file)
+    log_file = RunPaths.from_config(cfg).log_file if run_dir is not None else None
+    setup_logging(cfg.logging.level, log_file)
     set_progress(cfg.logging.show_progress)
     return cfg
 

@@ -44,6 +44,27 @@ class MirrorResult:
     bytes_stored: int
 
 
+def default_destination(src: str) -> str:
+    """Beside the source: `x/voxels.hdf5` -> `x/voxels.packed`."""
+    stem = src.rstrip("/")
+    for ext in (".hdf5", ".h5"):
+        if stem.endswith(ext):
+            stem = stem[: -len(ext)]
+            break
+    return stem + ".packed"
+
+
+def headline_metrics(result: MirrorResult) -> dict[str, float]:
+    return {
+        "residues": result.n_rows,
+        "domains": result.n_domains,
+        "chunks": result.n_chunks,
+        "chunks_written": result.chunks_written,
+        "invalid_residues": result.invalid_rows,
+        "bytes_per_residue": result.bytes_stored / max(result.n_rows, 1),
+    }
+
+
 def _fingerprint(uri: str) -> dict[str, Any]:
     """What identifies the source's content cheaply: size plus modification time or ETag."""
     fs, path = url_to_fs(uri)
