@@ -4,8 +4,16 @@ import numpy as np
 import pytest
 import torch
 
+from voxelflex.data import packed
 from voxelflex.data.demo import DemoDataset
-from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader, to_device
+from voxelflex.data.loader import (
+    StreamSettings,
+    VoxelStream,
+    make_loader,
+    to_device,
+    unpack_bits,
+    unpack_bits_torch,
+)
 from voxelflex.data.packed_source import PackedVoxelSource
 from voxelflex.data.samples import SampleIndex, read_master_samples
 from voxelflex.data.temperature import TemperatureScaler
@@ -42,10 +50,10 @@ def test_every_sample_exactly_once_per_epoch(voxel_uri, train_index, workers: in
         stream.set_epoch(epoch)
         rows = []
         for batch in make_loader(stream, workers):
-            assert batch["voxels"].dtype == torch.uint8
-            assert batch["voxels"].shape[1:] == (5, 21, 21, 21)
+            assert batch["voxel_bits"].dtype == torch.uint8
+            assert batch["voxel_bits"].shape[1:] == (packed.ROW_BYTES,)  # 8 voxels a byte
             assert len(batch["row"]) <= 50
-            assert batch["voxel_index"].max() < len(batch["voxels"])
+            assert batch["voxel_index"].max() < len(batch["voxel_bits"])
             rows.append(batch["row"].numpy())
         counts = Counter(np.concatenate(rows).tolist())
         assert len(counts) == index.n_samples
@@ -60,7 +68,7 @@ def test_batches_carry_the_right_voxels_temps_and_targets(demo_cfg, voxel_uri, t
         for j in range(0, len(batch["row"]), 7):
             row = table.iloc[int(batch["row"][j])]
             raw = f[row.domain_id][row.chain_id][row.resid_str][()]
-            grid = batch["voxels"][batch["voxel_index"][j]].numpy()
+            grid = unpack_bits(batch["voxel_bits"])[batch["voxel_index"][j]].numpy()
             assert np.array_equal(grid, raw.transpose(3, 0, 1, 2).astype(np.uint8))
             assert batch["target"][j].item() == pytest.approx(row.target_rmsf, rel=1e-6)
             assert batch["temperature"][j, 0].item() == pytest.approx(
@@ -83,7 +91,7 @@ def test_each_voxel_read_once_and_shared_by_its_temperatures(demo_cfg, train_ind
     stream = VoxelStream(source, index, StreamSettings(64, 2, True, 16, 0))
     grids = samples = 0
     for batch in make_loader(stream, 0):
-        grids += len(batch["voxels"])
+        grids += len(batch["voxel_bits"])
         samples += len(batch["row"])
     assert set(source.reads.values()) == {1} and len(source.reads) == index.n_domains
     # each residue's grid is shipped once per batch its temperatures land in, not per sample
@@ -104,40 +112,29 @@ def test_shuffle_is_seeded_per_epoch_and_val_order_is_stable(voxel_uri, train_in
     assert np.array_equal(order(fixed, 0), order(fixed, 1))
 
 
-def test_memory_is_bounded_by_the_shuffle_buffer(voxel_uri, train_index, monkeypatch) -> None:
-    """Residues held at once (read, not yet batched) never exceed the buffer plus one,
-    however many residues the epoch has."""
-    from voxelflex.data import loader
-
+def test_memory_is_bounded_by_the_shuffle_buffer(voxel_uri, train_index) -> None:
+    """Residues held at once (read, not yet batched) never exceed the buffer plus one
+    arriving block (a domain, or a storage chunk's rows), however many the epoch has."""
     index, _ = train_index
     stream = _stream(voxel_uri, index)
-    real_read, real_pop = stream._read_chunk, loader._pop
-    state = {"held": 0, "max": 0}
-
-    def read(domains):
-        for item in real_read(domains):
-            state["held"] += 1
-            state["max"] = max(state["max"], state["held"])
-            # owns its memory: no whole-domain or whole-chunk array kept alive
-            assert item[0].base is None or item[0].base.nbytes == item[0].nbytes
-            yield item
-
-    def pop(*args):
-        state["held"] -= 1
-        return real_pop(*args)
-
-    monkeypatch.setattr(stream, "_read_chunk", read)
-    monkeypatch.setattr(loader, "_pop", pop)
     assert sum(len(b["row"]) for b in stream) == index.n_samples
-    assert state["held"] == 0
-    assert state["max"] == stream.settings.shuffle_buffer + 1 < index.n_residues
+    if stream.plan is None:
+        block = int(np.diff(index.domain_res).max())
+    else:
+        block = int(np.diff(stream.plan.offsets).max())
+    cap = stream.settings.shuffle_buffer
+    assert cap < stream.peak_buffered <= cap + block < index.n_residues
 
 
 def test_to_device_makes_float_on_the_device(demo_cfg, train_index) -> None:
     index, _ = train_index
     batch = next(iter(make_loader(_stream(demo_cfg.input.voxel_file, index), 0)))
     voxels, vi, temp, target = to_device(batch, torch.device("cpu"))
-    assert batch["voxels"].dtype == torch.uint8 and voxels.dtype == torch.float32
+    assert batch["voxel_bits"].dtype == torch.uint8 and voxels.dtype == torch.float32
+    assert voxels.shape == (len(batch["voxel_bits"]), 5, 21, 21, 21)
+    # the torch unpacking a GPU uses gives the same grids as numpy's on the CPU
+    assert torch.equal(unpack_bits_torch(batch["voxel_bits"]), unpack_bits(batch["voxel_bits"]))
+    assert torch.equal(voxels, unpack_bits(batch["voxel_bits"]).float())
     assert temp.shape == (len(target), 1) and vi.shape == target.shape
 
 
@@ -190,3 +187,22 @@ def test_packed_store_is_read_by_whole_chunks_once(packed_store, train_index) ->
     # one decompression per storage chunk that holds training residues, not one per residue
     assert set(source.reads.values()) == {1}
     assert len(source.reads) == stream.plan.n_chunks < index.n_residues / 10
+
+
+@pytest.mark.parametrize("batch", [1, 3, 7, 64])
+def test_batches_split_residues_at_any_size(packed_store, train_index, batch: int) -> None:
+    """A residue's temperatures may straddle batches: every batch but the last is full,
+    every sample appears once, and each sample points at its own residue's grid."""
+    index, table = train_index
+    stream = _stream(packed_store, index, batch=batch)
+    store = PackedVoxelSource(packed_store)
+    sizes, rows = [], []
+    for b in make_loader(stream, 0):
+        sizes.append(len(b["row"]))
+        rows.append(b["row"].numpy())
+        first = table.iloc[int(b["row"][0])]
+        got = unpack_bits(b["voxel_bits"])[b["voxel_index"][0]].numpy()
+        want, _ = store.read_domain(first.domain_id, [first.chain_id], [first.resid_str])
+        assert np.array_equal(got, want[0])
+    assert set(sizes[:-1]) == {batch} and 0 < sizes[-1] <= batch
+    assert sorted(np.concatenate(rows).tolist()) == list(range(index.n_samples))

@@ -6,12 +6,16 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from fsspec.core import url_to_fs
 
 from voxelflex.cli import main
 from voxelflex.data import packed
+from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader
 from voxelflex.data.packed_source import PackedVoxelSource
+from voxelflex.data.samples import SampleIndex
+from voxelflex.data.temperature import TemperatureScaler
 from voxelflex.data.voxels import HDF5VoxelSource, open_voxel_source
 from voxelflex.errors import InputDataError
 from voxelflex.steps import mirror
@@ -105,6 +109,19 @@ def test_a_changed_source_is_not_resumed(demo_data, tmp_path: Path) -> None:
     assert mirror.run(str(src), dst, chunk_rows=64, overwrite=True).chunks_written > 0
 
 
+def _samples_for(index) -> pd.DataFrame:
+    """A minimal sample table (one temperature) for every residue of a store's index."""
+    return pd.DataFrame(
+        {
+            "domain_id": index.domain_id,
+            "chain_id": index.chain_id,
+            "resid_str": index.resid_str,
+            "raw_temp": 320.0,
+            "target_rmsf": 0.1,
+        }
+    )
+
+
 def test_a_corrupted_chunk_names_its_rows_and_domains(demo_data, tmp_path: Path) -> None:
     dst = str(tmp_path / "store")
     mirror.run(str(demo_data.voxel_file), dst, chunk_rows=64)
@@ -118,6 +135,12 @@ def test_a_corrupted_chunk_names_its_rows_and_domains(demo_data, tmp_path: Path)
     with pytest.raises(InputDataError, match=r"chunk 2 \(rows 128-191, domains .*") as err:
         source.read_domain(domain, listed.chain_id.to_numpy(), listed.resid_str.to_numpy())
     assert all(d in str(err.value) for d in domains_in_2)
+    # in training, the same message ends the epoch (raised from the reading thread)
+    index_ = SampleIndex.from_table(_samples_for(index), TemperatureScaler(320, 450))
+    stream = VoxelStream(PackedVoxelSource(dst), index_, StreamSettings(32, 1, True, 16, 0))
+    with pytest.raises(InputDataError, match=r"chunk 2 \(rows 128-191"):
+        for _ in make_loader(stream, 0):
+            pass
     chunk.unlink()  # a lost chunk reads back as zeros: caught too, not trained on
     with pytest.raises(InputDataError, match="chunk 2 .* empty residue rows"):
         PackedVoxelSource(dst).read_domain(

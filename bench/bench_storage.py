@@ -1,0 +1,167 @@
+"""Storage layouts and loader speed on the same generated data, measured side by side.
+
+Bytes per residue: the per-residue HDF5 (gzip, one dataset per residue), the packed mirror
+(zarr v3, blosc-zstd over bit-packed rows), and the pre-batched float32 layout of an earlier
+attempt (one (5, 21, 21, 21) float32 tensor per residue per temperature: computed, not
+written). Loader speed (one process, training split, shuffled): the VoxelStream over the
+per-residue HDF5, over the mirror on local disk, and over the mirror in S3 (moto's server in
+another process on loopback), against the raw packed-read limit: every chunk of the mirror
+read, decompressed and unpacked to uint8 in a plain loop, with no loader around it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from voxelflex.config import load_config
+from voxelflex.data import packed
+from voxelflex.data.demo import make_demo_dataset
+from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader, unpack_bits
+from voxelflex.data.samples import SampleIndex, read_master_samples
+from voxelflex.data.temperature import TemperatureScaler
+from voxelflex.data.voxels import VOXEL_SHAPE, open_voxel_source
+from voxelflex.paths import RunPaths
+from voxelflex.progress import set_progress
+from voxelflex.steps import mirror, preprocess
+
+PREBATCHED_BYTES = int(np.prod(VOXEL_SHAPE)) * 4  # one float32 tensor per residue-temperature
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve_s3(port: int) -> None:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    while True:
+        time.sleep(3600)
+
+
+def loader_rate(uri: str, index: SampleIndex, repeats: int, unpack: bool) -> tuple[float, float]:
+    """(residues/s, samples/s) of one full training epoch, best of `repeats`. With `unpack`,
+    each batch's grids are also unpacked to uint8 on the CPU (what `to_device` does there; on
+    a GPU that step moves to the device)."""
+    best = float("inf")
+    for epoch in range(repeats):
+        stream = VoxelStream(open_voxel_source(uri), index, StreamSettings(256, 4, True, 2048, 0))
+        stream.set_epoch(epoch)
+        t0 = time.perf_counter()
+        n = 0
+        for batch in make_loader(stream, 0):
+            if unpack:
+                unpack_bits(batch["voxel_bits"])
+            n += len(batch["row"])
+        best = min(best, time.perf_counter() - t0)
+        assert n == index.n_samples
+    return index.n_residues / best, index.n_samples / best
+
+
+def raw_packed_rate(uri: str, repeats: int) -> float:
+    """Residues/s of reading, decompressing and unpacking every chunk in a plain loop (64
+    rows at a time, as fast as numpy unpacks): the limit per core."""
+    array = packed.open_chunks(uri)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for i in range(packed.n_chunks(array.n_rows, array.chunk_rows)):
+            rows = array.read_chunk(i)
+            for lo in range(0, len(rows), 64):
+                packed.unpack(rows[lo : lo + 64])
+        best = min(best, time.perf_counter() - t0)
+    return array.n_rows / best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--domains", type=int, default=40)
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+    set_progress(False)
+    port = _free_port()
+    server = mp.Process(target=_serve_s3, args=(port,), daemon=True)
+    server.start()
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        data = make_demo_dataset(tmp, n_domains=args.domains, seed=1)
+        cfg = load_config(str(data.config))
+        preprocess.run(cfg)
+        table = read_master_samples(RunPaths.from_config(cfg).master_samples, ("train",))
+        index = SampleIndex.from_table(table, TemperatureScaler(320, 450))
+        n_all = data.n_residues
+        samples_per_residue = len(read_master_samples(RunPaths.from_config(cfg).master_samples))
+        samples_per_residue /= n_all
+
+        local = str(Path(tmp, "voxels.packed"))
+        t0 = time.perf_counter()
+        mirror.run(str(data.voxel_file), local)
+        mirror_s = time.perf_counter() - t0
+        import s3fs
+
+        fs = s3fs.S3FileSystem()
+        for _ in range(50):  # the server process may still be starting
+            try:
+                fs.mkdir("bench")
+                break
+            except Exception:
+                time.sleep(0.2)
+        remote = "s3://bench/voxels.packed"
+        mirror.run(str(data.voxel_file), remote)
+
+        h5_bytes = data.voxel_file.stat().st_size / n_all
+        mirror_bytes = sum(p.stat().st_size for p in Path(local).rglob("*") if p.is_file()) / n_all
+        pre_bytes = PREBATCHED_BYTES * samples_per_residue
+        temps = f"{samples_per_residue:.1f} temperatures each"
+        print(f"{n_all:,} residues ({temps}), {args.domains} domains")
+        print(f"mirror written in {mirror_s:.1f} s ({n_all / mirror_s:,.0f} residues/s)")
+        print("bytes per residue:")
+        print(f"  per-residue HDF5 (gzip)      {h5_bytes:10,.0f}")
+        print(f"  packed mirror (zarr, zstd)   {mirror_bytes:10,.0f}")
+        print(f"  pre-batched float32 .pt      {pre_bytes:10,.0f}  (computed)")
+        print(
+            f"  mirror is {pre_bytes / mirror_bytes:,.0f}x smaller than pre-batched "
+            f"(target >= 500x) and {h5_bytes / mirror_bytes:.1f}x smaller than the HDF5"
+        )
+
+        raw = raw_packed_rate(local, args.repeats)
+        h5_res, h5_smp = loader_rate(cfg.input.voxel_file, index, args.repeats, True)
+        loc_res, loc_smp = loader_rate(local, index, args.repeats, True)
+        s3_res, s3_smp = loader_rate(remote, index, args.repeats, True)
+        bits_res, bits_smp = loader_rate(local, index, args.repeats, False)
+        print(f"loader, one process, training split ({index.n_residues:,} residues):")
+        print(f"  raw packed read limit (read, decompress, unpack) {raw:10,.0f} residues/s")
+        for name, res, smp in (
+            ("per-residue HDF5", h5_res, h5_smp),
+            ("mirror, local", loc_res, loc_smp),
+            ("mirror, s3 (loopback)", s3_res, s3_smp),
+            ("mirror, local, unpacked on a GPU", bits_res, bits_smp),
+        ):
+            print(f"  {name:<32} {res:10,.0f} residues/s {smp:10,.0f} samples/s")
+        print("ratios:")
+        print(f"  mirror local / per-residue HDF5 loader: {loc_res / h5_res:6.1f}x (target >= 25x)")
+        print(f"  mirror local / raw packed-read limit:   {loc_res / raw:6.2f}x (target >= 0.5x)")
+        print(
+            f"  mirror s3 / mirror local:               {s3_res / loc_res:6.2f}x (target >= 0.5x)"
+        )
+    server.terminate()
+
+
+if __name__ == "__main__":
+    main()
