@@ -35,6 +35,7 @@ test: venv lint
 bench: venv
 	$(BIN)/python bench/bench_preprocess.py
 	$(BIN)/python bench/bench_loader.py
+	$(BIN)/python bench/bench_storage.py
 
 clean:
 	rm -rf $(DEMO) outputs processed bench_out .pytest_cache
