@@ -1,6 +1,7 @@
 """KFP components, one per step; each calls `voxelflex.steps.<step>.run`."""
 
 from voxelflex.components.evaluate import evaluate
+from voxelflex.components.gate import evaluation_gate
 from voxelflex.components.gpu import gpu_node_selector
 from voxelflex.components.images import CPU_IMAGE, GPU_IMAGE, IMAGE_VERSION
 from voxelflex.components.mirror import mirror
@@ -15,6 +16,7 @@ __all__ = [
     "GPU_IMAGE",
     "IMAGE_VERSION",
     "evaluate",
+    "evaluation_gate",
     "gpu_node_selector",
     "mirror",
     "original_voxels",

@@ -28,7 +28,7 @@ TYPED = {
         "learning_rate": "learning_rate",
     },
 }
-SETTINGS_SECTIONS = ("model", "training", "prediction", "logging")
+SETTINGS_SECTIONS = ("model", "training", "prediction", "logging", "monitoring")
 INPUT_URIS = (
     "voxel_file",
     "aggregated_rmsf_file",
@@ -96,6 +96,7 @@ def run_local(
     temperatures: list[float] | None = None,
     split: str = "test",
     mirror_uri: str | None = None,
+    params: dict[str, Any] | None = None,
 ) -> LocalRun:
     """Run the pipeline with `kfp.local`'s SubprocessRunner; returns where everything is."""
     from kfp import local
@@ -105,7 +106,7 @@ def run_local(
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     before = set(root.iterdir())
-    args = pipeline_arguments(cfg, temperatures, split, mirror_uri)
+    args = {**pipeline_arguments(cfg, temperatures, split, mirror_uri), **(params or {})}
     # components run as subprocesses: they get the config's storage options the way a pod
     # gets its secret, from the environment (fsspec reads FSSPEC_<PROTOCOL>_<OPTION>)
     for protocol, opts in cfg.input.storage_options.items():

@@ -10,6 +10,7 @@ from kfp import dsl, kubernetes
 
 from voxelflex.components import (
     evaluate,
+    evaluation_gate,
     gpu_node_selector,
     mirror,
     original_voxels,
@@ -29,6 +30,7 @@ S3_SECRET_ENV = {
     "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
     "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL",
 }
+METRICS_PORT = "9400"  # train, predict and evaluate serve Prometheus metrics here
 SHM_SIZE = "16Gi"  # DataLoader workers hand batches over through shared memory
 
 # (cpu request, cpu limit, memory request, memory limit) per step
@@ -41,12 +43,13 @@ RESOURCES = {
     "mirror": ("2", "4", "4Gi", "8Gi"),  # streaming: one chunk and one domain in memory
     "gpu_node_selector": ("100m", "500m", "256Mi", "1Gi"),
     "original_voxels": ("100m", "500m", "256Mi", "1Gi"),
+    "evaluation_gate": ("100m", "1", "512Mi", "2Gi"),
 }
 RETRIES = {"num_retries": 2, "backoff_duration": "60s", "backoff_factor": 2.0}
 RETRY_MAX_BACKOFF = "900s"
 
 
-def _configure(
+def configure_step(
     task: dsl.PipelineTask, step: str, secret_name: str | None, cache: bool = False
 ) -> dsl.PipelineTask:
     """Resources, retries with backoff, caching and (steps that read data) S3 credentials."""
@@ -60,7 +63,18 @@ def _configure(
     return task
 
 
-def _on_gpu(task: dsl.PipelineTask, node_selector: dsl.PipelineTask) -> dsl.PipelineTask:
+def scraped(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """Serve the step's Prometheus metrics and say so to Prometheus: the prometheus.io pod
+    annotations for annotation-based scraping, a label for manifests/monitoring's PodMonitor."""
+    task.set_env_variable("VOXELFLEX_METRICS_PORT", METRICS_PORT)
+    kubernetes.add_pod_annotation(task, "prometheus.io/scrape", "true")
+    kubernetes.add_pod_annotation(task, "prometheus.io/port", METRICS_PORT)
+    kubernetes.add_pod_annotation(task, "prometheus.io/path", "/metrics")
+    kubernetes.add_pod_label(task, "voxelflex.io/metrics", "true")
+    return task
+
+
+def on_gpu(task: dsl.PipelineTask, node_selector: dsl.PipelineTask) -> dsl.PipelineTask:
     """One GPU on a node of the chosen product, tolerated taint, memory-backed /dev/shm."""
     task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(1)
     kubernetes.add_node_selector_json(task, node_selector.output)
@@ -92,6 +106,8 @@ def voxelflex_pipeline(
     predict_temperatures: list = [300.0, 350.0, 400.0],  # noqa: B006 (KFP reads the default)
     eval_split: str = "test",
     permutation_importance: bool = False,
+    accepted_metrics_uri: str = "",
+    max_drop: float = 0.05,
     gpu_product: str = DEFAULT_GPU_PRODUCT,
     s3_secret_name: str = S3_SECRET,
     settings: dict = {},  # noqa: B006
@@ -117,27 +133,32 @@ def voxelflex_pipeline(
         predict_temperatures: temperatures (K) to predict at for the evaluation split.
         eval_split: split to predict, evaluate and plot (train, val or test).
         permutation_importance: also measure temperature and voxel-channel importance.
+        accepted_metrics_uri: when set, gate the run: fail it when the mean per-domain r at
+            any temperature fell by more than max_drop against this accepted
+            evaluation_metrics JSON; a passing run replaces it (the first creates it).
+        max_drop: largest allowed fall of the mean per-domain r (with accepted_metrics_uri).
         gpu_product: nvidia.com/gpu.product label of the GPU nodes for train and predict;
             empty allows any GPU node.
         s3_secret_name: Kubernetes secret holding AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
             and AWS_ENDPOINT_URL for the object store.
         settings: further config sections merged over the defaults, e.g.
-            {"model": {"base_filters": 16}, "training": {"num_workers": 4}}.
+            {"model": {"base_filters": 16}, "training": {"num_workers": 4},
+            "monitoring": {"pushgateway_url": "http://pushgateway.monitoring:9091"}}.
     """
-    selector = _configure(
+    selector = configure_step(
         gpu_node_selector(gpu_product=gpu_product), "gpu_node_selector", None, cache=True
     )
     with dsl.If(mirror_to_zarr == True):  # noqa: E712 (a pipeline condition, not Python)
-        mirrored = _configure(
+        mirrored = configure_step(
             mirror(voxel_file=voxel_file, mirror_uri=mirror_uri, settings=settings),
             "mirror",
             s3_secret_name,
         )
     with dsl.Else():
-        original = _configure(original_voxels(voxel_file=voxel_file), "original_voxels", None)
+        original = configure_step(original_voxels(voxel_file=voxel_file), "original_voxels", None)
     voxels = dsl.OneOf(mirrored.outputs["Output"], original.output)
 
-    prep = _configure(
+    prep = configure_step(
         preprocess(
             voxel_file=voxels,
             aggregated_rmsf_file=aggregated_rmsf_file,
@@ -151,7 +172,7 @@ def voxelflex_pipeline(
         s3_secret_name,
         cache=True,
     )
-    trained = _configure(
+    trained = configure_step(
         train(
             metadata=prep.outputs["metadata"],
             voxel_file=voxels,
@@ -164,8 +185,9 @@ def voxelflex_pipeline(
         "train",
         s3_secret_name,
     )
-    _on_gpu(trained, selector)
-    predicted = _configure(
+    on_gpu(trained, selector)
+    scraped(trained)
+    predicted = configure_step(
         predict(
             model=trained.outputs["model"],
             metadata=prep.outputs["metadata"],
@@ -177,8 +199,9 @@ def voxelflex_pipeline(
         "predict",
         s3_secret_name,
     )
-    _on_gpu(predicted, selector)
-    evaluated = _configure(
+    on_gpu(predicted, selector)
+    scraped(predicted)
+    evaluated = configure_step(
         evaluate(
             model=trained.outputs["model"],
             metadata=prep.outputs["metadata"],
@@ -190,7 +213,21 @@ def voxelflex_pipeline(
         "evaluate",
         s3_secret_name,
     )
-    _configure(
+    scraped(evaluated)
+    with dsl.If(accepted_metrics_uri != ""):
+        configure_step(
+            evaluation_gate(
+                evaluation=evaluated.outputs["evaluation"],
+                split=eval_split,
+                accepted_metrics_uri=accepted_metrics_uri,
+                max_drop=max_drop,
+                promote=True,
+                settings=settings,
+            ),
+            "evaluation_gate",
+            s3_secret_name,
+        )
+    configure_step(
         visualize(
             model=trained.outputs["model"],
             metadata=prep.outputs["metadata"],

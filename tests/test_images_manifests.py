@@ -146,3 +146,31 @@ def test_every_subpackage_is_installed() -> None:
         for p in (ROOT / "src" / "voxelflex").rglob("*.py")
     }
     assert found | {"voxelflex.components", "voxelflex.pipelines"} == listed
+
+
+def test_monitoring_manifests_select_the_scraped_steps() -> None:
+    from voxelflex.pipelines.voxelflex_pipeline import METRICS_PORT
+
+    (monitor,) = _docs((ROOT / "manifests" / "monitoring" / "podmonitor.yaml").read_text())
+    assert monitor["kind"] == "PodMonitor"
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert str(endpoint["targetPort"]) == METRICS_PORT and endpoint["path"] == "/metrics"
+    platform = list(
+        yaml.safe_load_all(
+            (ROOT / "pipelines" / "compiled" / "voxelflex_pipeline.yaml").read_text()
+        )
+    )[1]
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for step in ("train", "predict", "evaluate"):
+        meta = executors[f"exec-{step}"]["podMetadata"]
+        assert monitor["spec"]["selector"]["matchLabels"].items() <= meta["labels"].items()
+        assert meta["annotations"]["prometheus.io/port"] == METRICS_PORT
+    kubectl = shutil.which("kubectl")
+    if kubectl is not None:
+        out = subprocess.run(
+            [kubectl, "kustomize", str(ROOT / "manifests" / "monitoring")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "PodMonitor" in out.stdout

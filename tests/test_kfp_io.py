@@ -110,7 +110,7 @@ def test_pipeline_arguments_from_a_config(demo_cfg) -> None:
     assert args["num_epochs"] == demo_cfg.training.num_epochs
     assert args["predict_temperatures"] == [310.0, 335.5] and args["eval_split"] == "val"
     settings = args["settings"]
-    assert set(settings) == {"model", "training", "prediction", "logging"}
+    assert set(settings) == {"model", "training", "prediction", "logging", "monitoring"}
     assert "architecture" not in settings["model"] and "batch_size" not in settings["training"]
     assert settings["model"]["base_filters"] == demo_cfg.model.base_filters
     # nulls cannot travel as KFP parameters; they are left to their defaults

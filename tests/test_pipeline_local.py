@@ -24,7 +24,9 @@ def test_pipeline_runs_locally_end_to_end(tmp_path: Path, demo_data, capsys) -> 
     store = tmp_path / "voxels.packed"
     argv = ["pipeline", "run", "--local", "--config", str(cfg), "--pipeline-root", str(root)]
     temps = ["--temperature", "300", "--temperature", "335"]
-    assert main([*argv, *temps, "--mirror-uri", str(store)]) == 0
+    accepted = tmp_path / "accepted" / "evaluation_metrics_test.json"
+    gate = ["--param", f"accepted_metrics_uri={accepted}"]
+    assert main([*argv, *temps, "--mirror-uri", str(store), *gate]) == 0
     printed = capsys.readouterr().out
 
     (run,) = root.iterdir()
@@ -74,6 +76,11 @@ def test_pipeline_runs_locally_end_to_end(tmp_path: Path, demo_data, capsys) -> 
     assert {"pearson", "rmse", "per_domain_pearson_320K", "per_domain_pearson_450K"} <= set(ev)
     summary = run / "evaluate" / "evaluation" / "metrics" / "evaluation_summary_test.md"
     assert (run / "evaluate" / "report").read_text() == summary.read_text()
+
+    # the gate ran (first run: it sets the baseline from this evaluation)
+    assert (run / "evaluation-gate").is_dir()
+    evaluated_json = run / "evaluate" / "evaluation" / "metrics" / "evaluation_metrics_test.json"
+    assert json.loads(accepted.read_text()) == json.loads(evaluated_json.read_text())
 
     figures = run / "visualize" / "figures" / "visualizations"
     pngs = list(figures.glob("*.png"))

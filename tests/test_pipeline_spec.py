@@ -43,10 +43,13 @@ def _tasks(spec: pipeline_spec_pb2.PipelineSpec) -> dict[str, pipeline_spec_pb2.
 
 
 def test_compiled_yaml_is_current(tmp_path: Path) -> None:
-    (fresh,) = compile_pipelines(tmp_path)
-    assert fresh.read_text() == COMPILED.read_text(), (
-        f"{COMPILED} is stale: run `voxelflex pipeline compile` and commit it"
-    )
+    fresh = compile_pipelines(tmp_path)
+    assert {p.name for p in fresh} == {p.name for p in COMPILED_DIR.glob("*.yaml")}
+    for path in fresh:
+        committed = COMPILED_DIR / path.name
+        assert path.read_text() == committed.read_text(), (
+            f"{committed} is stale: run `voxelflex pipeline compile` and commit it"
+        )
 
 
 def test_gpu_steps_request_a_gpu_on_the_chosen_nodes(docs) -> None:
@@ -127,14 +130,33 @@ def test_mirror_runs_only_when_asked_and_feeds_every_step(docs) -> None:
         if t.trigger_policy.condition
     }
     on = "inputs.parameter_values['pipelinechannel--mirror_to_zarr'] == true"
-    assert branches == {"mirror": on, "original-voxels": f"!({on})"}
+    gate = "inputs.parameter_values['pipelinechannel--accepted_metrics_uri'] != ''"
+    assert branches == {"mirror": on, "original-voxels": f"!({on})", "evaluation-gate": gate}
     assert not spec.root.input_definitions.parameters["mirror_to_zarr"].default_value.bool_value
     for step in STEPS[1:]:
         source = tasks[step].inputs.parameters["voxel_file"].task_output_parameter
         assert source.producer_task == "condition-branches-1"  # dsl.OneOf(mirror, original)
 
 
-@pytest.mark.parametrize("step", [*STEPS, "gpu_node_selector", "original_voxels"])
+def test_evaluation_pipeline_gates_an_imported_model() -> None:
+    spec_doc = next(
+        yaml.safe_load_all((COMPILED_DIR / "voxelflex_evaluation_pipeline.yaml").read_text())
+    )
+    spec = json_format.ParseDict(spec_doc, pipeline_spec_pb2.PipelineSpec())
+    tasks = _tasks(spec)
+    assert set(tasks) == {"importer", "preprocess", "evaluate", "evaluation-gate"}
+    importer = spec.deployment_spec["executors"]["exec-importer"]["importer"]
+    assert importer["artifactUri"]["runtimeParameter"] == "uri"
+    assert tasks["importer"].inputs.parameters["uri"].component_input_parameter == "model_uri"
+    gate_inputs = tasks["evaluation-gate"].inputs
+    assert gate_inputs.artifacts["evaluation"].task_output_artifact.producer_task == "evaluate"
+    assert gate_inputs.parameters["max_drop"].component_input_parameter == "max_drop"
+    assert tasks["evaluation-gate"].retry_policy.max_retry_count >= 1
+
+
+@pytest.mark.parametrize(
+    "step", [*STEPS, "evaluation_gate", "gpu_node_selector", "original_voxels"]
+)
 def test_components_are_thin_pinned_and_documented(step: str) -> None:
     comp = getattr(components, step)
     container = comp.component_spec.implementation.container
@@ -146,7 +168,7 @@ def test_components_are_thin_pinned_and_documented(step: str) -> None:
     assert "Args:" in doc
     for name in inspect.signature(func).parameters:
         assert f"{name}:" in doc, f"{step}: argument {name} is not documented"
-    if step in STEPS:
+    if step in (*STEPS, "evaluation_gate"):
         # the body: imports, then one call of the step's run (plus artifact glue from kfp_io)
         body = inspect.getsource(func).split('"""', 2)[2]
         tree = ast.parse(textwrap.dedent(body.lstrip("\n")))
@@ -156,7 +178,7 @@ def test_components_are_thin_pinned_and_documented(step: str) -> None:
             if isinstance(node, ast.ImportFrom)
             for alias in node.names
         }
-        assert step in imported
+        assert {"evaluation_gate": "gate"}.get(step, step) in imported  # voxelflex.steps.<x>
         calls = [ast.unparse(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)]
         assert "step.run" in calls
         assert {c.split(".")[0] for c in calls} <= {"step", "kfp_io", "float"}

@@ -135,6 +135,7 @@ def cmd_pipeline_run(args: argparse.Namespace) -> None:
     from voxelflex.data.uri import is_local, join_uri, local_path
     from voxelflex.paths import RunPaths
     from voxelflex.pipelines.local import run_local
+    from voxelflex.pipelines.submit import parse_params
 
     if not args.local:
         raise ValueError(
@@ -152,6 +153,7 @@ def cmd_pipeline_run(args: argparse.Namespace) -> None:
         temperatures=args.temperature,
         split=args.split,
         mirror_uri=mirror_uri,
+        params=parse_params(args.param),
     )
     print(f"pipeline run: {run.run_dir}")
     for task, outputs in run.artifacts.items():
@@ -160,6 +162,74 @@ def cmd_pipeline_run(args: argparse.Namespace) -> None:
             for key, value in (art["metadata"] or {}).items():
                 shown = f"{value:.4g}" if isinstance(value, float) else value
                 print(f"      {key} = {shown}")
+
+
+def _kfp_args(q: argparse.ArgumentParser, pipeline: str) -> None:
+    q.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kf.lab/pipeline")
+    q.add_argument("--pipeline", default=pipeline, help=f"pipeline to use (default {pipeline})")
+    q.add_argument("--package", help="a compiled pipeline YAML instead of compiling now")
+    q.add_argument("--experiment", default="voxelflex", help="KFP experiment name")
+    q.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="pipeline parameter"
+    )
+    q.add_argument("--params-file", help="YAML mapping of pipeline parameters (--param wins)")
+    q.add_argument("--service-account", help="Kubernetes service account for the run's pods")
+    q.add_argument("-v", "--verbose", action="count", default=0)
+
+
+def cmd_pipeline_submit(args: argparse.Namespace) -> None:
+    from voxelflex.logging_setup import setup_logging
+    from voxelflex.pipelines.submit import load_params, submit
+
+    setup_logging("DEBUG" if args.verbose > 1 else "INFO" if args.verbose else "WARNING")
+    res = submit(
+        args.host,
+        load_params(args.params_file, args.param),
+        pipeline=args.pipeline,
+        package=args.package,
+        experiment=args.experiment,
+        run_name=args.run_name,
+        service_account=args.service_account,
+        wait=args.wait,
+        timeout=args.timeout,
+        metrics_uri=args.metrics_uri,
+    )
+    print(f"run {res.run_id}: {res.url}")
+    if res.state is not None:
+        print(f"final state: {res.state}")
+        for task, state in res.tasks.items():
+            print(f"  {task}: {state}")
+        for key, value in res.metrics.items():
+            print(f"  {key} = {value:.4g}" if isinstance(value, float) else f"  {key} = {value}")
+
+
+def cmd_pipeline_schedule(args: argparse.Namespace) -> None:
+    from voxelflex.logging_setup import setup_logging
+    from voxelflex.pipelines.submit import load_params, schedule
+
+    setup_logging("DEBUG" if args.verbose > 1 else "INFO" if args.verbose else "WARNING")
+    job_id = schedule(
+        args.host,
+        args.cron,
+        load_params(args.params_file, args.param),
+        pipeline=args.pipeline,
+        package=args.package,
+        experiment=args.experiment,
+        name=args.name,
+        service_account=args.service_account,
+    )
+    print(f"recurring run {job_id}: '{args.cron}' ({args.pipeline})")
+
+
+def cmd_gate(args: argparse.Namespace) -> None:
+    from voxelflex.logging_setup import setup_logging
+    from voxelflex.steps import gate
+
+    setup_logging("INFO")
+    res = gate.run(args.metrics, args.accepted, args.max_drop, promote=not args.no_promote)
+    worst = max(res.drops.values(), default=0.0)
+    what = "baseline set" if res.first_run else f"largest per-domain r drop {worst:.4f}"
+    print(f"gate passed ({what})" + (f"; {args.accepted} updated" if res.promoted else ""))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,7 +317,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--mirror", action="store_true", help="mirror the voxels into a packed store first"
     )
     q.add_argument("--mirror-uri", help="where the packed store goes (implies --mirror)")
+    q.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a pipeline parameter directly, e.g. accepted_metrics_uri=accepted.json",
+    )
     q.set_defaults(func=cmd_pipeline_run)
+
+    q = psub.add_parser("submit", help="create a run on a Kubeflow Pipelines server")
+    _kfp_args(q, "voxelflex_pipeline")
+    q.add_argument("--run-name", help="display name of the run")
+    q.add_argument("--wait", action="store_true", help="wait; fail unless the run succeeds")
+    q.add_argument("--timeout", type=int, default=24 * 3600, help="seconds to wait at most")
+    q.add_argument("--metrics-uri", help="evaluation_metrics JSON to print after --wait")
+    q.set_defaults(func=cmd_pipeline_submit)
+    q = psub.add_parser("schedule", help="create a recurring run (default: the evaluation)")
+    _kfp_args(q, "voxelflex_evaluation_pipeline")
+    q.add_argument("--cron", required=True, help='e.g. "0 3 * * *" (03:00 every day)')
+    q.add_argument("--name", default="voxelflex-scheduled-evaluation")
+    q.set_defaults(func=cmd_pipeline_schedule)
+
+    p = sub.add_parser("gate", help="fail when per-domain r dropped against accepted metrics")
+    p.add_argument("--metrics", required=True, help="evaluation_metrics_<split>.json to judge")
+    p.add_argument("--accepted", required=True, help="last accepted metrics JSON (URI)")
+    p.add_argument("--max-drop", type=float, default=0.05, help="allowed fall of per-domain r")
+    p.add_argument("--no-promote", action="store_true", help="do not accept a passing result")
+    p.set_defaults(func=cmd_gate)
     return parser
 
 

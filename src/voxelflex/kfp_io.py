@@ -93,6 +93,11 @@ def component_config(
         values.setdefault(section, {})[key] = value
     if run_dir is not None:
         run_dir = location(run_dir).rstrip("/")
+        # KFP puts artifacts at <root>/<run>/<task>/<output>: the run folder names the run,
+        # which groups the step's metrics in a Pushgateway unless settings name it
+        monitoring = values.setdefault("monitoring", {})
+        if not monitoring.get("run_id"):
+            monitoring["run_id"] = posixpath.basename(posixpath.dirname(posixpath.dirname(run_dir)))
         values["data"] = {"processed_dir": location(processed_dir) if processed_dir else run_dir}
         values["output"] = {
             "base_dir": posixpath.dirname(run_dir),

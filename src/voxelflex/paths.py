@@ -59,6 +59,9 @@ class RunPaths:
     def metrics_dir(self) -> str:
         return join_uri(self.run_dir, "metrics")
 
+    def evaluation_metrics(self, split: str) -> str:
+        return join_uri(self.metrics_dir, f"evaluation_metrics_{split}.json")
+
     @property
     def visualizations_dir(self) -> str:
         return join_uri(self.run_dir, "visualizations")

@@ -152,6 +152,17 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class MonitoringConfig:
+    metrics_port: int | None = None  # serve Prometheus metrics here (or VOXELFLEX_METRICS_PORT)
+    pushgateway_url: str | None = None  # also push them (or VOXELFLEX_PUSHGATEWAY_URL)
+    run_id: str | None = None  # Pushgateway grouping key (default: output.run_name)
+
+    def __post_init__(self) -> None:
+        if self.metrics_port is not None:
+            _check(0 < self.metrics_port < 65536, "monitoring.metrics_port", "must be a port")
+
+
+@dataclass(frozen=True)
 class Config:
     input: InputConfig
     data: DataConfig
@@ -160,3 +171,4 @@ class Config:
     training: TrainingConfig
     prediction: PredictionConfig
     logging: LoggingConfig
+    monitoring: MonitoringConfig

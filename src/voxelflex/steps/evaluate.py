@@ -19,6 +19,7 @@ from voxelflex.data.samples import read_master_samples
 from voxelflex.data.uri import join_uri, open_uri
 from voxelflex.data.voxels import CHANNELS, open_voxel_source
 from voxelflex.errors import InputDataError
+from voxelflex.monitoring import step_metrics
 from voxelflex.paths import RunPaths
 from voxelflex.steps.predict import (
     PREDICTION_COLUMNS,
@@ -202,9 +203,17 @@ def run(
         raise InputDataError(f"split {split!r} has no samples in {paths.master_samples}")
     loaded, device = load_for_inference(cfg, model)
     source = open_voxel_source(cfg.input.voxel_file)
-    test["predicted_rmsf"] = predict_table(
-        loaded, device, source, test, cfg, temp_col="raw_temp", desc=f"evaluate {split}"
-    )
+    with step_metrics(cfg, "evaluate") as metrics:
+        test["predicted_rmsf"] = predict_table(
+            loaded,
+            device,
+            source,
+            test,
+            cfg,
+            temp_col="raw_temp",
+            desc=f"evaluate {split}",
+            metrics=metrics,
+        )
     test = test.loc[test["predicted_rmsf"].notna()]
     df = add_baselines(test, master.loc[master["split"] == "train"])
     report: dict[str, Any] = {
@@ -226,7 +235,7 @@ def run(
         b["rmse"],
     )
     report = _clean(report)  # after logging: JSON turns undefined metrics into null
-    metrics_uri = join_uri(paths.metrics_dir, f"evaluation_metrics_{split}.json")
+    metrics_uri = paths.evaluation_metrics(split)
     summary_uri = join_uri(paths.metrics_dir, f"evaluation_summary_{split}.md")
     preds_uri = join_uri(paths.metrics_dir, f"predictions_{split}.csv")
     with open_uri(metrics_uri, "w") as fh:

@@ -7,6 +7,7 @@ extrapolates, which is allowed and warned about.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,7 @@ from voxelflex.data.temperature import TemperatureScaler
 from voxelflex.data.uri import join_uri, open_uri, uri_exists
 from voxelflex.data.voxels import VoxelSource, open_voxel_source
 from voxelflex.errors import InputDataError
+from voxelflex.monitoring import StepMetrics, step_metrics
 from voxelflex.paths import RunPaths
 from voxelflex.steps.preprocess import parse_residue_keys
 from voxelflex.training.checkpoint import LoadedModel, load_model
@@ -62,10 +64,12 @@ def predict_table(
     cfg: Config,
     temp_col: str = "temperature",
     desc: str = "predict",
+    metrics: StepMetrics | None = None,
 ) -> np.ndarray:
     """Predicted RMSF for each row of `table` (domain_id, chain_id, resid_str, `temp_col`);
     NaN where a residue's voxels could not be read."""
     stream = inference_stream(loaded, source, table, cfg, temp_col)
+    start = time.perf_counter()
     rows, preds, _ = predict_batches(
         loaded.model,
         make_loader(stream, cfg.training.num_workers),
@@ -73,7 +77,10 @@ def predict_table(
         amp=amp_enabled(device, cfg.training.mixed_precision),
         total_samples=stream.index.n_samples,
         desc=desc,
+        on_batch=metrics.batch if metrics is not None else None,
     )
+    if metrics is not None:
+        metrics.pass_done({"samples_per_s": len(rows) / max(time.perf_counter() - start, 1e-9)})
     out = np.full(len(table), np.nan, dtype=np.float32)
     out[rows] = preds
     return out
@@ -144,7 +151,8 @@ def run(
     source = open_voxel_source(cfg.input.voxel_file)
     residues, known = residues_for(cfg, source, domains, split)
     table = residues.merge(pd.DataFrame({"temperature": temperatures}), how="cross")
-    table["predicted_rmsf"] = predict_table(loaded, device, source, table, cfg)
+    with step_metrics(cfg, "predict") as metrics:
+        table["predicted_rmsf"] = predict_table(loaded, device, source, table, cfg, metrics=metrics)
     cols = list(PREDICTION_COLUMNS)
     if known is not None:
         targets = known[["domain_id", "chain_id", "resid_str", "raw_temp", "target_rmsf"]]

@@ -24,6 +24,7 @@ from voxelflex.data.uri import open_uri, uri_exists
 from voxelflex.data.voxels import open_voxel_source
 from voxelflex.errors import InputDataError
 from voxelflex.models import create_model
+from voxelflex.monitoring import step_metrics
 from voxelflex.paths import RunPaths
 from voxelflex.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from voxelflex.training.loop import amp_enabled, predict_batches, resolve_device, train_epoch
@@ -160,61 +161,64 @@ def run(cfg: Config, resume: bool = False) -> TrainResult:
         train_stream.index.n_residues,
         val_stream.index.n_residues,
     )
-    for epoch in range(start_epoch, t.num_epochs):
-        if stale >= t.early_stopping_patience:
-            break
-        train_stream.set_epoch(epoch)
-        loader = make_loader(train_stream, t.num_workers, pin_memory=device.type == "cuda")
-        stats = train_epoch(
-            model,
-            loader,
-            optimizer,
-            grad_scaler,
-            device,
-            amp=amp,
-            clip_norm=t.gradient_clip_norm,
-            total_samples=train_stream.index.n_samples,
-            max_batches=t.max_batches_per_epoch,
-            desc=f"epoch {epoch + 1}/{t.num_epochs}",
-        )
-        val = _validate(model, val_stream, device, amp)
-        lr = optimizer.param_groups[0]["lr"]
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(val["val_pearson"] if math.isfinite(val["val_pearson"]) else -1.0)
-        else:
-            scheduler.step()
-        improved = math.isfinite(val["val_pearson"]) and val["val_pearson"] > best
-        best, stale = (val["val_pearson"], 0) if improved else (best, stale + 1)
-        history.append({"epoch": epoch + 1, "learning_rate": lr, **stats, **val})
-        log.info(
-            "epoch %d: train loss %.5f, val loss %.5f, val r %.4f, %.0f samples/s%s",
-            epoch + 1,
-            stats["train_loss"],
-            val["val_loss"],
-            val["val_pearson"],
-            stats["samples_per_s"],
-            " (best)" if improved else "",
-        )
-        payload = {
-            "epoch": epoch,
-            "model_state": model.state_dict(),
-            "model_config": model_config(cfg),
-            "temp_scaling": scaler.to_dict(),
-            "optimizer_state": optimizer.state_dict(),
-            "scheduler_state": scheduler.state_dict(),
-            "grad_scaler_state": grad_scaler.state_dict(),
-            "rng_state": rng_state(),
-            "history": history,
-            "best_val_pearson": best,
-            "stale_epochs": stale,
-            "val_metrics": val,
-        }
-        save_checkpoint(paths.latest_model, payload)
-        if improved:
-            save_checkpoint(paths.best_model, payload)
-        if t.checkpoint_every and (epoch + 1) % t.checkpoint_every == 0:
-            save_checkpoint(paths.epoch_model(epoch + 1), payload)
-        _save_history(paths.training_history, history)
+    with step_metrics(cfg, "train") as metrics:
+        for epoch in range(start_epoch, t.num_epochs):
+            if stale >= t.early_stopping_patience:
+                break
+            train_stream.set_epoch(epoch)
+            loader = make_loader(train_stream, t.num_workers, pin_memory=device.type == "cuda")
+            stats = train_epoch(
+                model,
+                loader,
+                optimizer,
+                grad_scaler,
+                device,
+                amp=amp,
+                clip_norm=t.gradient_clip_norm,
+                total_samples=train_stream.index.n_samples,
+                max_batches=t.max_batches_per_epoch,
+                desc=f"epoch {epoch + 1}/{t.num_epochs}",
+                on_batch=metrics.batch,
+            )
+            val = _validate(model, val_stream, device, amp)
+            lr = optimizer.param_groups[0]["lr"]
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(val["val_pearson"] if math.isfinite(val["val_pearson"]) else -1.0)
+            else:
+                scheduler.step()
+            improved = math.isfinite(val["val_pearson"]) and val["val_pearson"] > best
+            best, stale = (val["val_pearson"], 0) if improved else (best, stale + 1)
+            history.append({"epoch": epoch + 1, "learning_rate": lr, **stats, **val})
+            log.info(
+                "epoch %d: train loss %.5f, val loss %.5f, val r %.4f, %.0f samples/s%s",
+                epoch + 1,
+                stats["train_loss"],
+                val["val_loss"],
+                val["val_pearson"],
+                stats["samples_per_s"],
+                " (best)" if improved else "",
+            )
+            payload = {
+                "epoch": epoch,
+                "model_state": model.state_dict(),
+                "model_config": model_config(cfg),
+                "temp_scaling": scaler.to_dict(),
+                "optimizer_state": optimizer.state_dict(),
+                "scheduler_state": scheduler.state_dict(),
+                "grad_scaler_state": grad_scaler.state_dict(),
+                "rng_state": rng_state(),
+                "history": history,
+                "best_val_pearson": best,
+                "stale_epochs": stale,
+                "val_metrics": val,
+            }
+            save_checkpoint(paths.latest_model, payload)
+            if improved:
+                save_checkpoint(paths.best_model, payload)
+            if t.checkpoint_every and (epoch + 1) % t.checkpoint_every == 0:
+                save_checkpoint(paths.epoch_model(epoch + 1), payload)
+            _save_history(paths.training_history, history)
+            metrics.pass_done({**stats, **val}, epoch=epoch + 1)
     if stale >= t.early_stopping_patience:
         log.info("early stopping: no better validation r for %d epochs", stale)
     if not uri_exists(paths.best_model):

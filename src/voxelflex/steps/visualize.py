@@ -215,7 +215,7 @@ def run(
     else:
         log.warning("no %s: skipping training curves", paths.training_history)
     preds_uri = join_uri(paths.metrics_dir, f"predictions_{split}.csv")
-    metrics_uri = join_uri(paths.metrics_dir, f"evaluation_metrics_{split}.json")
+    metrics_uri = paths.evaluation_metrics(split)
     if not uri_exists(preds_uri) or not uri_exists(metrics_uri):
         raise InputDataError(
             f"{preds_uri} or {metrics_uri} missing: run `voxelflex evaluate` first"

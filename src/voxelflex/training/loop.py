@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 
 import numpy as np
@@ -15,6 +15,9 @@ from voxelflex.data.loader import Batch, to_device
 from voxelflex.progress import progress
 
 log = logging.getLogger(__name__)
+
+# called after each batch with (samples, seconds, loss or None): the step's metrics
+OnBatch = Callable[[int, float, float | None], None]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -49,6 +52,7 @@ def train_epoch(
     total_samples: int,
     max_batches: int | None = None,
     desc: str = "train",
+    on_batch: OnBatch | None = None,
 ) -> dict[str, float]:
     model.train()
     loss_sum, n_seen = 0.0, 0
@@ -69,11 +73,15 @@ def train_epoch(
         grad_scaler.step(optimizer)
         grad_scaler.update()
         b = len(target)
-        loss_sum += float(loss.detach()) * b
+        batch_loss = float(loss.detach())
+        loss_sum += batch_loss * b
         n_seen += b
         bar.update(b)
         bar.set_postfix(loss=f"{loss_sum / n_seen:.4f}", refresh=False)
-        t_ready = time.perf_counter()
+        now = time.perf_counter()
+        if on_batch is not None:
+            on_batch(b, now - t_ready, batch_loss)
+        t_ready = now
         if max_batches is not None and n_batches >= max_batches:
             break
     bar.close()
@@ -96,6 +104,7 @@ def predict_batches(
     amp: bool = False,
     total_samples: int | None = None,
     desc: str = "predict",
+    on_batch: OnBatch | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows, predictions, targets) in arrival order; rows index the stream's table."""
     model.eval()
@@ -103,6 +112,7 @@ def predict_batches(
     preds: list[np.ndarray] = []
     targets: list[np.ndarray] = []
     bar = progress(total=total_samples, desc=desc, unit="sample", unit_scale=True)
+    t_ready = time.perf_counter()
     for batch in batches:
         voxels, index, temp, _ = to_device(batch, device)
         with _autocast(device, amp):
@@ -111,6 +121,10 @@ def predict_batches(
         rows.append(batch["row"].numpy())
         targets.append(batch["target"].numpy())
         bar.update(len(pred))
+        now = time.perf_counter()
+        if on_batch is not None:
+            on_batch(len(pred), now - t_ready, None)
+        t_ready = now
     bar.close()
     if not rows:
         empty = np.zeros(0, dtype=np.float32)

@@ -1,0 +1,199 @@
+"""Runs and recurring runs on a Kubeflow Pipelines API server, through `kfp.Client`.
+
+Authentication uses KFP's own options, read from the environment and never printed:
+KFP_TOKEN (a bearer token, e.g. a service-account token) or KFP_COOKIES (e.g.
+`authservice_session=...` for a Dex/oauth2-proxy front door). Inside a cluster with neither,
+kfp.Client uses the pod's projected service-account token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import kfp
+import yaml
+
+from voxelflex.data.uri import open_uri, uri_exists
+from voxelflex.errors import ConfigError, VoxelFlexError
+from voxelflex.pipelines.compile import PIPELINES, compile_pipelines
+
+log = logging.getLogger(__name__)
+
+ENV_TOKEN = "KFP_TOKEN"
+ENV_COOKIES = "KFP_COOKIES"
+DEFAULT_EXPERIMENT = "voxelflex"
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    run_id: str
+    url: str
+    state: str | None = None  # after --wait
+    tasks: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """`["num_epochs=5", "predict_temperatures=[300, 350]"]` -> values read as YAML."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param {pair!r} must look like name=value")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = raw
+    return out
+
+
+def load_params(path: str | None, pairs: list[str]) -> dict[str, Any]:
+    """Parameters from a YAML file (the commit's run config, for CI), then `--param`s."""
+    params: dict[str, Any] = {}
+    if path:
+        if not Path(path).is_file():
+            raise ConfigError(f"--params-file {path} not found")
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"--params-file {path} must hold a mapping of parameter: value")
+        params.update(loaded)
+    params.update(parse_params(pairs))
+    return params
+
+
+def connect(host: str) -> kfp.Client:
+    return kfp.Client(
+        host=host.rstrip("/"),
+        existing_token=os.environ.get(ENV_TOKEN) or None,
+        cookies=os.environ.get(ENV_COOKIES) or None,
+    )
+
+
+def _package(pipeline: str, package: str | None, workdir: str) -> str:
+    """The compiled YAML: the one given, or compiled now from this checkout's code."""
+    if package:
+        if not Path(package).is_file():
+            raise ConfigError(f"--package {package} not found")
+        return package
+    if pipeline not in PIPELINES:
+        raise ConfigError(f"--pipeline must be one of {sorted(PIPELINES)}, not {pipeline!r}")
+    written = {p.stem: p for p in compile_pipelines(workdir)}
+    return str(written[pipeline])
+
+
+def _check_params(package: str, params: dict[str, Any]) -> None:
+    spec = next(yaml.safe_load_all(Path(package).read_text()))
+    known = spec["root"]["inputDefinitions"]["parameters"]
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown pipeline parameter(s) {unknown}; known: {sorted(known)}")
+    missing = sorted(k for k, v in known.items() if not v.get("isOptional") and k not in params)
+    if missing:
+        raise ConfigError(f"the pipeline needs --param for {missing}")
+
+
+def run_url(host: str, run_id: str) -> str:
+    return f"{host.rstrip('/')}/#/runs/details/{run_id}"
+
+
+def read_metrics(uri: str) -> dict[str, Any]:
+    """The headline numbers of an evaluation_metrics JSON (as the UI's Metrics show them)."""
+    from voxelflex.steps.evaluate import headline_metrics
+
+    with open_uri(uri, "r") as fh:
+        return headline_metrics(json.load(fh))
+
+
+def submit(
+    host: str,
+    params: dict[str, Any],
+    pipeline: str = "voxelflex_pipeline",
+    package: str | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+    run_name: str | None = None,
+    service_account: str | None = None,
+    wait: bool = False,
+    timeout: int = 24 * 3600,
+    metrics_uri: str | None = None,
+) -> SubmitResult:
+    """Create a run; with `wait`, wait for it and fail unless it succeeded."""
+    with tempfile.TemporaryDirectory() as workdir:
+        path = _package(pipeline, package, workdir)
+        _check_params(path, params)
+        client = connect(host)
+        created = client.create_run_from_pipeline_package(
+            path,
+            arguments=params,
+            run_name=run_name,
+            experiment_name=experiment,
+            service_account=service_account,
+        )
+    run_id = created.run_id
+    url = run_url(host, run_id)
+    log.info("created run %s: %s", run_id, url)
+    if not wait:
+        return SubmitResult(run_id, url)
+    run = client.wait_for_run_completion(run_id, timeout=timeout)
+    details = getattr(run, "run_details", None)
+    tasks = {t.display_name: t.state for t in (getattr(details, "task_details", None) or [])}
+    if run.state != "SUCCEEDED":
+        failed = [name for name, state in tasks.items() if state not in ("SUCCEEDED", "SKIPPED")]
+        raise VoxelFlexError(
+            f"run {run_id} ended {run.state} (tasks not succeeded: {failed}): {url}"
+        )
+    # KFP's run API carries states, not metric values: read them from the metrics file the
+    # run wrote (the evaluation pipeline's accepted metrics, or --metrics-uri)
+    metrics: dict[str, Any] = {}
+    metrics_uri = metrics_uri or params.get("accepted_metrics_uri")
+    if metrics_uri:
+        try:
+            metrics = read_metrics(metrics_uri) if uri_exists(metrics_uri) else {}
+        except Exception as exc:  # the run succeeded; failing to show numbers must not fail it
+            log.warning("could not read metrics from %s: %s", metrics_uri, exc)
+    return SubmitResult(run_id, url, run.state, tasks, metrics)
+
+
+def kfp_cron(cron: str) -> str:
+    """KFP schedules take six cron fields (seconds first); accept the usual five too."""
+    fields = cron.split()
+    if len(fields) == 5:
+        return "0 " + cron.strip()
+    if len(fields) == 6:
+        return cron.strip()
+    raise ConfigError(f"--cron {cron!r} must have 5 fields (min hour day month weekday) or 6")
+
+
+def schedule(
+    host: str,
+    cron: str,
+    params: dict[str, Any],
+    pipeline: str = "voxelflex_evaluation_pipeline",
+    package: str | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+    name: str = "voxelflex-scheduled-evaluation",
+    service_account: str | None = None,
+) -> str:
+    """Create a recurring run (no catch-up, one at a time); returns its id."""
+    with tempfile.TemporaryDirectory() as workdir:
+        path = _package(pipeline, package, workdir)
+        _check_params(path, params)
+        client = connect(host)
+        exp = client.create_experiment(experiment)
+        job = client.create_recurring_run(
+            experiment_id=exp.experiment_id,
+            job_name=name,
+            cron_expression=kfp_cron(cron),
+            max_concurrency=1,
+            no_catchup=True,
+            params=params,
+            pipeline_package_path=path,
+            service_account=service_account,
+        )
+    log.info("created recurring run %s (%s)", job.recurring_run_id, cron)
+    return job.recurring_run_id
