@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import h5py
@@ -83,3 +84,18 @@ def write_h5(path: Path, layout: dict[str, dict[str, dict[str, np.ndarray]]]) ->
                 for key, arr in residues.items():
                     g.create_dataset(key, data=arr, compression="gzip")
     return path
+
+
+def metrics_report(per_domain: dict[str, float | None]) -> dict:
+    """A minimal evaluation_metrics report with the given mean per-domain r per temperature."""
+    per_t = {t: {"mean_per_domain_pearson": r, "pearson": 0.9} for t, r in per_domain.items()}
+    pooled = {"pearson": 0.9, "spearman": 0.9, "rmse": 0.05, "mae": 0.04, "r2": 0.8}
+    return {
+        "model": {"pooled": pooled, "per_temperature": per_t},
+        "baseline_temperature_mean": {"pooled": {**pooled, "rmse": 0.2}},
+    }
+
+
+def write_json(path: Path, report: dict) -> str:
+    path.write_text(json.dumps(report))
+    return str(path)

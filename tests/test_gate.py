@@ -7,42 +7,31 @@ from pathlib import Path
 
 import pytest
 
+from conftest import metrics_report, write_json
 from voxelflex.cli import main
 from voxelflex.steps import gate
 
 
-def _report(per_domain: dict[str, float | None]) -> dict:
-    per_t = {t: {"mean_per_domain_pearson": r, "pearson": 0.9} for t, r in per_domain.items()}
-    pooled = {"pearson": 0.9, "spearman": 0.9, "rmse": 0.05, "mae": 0.04, "r2": 0.8}
-    return {
-        "model": {"pooled": pooled, "per_temperature": per_t},
-        "baseline_temperature_mean": {"pooled": {**pooled, "rmse": 0.2}},
-    }
-
-
-def _write(path: Path, report: dict) -> str:
-    path.write_text(json.dumps(report))
-    return str(path)
-
-
 def test_compare_flags_each_temperature_that_dropped_too_far() -> None:
-    accepted = _report({"320": 0.80, "450": 0.70, "379": None})
-    drops, bad = gate.compare(_report({"320": 0.78, "450": 0.60, "379": 0.5}), accepted, 0.05)
+    accepted = metrics_report({"320": 0.80, "450": 0.70, "379": None})
+    drops, bad = gate.compare(
+        metrics_report({"320": 0.78, "450": 0.60, "379": 0.5}), accepted, 0.05
+    )
     assert drops == pytest.approx({"320": 0.02, "450": 0.10})
     assert len(bad) == 1 and bad[0].startswith("450 K")
-    _, bad = gate.compare(_report({"320": 0.80}), accepted, 0.05)
+    _, bad = gate.compare(metrics_report({"320": 0.80}), accepted, 0.05)
     assert bad == ["450 K: per-domain r undefined now (accepted 0.7000)"]
 
 
 def test_gate_cli_first_run_pass_fail_and_promotion(tmp_path: Path, capsys) -> None:
     accepted = tmp_path / "accepted.json"
-    good = _write(tmp_path / "good.json", _report({"320": 0.80, "450": 0.70}))
+    good = write_json(tmp_path / "good.json", metrics_report({"320": 0.80, "450": 0.70}))
     argv = ["gate", "--accepted", str(accepted), "--max-drop", "0.05"]
     assert main([*argv, "--metrics", good]) == 0
     assert "baseline set" in capsys.readouterr().out
     assert json.loads(accepted.read_text()) == json.loads(Path(good).read_text())
 
-    worse = _write(tmp_path / "worse.json", _report({"320": 0.79, "450": 0.60}))
+    worse = write_json(tmp_path / "worse.json", metrics_report({"320": 0.79, "450": 0.60}))
     assert main([*argv, "--metrics", worse]) == 2
     err = capsys.readouterr().err
     assert "gate failed" in err and "450 K" in err and "320 K" not in err
@@ -53,7 +42,7 @@ def test_gate_cli_first_run_pass_fail_and_promotion(tmp_path: Path, capsys) -> N
         == 0.70
     )  # a failing model never becomes the accepted one
 
-    fine = _write(tmp_path / "fine.json", _report({"320": 0.79, "450": 0.69}))
+    fine = write_json(tmp_path / "fine.json", metrics_report({"320": 0.79, "450": 0.69}))
     assert main([*argv, "--metrics", fine, "--no-promote"]) == 0
     assert "largest per-domain r drop 0.0100" in capsys.readouterr().out
     assert json.loads(accepted.read_text()) == json.loads(Path(good).read_text())

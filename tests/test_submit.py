@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import yaml
 
+from conftest import metrics_report, write_json
 from voxelflex.cli import main
 from voxelflex.pipelines.submit import kfp_cron, parse_params
 
@@ -142,6 +143,22 @@ def test_submit_creates_a_run_with_the_pipeline_and_parameters(kfp_server, capsy
     # the token travels as a bearer header on every call
     assert {r["auth"] for r in FakeKFP.requests} == {"Bearer secret-token-123"}
     assert any(r["path"] == f"{API}/runs/run-1" for r in FakeKFP.requests)
+
+
+def test_wait_prints_the_metrics_the_run_wrote(kfp_server, tmp_path, capsys) -> None:
+    metrics = write_json(tmp_path / "m.json", metrics_report({"320": 0.81, "450": 0.72}))
+    params = {
+        "voxel_file": "v",
+        "aggregated_rmsf_file": "r",
+        "train_split_file": "a",
+        "val_split_file": "b",
+        "test_split_file": "c",
+    }
+    flags = [a for k, v in params.items() for a in ("--param", f"{k}={v}")]
+    argv = ["pipeline", "submit", "--host", kfp_server, *flags, "--wait", "--metrics-uri", metrics]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "per_domain_pearson_320K = 0.81" in out and "pearson = 0.9" in out
 
 
 def test_a_failed_run_fails_the_command(kfp_server, capsys) -> None:
