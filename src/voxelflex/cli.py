@@ -109,6 +109,19 @@ def cmd_visualize(args: argparse.Namespace) -> None:
     print("\n".join(res.plots))
 
 
+def cmd_voxelize(args: argparse.Namespace) -> None:
+    from voxelflex.logging_setup import setup_logging
+    from voxelflex.progress import set_progress
+    from voxelflex.steps import voxelize
+
+    setup_logging("WARNING" if args.quiet else "INFO")
+    set_progress(not args.quiet)
+    res = voxelize.run(args.structure, args.out)
+    print(f"{res.n_residues} residues of {res.n_structures} structure(s) -> {res.out}")
+    if res.n_skipped:
+        print(f"{res.n_skipped} skipped (reasons in {res.skipped})")
+
+
 def cmd_mirror(args: argparse.Namespace) -> None:
     from voxelflex.logging_setup import setup_logging
     from voxelflex.progress import set_progress
@@ -286,6 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--domains", nargs="+", help="domains for RMSF profiles (default: first two)")
     p.set_defaults(func=cmd_visualize)
+
+    p = sub.add_parser("voxelize", help="PDB/mmCIF structures -> voxel HDF5 (aposteriori frames)")
+    p.add_argument("--structure", nargs="+", required=True, help="PDB/mmCIF files (.gz too)")
+    p.add_argument("--out", required=True, help="voxel HDF5 to write")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_voxelize)
 
     p = sub.add_parser("mirror", help="voxel HDF5 -> packed store (zarr/HDF5, local or s3)")
     p.add_argument("--src", required=True, help="per-residue voxel HDF5 (any fsspec URI)")

@@ -1,0 +1,180 @@
+"""Structures in: PDB/mmCIF (plain or gzipped) -> aposteriori-compatible residue frames.
+
+Geometry (what the model was trained on; see README "Voxelizing structures"):
+
+- Only backbone atoms N, CA, C, O of amino-acid residues are kept, plus a virtual CB for every
+  residue (glycine included). Hydrogens, HETATM records (ligands, modified residues) and
+  water are ignored; of alternate locations the one with the highest occupancy is kept;
+  only the first model is read.
+- Each residue's frame: its CA at the origin, rotated so that its N lies on +Y and its C in
+  the XY plane on the +X side (x = the part of CA->C orthogonal to y, z = x cross y).
+- The virtual CB sits at a fixed point of the residue's own frame, `CB_LOCAL`: where ideal
+  backbone geometry (N-CA 1.458 A, CA-C 1.525 A, N-CA-C 111.2 deg) puts an L-residue's CB
+  (the standard virtual-CB construction, 1.53 A from CA).
+- The frame is a cube of 12 A edge around CA, cut into 21 voxels a side (0.571 A each); an
+  atom at local position p with every |p_i| <= 6 A sets voxel round(p / 0.571) + 10 of its
+  channel: C, N, O, CA, CB (by atom name, not element: CA is not also C). Grids are bool
+  (21, 21, 21, 5), indexed [x, y, z, channel].
+
+A residue missing N, CA or C is skipped with its reason (its frame is undefined); a missing
+O only leaves that atom out.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from voxelflex.data.voxels import CHANNELS, GRID, HDF5_SHAPE
+from voxelflex.errors import InputDataError
+
+log = logging.getLogger(__name__)
+
+FRAME_EDGE = 12.0
+VOXEL_EDGE = FRAME_EDGE / GRID
+HALF = GRID // 2
+BACKBONE = ("N", "CA", "C", "O")
+CHANNEL = {name: CHANNELS.index(name) for name in CHANNELS}  # C N O CA CB -> 0..4
+
+
+def _ideal_cb() -> np.ndarray:
+    n = np.array([0.0, 1.458, 0.0])
+    angle = np.deg2rad(111.2)
+    c = 1.525 * np.array([np.sin(angle), np.cos(angle), 0.0])
+    b, cc = -n, c  # CA - N, C - CA (CA at the origin)
+    a = np.cross(b, cc)
+    return -0.58273431 * a + 0.56802827 * b - 0.54067466 * cc
+
+
+CB_LOCAL = _ideal_cb()  # about (-0.769, -0.530, -1.208) A
+
+
+@dataclass
+class Residues:
+    """The residues of one structure that have a frame, with their backbone."""
+
+    name: str
+    chain: list[str] = field(default_factory=list)
+    resid_str: list[str] = field(default_factory=list)  # number + insertion code, "52A"
+    resid: list[int] = field(default_factory=list)
+    resname: list[str] = field(default_factory=list)
+    backbone: list[np.ndarray] = field(default_factory=list)  # (4, 3): N CA C O (O may be NaN)
+    skipped: dict[str, str] = field(default_factory=dict)  # "A/52A" -> reason
+
+    def __len__(self) -> int:
+        return len(self.resid_str)
+
+
+def read_structure(path: str | Path, text: str | None = None):
+    """Atoms of the first model (biotite AtomArray), highest-occupancy alternate locations.
+    `text` gives the file's content directly (e.g. a PDB string inside an mdCATH file)."""
+    import biotite.structure.io.pdb as pdb
+    import biotite.structure.io.pdbx as pdbx
+
+    name = str(path)
+    stem = name[:-3] if name.endswith(".gz") else name
+    try:
+        if text is None:
+            raw = Path(path).read_bytes()
+            text = (gzip.decompress(raw) if name.endswith(".gz") else raw).decode()
+        if stem.endswith((".cif", ".mmcif")):
+            atoms = pdbx.get_structure(
+                pdbx.CIFFile.read(io.StringIO(text)), model=1, altloc="occupancy"
+            )
+        else:
+            atoms = pdb.PDBFile.read(io.StringIO(text)).get_structure(model=1, altloc="occupancy")
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        raise InputDataError(f"cannot read structure {path}: {exc}") from None
+    if atoms.array_length() == 0:
+        raise InputDataError(f"structure {path} has no atoms")
+    return atoms
+
+
+def structure_name(path: str | Path) -> str:
+    name = Path(str(path)).name
+    for ext in (".gz", ".pdb", ".ent", ".cif", ".mmcif"):
+        name = name.removesuffix(ext)
+    return name
+
+
+def backbone_residues(atoms, name: str) -> Residues:
+    """Amino-acid residues (ATOM records, no water) with their N, CA, C, O coordinates."""
+    import biotite.structure as struc
+
+    keep = ~atoms.hetero & struc.filter_amino_acids(atoms) & (atoms.element != "H")
+    atoms = atoms[keep]
+    out = Residues(name)
+    for start, stop in zip(*_residue_bounds(atoms), strict=True):
+        res = atoms[start:stop]
+        chain, num, icode = str(res.chain_id[0]), int(res.res_id[0]), str(res.ins_code[0])
+        key = f"{num}{icode.strip()}"
+        coords = np.full((4, 3), np.nan)
+        for i, atom in enumerate(BACKBONE):
+            hit = np.flatnonzero(res.atom_name == atom)
+            if len(hit):
+                coords[i] = res.coord[hit[0]]
+        missing = [a for a, c in zip(BACKBONE[:3], coords[:3], strict=True) if np.isnan(c).any()]
+        if missing:
+            out.skipped[f"{chain}/{key}"] = f"missing backbone atom(s) {', '.join(missing)}"
+            continue
+        out.chain.append(chain)
+        out.resid_str.append(key)
+        out.resid.append(num)
+        out.resname.append(str(res.res_name[0]))
+        out.backbone.append(coords)
+    for where, why in out.skipped.items():
+        log.warning("%s: residue %s skipped: %s", name, where, why)
+    return out
+
+
+def _residue_bounds(atoms) -> tuple[np.ndarray, np.ndarray]:
+    import biotite.structure as struc
+
+    starts = struc.get_residue_starts(atoms)
+    return starts, np.append(starts[1:], atoms.array_length())
+
+
+def frames(backbone: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per residue: origin (CA) (n, 3) and rotation (n, 3, 3) whose rows are the frame's
+    x, y, z axes, so local = R @ (p - CA)."""
+    n_at, ca, c = backbone[:, 0], backbone[:, 1], backbone[:, 2]
+    y = n_at - ca
+    y /= np.linalg.norm(y, axis=1, keepdims=True)
+    cc = c - ca
+    x = cc - np.sum(cc * y, axis=1, keepdims=True) * y
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    z = np.cross(x, y)
+    return ca, np.stack([x, y, z], axis=1)
+
+
+def environment(res: Residues) -> tuple[np.ndarray, np.ndarray]:
+    """All atoms that go into frames: (m, 3) positions and (m,) channel numbers."""
+    backbone = np.stack(res.backbone)  # (n, 4, 3)
+    origin, rot = frames(backbone)
+    cb = origin + np.einsum("nij,i->nj", rot, CB_LOCAL)  # R^T @ CB_LOCAL, per residue
+    channels = [CHANNEL["N"], CHANNEL["CA"], CHANNEL["C"], CHANNEL["O"]]
+    pos = np.concatenate([backbone.reshape(-1, 3), cb])
+    chan = np.concatenate([np.tile(channels, len(backbone)), np.full(len(cb), CHANNEL["CB"])])
+    ok = ~np.isnan(pos).any(axis=1)  # a missing O
+    return pos[ok], chan[ok]
+
+
+def voxelize(res: Residues) -> np.ndarray:
+    """(n, 21, 21, 21, 5) bool grids, one per residue of `res`, aposteriori layout."""
+    n = len(res)
+    grids = np.zeros((n, *HDF5_SHAPE), dtype=bool)
+    if n == 0:
+        return grids
+    pos, chan = environment(res)
+    origin, rot = frames(np.stack(res.backbone))
+    for i in range(n):
+        local = (pos - origin[i]) @ rot[i].T  # (m, 3) in residue i's frame
+        inside = np.all(np.abs(local) <= FRAME_EDGE / 2, axis=1)
+        idx = np.rint(local[inside] / VOXEL_EDGE).astype(int) + HALF
+        grids[i, idx[:, 0], idx[:, 1], idx[:, 2], chan[inside]] = True
+    return grids

@@ -1,0 +1,200 @@
+"""Voxelizing structures: frames checked by hand, rotation invariance, PDB quirks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from voxelflex.cli import main
+from voxelflex.data.structure import (
+    CB_LOCAL,
+    VOXEL_EDGE,
+    backbone_residues,
+    read_structure,
+    voxelize,
+)
+from voxelflex.data.voxels import HDF5VoxelSource
+
+C, N, OX, CA, CB = range(5)  # channel numbers (OX: oxygen)
+
+
+def pdb_line(
+    serial: int,
+    name: str,
+    resname: str,
+    chain: str,
+    resnum: int,
+    xyz,
+    icode: str = "",
+    altloc: str = "",
+    occ: float = 1.0,
+    record: str = "ATOM",
+    element: str | None = None,
+) -> str:
+    element = element or name[0]
+    atom = f" {name:<3}" if len(name) < 4 else name
+    x, y, z = xyz
+    return (
+        f"{record:<6}{serial:>5} {atom}{altloc:1}{resname:>3} {chain:1}{resnum:>4}{icode:1}   "
+        f"{x:8.3f}{y:8.3f}{z:8.3f}{occ:6.2f}{20.0:6.2f}          {element:>2}"
+    )
+
+
+def ideal_residue(ca, axes=None) -> dict[str, np.ndarray]:
+    """Backbone in a frame with axes rows x, y, z at `ca`: N on +y, C in the xy plane."""
+    ca = np.asarray(ca, float)
+    axes = np.eye(3) if axes is None else axes
+    local = {
+        "N": np.array([0.0, 1.458, 0.0]),
+        "CA": np.zeros(3),
+        "C": 1.525 * np.array([np.sin(np.deg2rad(111.2)), np.cos(np.deg2rad(111.2)), 0.0]),
+        "O": np.array([2.1, -1.6, 0.6]),
+    }
+    return {k: ca + v @ axes for k, v in local.items()}
+
+
+def write_pdb(path: Path, residues: list[tuple[str, str, int, dict]], extra=()) -> Path:
+    lines, serial = [], 1
+    for resname, chain, num, atoms in residues:
+        for name, xyz in atoms.items():
+            lines.append(pdb_line(serial, name, resname, chain, num, xyz))
+            serial += 1
+    lines.extend(extra)
+    path.write_text("\n".join([*lines, "END"]) + "\n")
+    return path
+
+
+def voxel(local) -> tuple[int, int, int]:
+    return tuple(int(v) for v in np.rint(np.asarray(local) / VOXEL_EDGE).astype(int) + 10)
+
+
+def test_a_frame_computed_by_hand(tmp_path: Path) -> None:
+    centre = ideal_residue([10.0, 20.0, 30.0])  # its frame is the identity at CA
+    other = ideal_residue([10.0 + 2.3, 20.0 - 1.1, 30.0 + 0.9], axes=np.eye(3)[[1, 2, 0]])
+    pdb = write_pdb(tmp_path / "two.pdb", [("ALA", "A", 1, centre), ("GLY", "A", 2, other)])
+    res = backbone_residues(read_structure(pdb), "two")
+    grid = voxelize(res)[0]
+    assert grid.shape == (21, 21, 21, 5) and grid.dtype == bool
+    assert grid[10, 10, 10, CA]  # the residue's CA at the centre
+    assert grid[(*voxel([0, 1.458, 0]), N)] and voxel([0, 1.458, 0]) == (10, 13, 10)
+    assert grid[(*voxel(centre["C"] - centre["CA"]), C)]
+    assert grid[(*voxel(CB_LOCAL), CB)] and voxel(CB_LOCAL) == (9, 9, 8)
+    # the neighbour's CA at local (2.3, -1.1, 0.9): voxel (14, 8, 12), worked out by hand
+    assert grid[14, 8, 12, CA]
+    # CA is its own channel, not also carbon
+    assert not grid[10, 10, 10, C]
+    assert grid.sum() == 10  # 4 backbone atoms + CB, for both residues
+
+
+def test_virtual_cb_geometry() -> None:
+    n = np.array([0.0, 1.458, 0.0])
+    c = 1.525 * np.array([np.sin(np.deg2rad(111.2)), np.cos(np.deg2rad(111.2)), 0.0])
+
+    def angle(u, v):
+        return np.degrees(np.arccos(u @ v / np.linalg.norm(u) / np.linalg.norm(v)))
+
+    assert np.linalg.norm(CB_LOCAL) == pytest.approx(1.53, abs=0.01)
+    assert angle(n, CB_LOCAL) == pytest.approx(110.5, abs=1.5)
+    assert angle(c, CB_LOCAL) == pytest.approx(110.1, abs=1.5)
+    assert np.cross(c, n) @ CB_LOCAL < 0  # L-amino acid side of the N-CA-C plane
+
+
+def test_frames_do_not_depend_on_where_the_protein_sits(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    residues = []
+    for i in range(6):  # a rough strand with some twist
+        axes, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        if np.linalg.det(axes) < 0:
+            axes[0] *= -1
+        residues.append(("ALA", "A", i + 1, ideal_residue([3.4 * i, 0.5 * i, 0.3 * i], axes)))
+    a = write_pdb(tmp_path / "a.pdb", residues)
+    rot, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    if np.linalg.det(rot) < 0:
+        rot[0] *= -1
+    moved = [
+        (r, c, n, {k: v @ rot.T + [5, -7, 11] for k, v in at.items()}) for r, c, n, at in residues
+    ]
+    b = write_pdb(tmp_path / "b.pdb", moved)
+    ga = voxelize(backbone_residues(read_structure(a), "a"))
+    gb = voxelize(backbone_residues(read_structure(b), "b"))
+    # a voxel boundary may flip for an atom within rounding of it; nearly all must agree
+    assert ga.sum() >= 60 and (ga != gb).sum() <= 0.02 * ga.sum()
+
+
+def test_pdb_quirks(tmp_path: Path) -> None:
+    base = ideal_residue([0.0, 0.0, 0.0])
+    second = ideal_residue([3.8, 0.0, 0.0])
+    chain_b = ideal_residue([0.0, 4.0, 2.0])
+    lines, serial = [], 1
+    for name, xyz in base.items():
+        if name == "O":  # two locations: the higher occupancy one (B) counts
+            lines.append(pdb_line(serial, "O", "SER", "A", 52, xyz, altloc="A", occ=0.3))
+            lines.append(
+                pdb_line(
+                    serial + 1, "O", "SER", "A", 52, np.add(xyz, [0, 0, 3.0]), altloc="B", occ=0.7
+                )
+            )
+            serial += 2
+            continue
+        for alt, occ in (("A", 0.3), ("B", 0.7)):
+            lines.append(pdb_line(serial, name, "SER", "A", 52, xyz, altloc=alt, occ=occ))
+            serial += 1
+    for name, xyz in second.items():
+        lines.append(pdb_line(serial, name, "GLY", "A", 52, xyz, icode="A"))
+        serial += 1
+    for name in ("CA", "C", "O"):  # no N: no frame
+        lines.append(pdb_line(serial, name, "LYS", "A", 53, second[name] + [0, 9, 0]))
+        serial += 1
+    for name, xyz in chain_b.items():
+        lines.append(pdb_line(serial, name, "ALA", "B", 1, xyz))
+        serial += 1
+    lines.append(pdb_line(serial, "H", "ALA", "B", 1, [0.5, 4.5, 2.0], element="H"))
+    lines.append(pdb_line(serial + 1, "O", "HOH", "A", 100, [1.0, 1.0, 1.0], record="HETATM"))
+    lines.append(pdb_line(serial + 2, "C1", "LIG", "A", 101, [1.0, -1.0, 1.0], record="HETATM"))
+    path = tmp_path / "quirks.pdb"
+    path.write_text("\n".join([*lines, "END"]) + "\n")
+
+    res = backbone_residues(read_structure(path), "quirks")
+    assert list(zip(res.chain, res.resid_str, strict=True)) == [
+        ("A", "52"),
+        ("A", "52A"),
+        ("B", "1"),
+    ]
+    assert res.resname == ["SER", "GLY", "ALA"]
+    assert res.skipped == {"A/53": "missing backbone atom(s) N"}
+    grid = voxelize(res)[0]
+    assert grid[(*voxel([0, 0, 3.0] + base["O"]), OX)] and not grid[(*voxel(base["O"]), OX)]
+    assert not grid[(*voxel([1.0, 1.0, 1.0]), OX)] and not grid[..., C][voxel([1.0, -1.0, 1.0])]
+    assert grid[(*voxel(chain_b["CA"]), CA)]  # other chains are part of the environment
+    assert voxelize(res)[1][..., CB].sum() >= 1  # glycine gets a virtual CB
+
+
+def test_voxelize_cli_writes_the_input_layout(tmp_path: Path, capsys) -> None:
+    residues = [("ALA", "A", i + 1, ideal_residue([3.8 * i, 0, 0])) for i in range(4)]
+    pdb = write_pdb(tmp_path / "1abc.pdb", residues)
+    gz = tmp_path / "2xyz.pdb.gz"
+    import gzip
+
+    gz.write_bytes(gzip.compress(pdb.read_bytes()))
+    out = tmp_path / "voxels.hdf5"
+    assert main(["voxelize", "--structure", str(pdb), str(gz), "--out", str(out), "-q"]) == 0
+    assert "8 residues of 2 structure(s)" in capsys.readouterr().out
+    with h5py.File(out) as f:
+        assert f.attrs["voxels_per_side"] == 21 and f.attrs["frame_edge_length"] == 12.0
+        assert f["1abc"]["A"]["1"].attrs["label"] == "ALA"
+    source = HDF5VoxelSource(str(out))
+    assert sorted(source.domain_ids()) == ["1abc", "2xyz"]
+    listed = source.list_residues(["1abc"])
+    grids, ok = source.read_domain("1abc", listed.chain_id.to_numpy(), listed.resid_str.to_numpy())
+    assert ok.all() and grids.shape == (4, 5, 21, 21, 21)
+    source.close()
+    both = [str(pdb), str(tmp_path / "none.pdb")]
+    assert main(["voxelize", "--structure", *both, "--out", str(out), "-q"]) == 0
+    assert "1 skipped" in capsys.readouterr().out
+    assert "none" in Path(f"{out}.skipped.txt").read_text()
+    none = str(tmp_path / "none.pdb")
+    assert main(["voxelize", "--structure", none, "--out", str(tmp_path / "x.h5")]) == 2
+    assert "none.pdb" in capsys.readouterr().err
