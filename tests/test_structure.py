@@ -198,3 +198,45 @@ def test_voxelize_cli_writes_the_input_layout(tmp_path: Path, capsys) -> None:
     none = str(tmp_path / "none.pdb")
     assert main(["voxelize", "--structure", none, "--out", str(tmp_path / "x.h5")]) == 2
     assert "none.pdb" in capsys.readouterr().err
+
+
+def test_predict_for_a_users_own_structure(tmp_path: Path, capsys) -> None:
+    import biotite.structure.io.pdb as pdb_io
+    import pandas as pd
+
+    from conftest import FAST
+    from voxelflex.config import config_from_dict
+    from voxelflex.data.temperature import TemperatureScaler
+    from voxelflex.steps.train import build_model, model_config
+    from voxelflex.training.checkpoint import save_checkpoint
+
+    cfg = config_from_dict({"model": FAST["model"]})
+    model = build_model(cfg)
+    ckpt = str(tmp_path / "model.pt")
+    payload = {
+        "epoch": 0,
+        "model_state": model.state_dict(),
+        "model_config": model_config(cfg),
+        "temp_scaling": TemperatureScaler(320.0, 450.0).to_dict(),
+    }
+    save_checkpoint(ckpt, payload)
+    residues = [("ALA", "A", i + 1, ideal_residue([3.8 * i, 0, 0])) for i in range(5)]
+    residues += [("GLY", "B", i + 1, ideal_residue([3.8 * i, 6.0, 1.0])) for i in range(3)]
+    structure = write_pdb(tmp_path / "mine.pdb", residues)
+    out = tmp_path / "pred"
+    argv = ["predict", "--structure", str(structure), "--model", ckpt, "--out", str(out), "-q"]
+    assert main([*argv, "--temperature", "300", "--temperature", "350"]) == 0
+    assert "8 residues" in capsys.readouterr().out
+
+    table = pd.read_csv(out / "predictions_structures.csv", dtype={"resid_str": str})
+    assert len(table) == 16 and set(table.temperature) == {300.0, 350.0}
+    assert {"domain_id", "resid", "resname", "temperature", "predicted_rmsf"} <= set(table.columns)
+    assert (table.predicted_rmsf > 0).all() and (table.domain_id == "mine").all()
+    assert sorted(p.name for p in out.glob("*.png")) == ["mine_A_rmsf.png", "mine_B_rmsf.png"]
+    for temp in (300, 350):
+        atoms = pdb_io.PDBFile.read(str(out / f"mine_rmsf_{temp}K.pdb")).get_structure(
+            model=1, extra_fields=["b_factor"]
+        )
+        ca = atoms[atoms.atom_name == "CA"]
+        want = table.loc[table.temperature == temp, "predicted_rmsf"].to_numpy() * 10
+        assert np.allclose(ca.b_factor, np.round(want, 2), atol=0.01)

@@ -81,6 +81,17 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from voxelflex.steps import predict
 
+    if args.structure:
+        from voxelflex.steps import predict_structure
+
+        res = predict_structure.run(
+            _prepare(args), args.structure, args.temperature, model=args.model, out_dir=args.out
+        )
+        print(f"{res.n_residues} residues -> {res.predictions}")
+        print("\n".join([*res.plots, *res.structures]))
+        return
+    if args.config is None:
+        raise ValueError("predict --domains/--split needs --config (the run's inputs)")
     res = predict.run(
         _prepare(args),
         args.temperature,
@@ -267,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="per-residue RMSF at any temperature (K)")
-    _common(p)
+    _common(p, config_required=False)
     p.add_argument("--model", help="checkpoint (default: the run's best_model.pt)")
     p.add_argument(
         "--temperature",
@@ -279,7 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
     scope = p.add_mutually_exclusive_group(required=True)
     scope.add_argument("--domains", nargs="+", help="domain IDs (keys of the voxel file)")
     scope.add_argument("--split", choices=["train", "val", "test"], help="every domain of a split")
-    p.add_argument("--out", help="CSV to write (default: metrics/predictions_<scope>_<T>.csv)")
+    scope.add_argument(
+        "--structure", nargs="+", help="your own PDB/mmCIF file(s): voxelized here, then predicted"
+    )
+    p.add_argument(
+        "--out",
+        help="CSV to write (default: metrics/predictions_<scope>_<T>.csv); with --structure, "
+        "the folder for the CSV, plots and B-factor structures (default: <run>/structures)",
+    )
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="metrics, baselines and a summary on a split")

@@ -178,3 +178,49 @@ def voxelize(res: Residues) -> np.ndarray:
         idx = np.rint(local[inside] / VOXEL_EDGE).astype(int) + HALF
         grids[i, idx[:, 0], idx[:, 1], idx[:, 2], chan[inside]] = True
     return grids
+
+
+class StructureVoxelSource:
+    """Voxelized structures held in memory, behind the VoxelSource interface (predicting for
+    a user's own structure needs no HDF5 file)."""
+
+    def __init__(self, residues: list[Residues]) -> None:
+        from voxelflex.data.voxels import to_channel_first
+
+        self.uri = "memory:structures"
+        self.residues = {r.name: r for r in residues}
+        self._grids = {r.name: voxelize(r) for r in residues}
+        self._to_cf = to_channel_first
+
+    def domain_ids(self) -> list[str]:
+        return list(self.residues)
+
+    def list_residues(self, domains: list[str]):
+        import pandas as pd
+
+        rows = [
+            (name, chain, key)
+            for name in domains
+            if name in self.residues
+            for chain, key in zip(
+                self.residues[name].chain, self.residues[name].resid_str, strict=True
+            )
+        ]
+        return pd.DataFrame(rows, columns=["domain_id", "chain_id", "resid_str"], dtype=object)
+
+    def read_domain(self, domain_id: str, chain_ids, resid_strs) -> tuple[np.ndarray, np.ndarray]:
+        from voxelflex.data.voxels import VOXEL_SHAPE
+
+        res = self.residues[domain_id]
+        where = {(c, k): i for i, (c, k) in enumerate(zip(res.chain, res.resid_str, strict=True))}
+        out = np.zeros((len(resid_strs), *VOXEL_SHAPE), dtype=np.uint8)
+        ok = np.zeros(len(resid_strs), dtype=bool)
+        for j, key in enumerate(zip(chain_ids, resid_strs, strict=True)):
+            i = where.get((str(key[0]), str(key[1])))
+            if i is not None:
+                out[j] = self._to_cf(self._grids[domain_id][i])
+                ok[j] = True
+        return out, ok
+
+    def close(self) -> None:
+        pass
