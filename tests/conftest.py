@@ -99,3 +99,49 @@ def metrics_report(per_domain: dict[str, float | None]) -> dict:
 def write_json(path: Path, report: dict) -> str:
     path.write_text(json.dumps(report))
     return str(path)
+
+
+def pdb_line(
+    serial: int,
+    name: str,
+    resname: str,
+    chain: str,
+    resnum: int,
+    xyz,
+    icode: str = "",
+    altloc: str = "",
+    occ: float = 1.0,
+    record: str = "ATOM",
+    element: str | None = None,
+) -> str:
+    element = element or name[0]
+    atom = f" {name:<3}" if len(name) < 4 else name
+    x, y, z = xyz
+    return (
+        f"{record:<6}{serial:>5} {atom}{altloc:1}{resname:>3} {chain:1}{resnum:>4}{icode:1}   "
+        f"{x:8.3f}{y:8.3f}{z:8.3f}{occ:6.2f}{20.0:6.2f}          {element:>2}"
+    )
+
+
+def ideal_residue(ca, axes=None) -> dict[str, np.ndarray]:
+    """Backbone in a frame with axes rows x, y, z at `ca`: N on +y, C in the xy plane."""
+    ca = np.asarray(ca, float)
+    axes = np.eye(3) if axes is None else axes
+    local = {
+        "N": np.array([0.0, 1.458, 0.0]),
+        "CA": np.zeros(3),
+        "C": 1.525 * np.array([np.sin(np.deg2rad(111.2)), np.cos(np.deg2rad(111.2)), 0.0]),
+        "O": np.array([2.1, -1.6, 0.6]),
+    }
+    return {k: ca + v @ axes for k, v in local.items()}
+
+
+def write_pdb(path: Path, residues: list[tuple[str, str, int, dict]], extra=()) -> Path:
+    lines, serial = [], 1
+    for resname, chain, num, atoms in residues:
+        for name, xyz in atoms.items():
+            lines.append(pdb_line(serial, name, resname, chain, num, xyz))
+            serial += 1
+    lines.extend(extra)
+    path.write_text("\n".join([*lines, "END"]) + "\n")
+    return path

@@ -133,6 +133,20 @@ def cmd_voxelize(args: argparse.Namespace) -> None:
         print(f"{res.n_skipped} skipped (reasons in {res.skipped})")
 
 
+def cmd_ingest_mdcath(args: argparse.Namespace) -> None:
+    from voxelflex.logging_setup import setup_logging
+    from voxelflex.progress import set_progress
+    from voxelflex.steps import ingest_mdcath
+
+    setup_logging("WARNING" if args.quiet else "INFO")
+    set_progress(not args.quiet)
+    res = ingest_mdcath.run(args.src, args.out)
+    print(
+        f"{res.n_domains} domains ({res.n_rows} residue-temperature rows) -> {res.voxel_file}, "
+        f"{res.rmsf_csv}; {res.n_failed} failed (see {res.failed})"
+    )
+
+
 def cmd_mirror(args: argparse.Namespace) -> None:
     from voxelflex.logging_setup import setup_logging
     from voxelflex.progress import set_progress
@@ -323,6 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="voxel HDF5 to write")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_voxelize)
+
+    p = sub.add_parser("ingest-mdcath", help="mdCATH per-domain HDF5 files -> voxels + RMSF CSV")
+    p.add_argument("--src", required=True, help="folder/prefix with mdcath_dataset_<domain>.h5")
+    p.add_argument("--out", required=True, help="folder for voxels.hdf5 and aggregated_rmsf.csv")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_ingest_mdcath)
 
     p = sub.add_parser("mirror", help="voxel HDF5 -> packed store (zarr/HDF5, local or s3)")
     p.add_argument("--src", required=True, help="per-residue voxel HDF5 (any fsspec URI)")

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voxelflex.data.uri import open_uri
 from voxelflex.data.voxels import CHANNELS, GRID, HDF5_SHAPE
 from voxelflex.errors import InputDataError
 
@@ -80,7 +81,8 @@ def read_structure(path: str | Path, text: str | None = None):
     stem = name[:-3] if name.endswith(".gz") else name
     try:
         if text is None:
-            raw = Path(path).read_bytes()
+            with open_uri(str(path), "rb") as fh:  # local paths and any fsspec URI
+                raw = fh.read()
             text = (gzip.decompress(raw) if name.endswith(".gz") else raw).decode()
         if stem.endswith((".cif", ".mmcif")):
             atoms = pdbx.get_structure(
