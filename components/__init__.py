@@ -8,6 +8,7 @@ from voxelflex.components.mirror import mirror
 from voxelflex.components.original import original_voxels
 from voxelflex.components.predict import predict
 from voxelflex.components.preprocess import preprocess
+from voxelflex.components.structures import predict_structures, voxelize_structures
 from voxelflex.components.train import train
 from voxelflex.components.visualize import visualize
 
@@ -21,7 +22,9 @@ __all__ = [
     "mirror",
     "original_voxels",
     "predict",
+    "predict_structures",
     "preprocess",
     "train",
     "visualize",
+    "voxelize_structures",
 ]

@@ -12,12 +12,14 @@ from pathlib import Path
 from kfp import compiler
 
 from voxelflex.pipelines.evaluation_pipeline import voxelflex_evaluation_pipeline
+from voxelflex.pipelines.structure_pipeline import voxelflex_structure_pipeline
 from voxelflex.pipelines.voxelflex_pipeline import voxelflex_pipeline
 
 COMPILED_DIR = Path(__file__).resolve().parent / "compiled"
 PIPELINES: dict[str, Callable] = {
     "voxelflex_pipeline": voxelflex_pipeline,
     "voxelflex_evaluation_pipeline": voxelflex_evaluation_pipeline,
+    "voxelflex_structure_pipeline": voxelflex_structure_pipeline,
 }
 
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from voxelflex.config import Config, config_to_dict
-from voxelflex.errors import ConfigError
+from voxelflex.errors import ConfigError, VoxelFlexError
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,20 @@ class LocalRun:
     artifacts: dict[str, dict[str, dict[str, Any]]]
 
 
+def settings_of(cfg: Config, typed: bool = False) -> dict[str, Any]:
+    """The config sections a pipeline takes as its `settings` parameter (without the keys
+    that are typed parameters of their own when `typed`)."""
+    raw = config_to_dict(cfg)
+    settings: dict[str, Any] = {}
+    for section in SETTINGS_SECTIONS:
+        values = {
+            k: v for k, v in raw[section].items() if not (typed and k in TYPED.get(section, {}))
+        }
+        # KFP parameters cannot carry null; a key left out takes its (null) default
+        settings[section] = {k: v for k, v in values.items() if v is not None}
+    return settings
+
+
 def pipeline_arguments(
     cfg: Config,
     temperatures: list[float] | None = None,
@@ -60,14 +77,10 @@ def pipeline_arguments(
         raise ConfigError(f"the pipeline needs input.{missing[0]} in the config")
     args: dict[str, Any] = {k: raw["input"][k] for k in INPUT_URIS}
     args["max_domains"] = raw["input"]["max_domains"] or 0
-    settings: dict[str, Any] = {}
-    for section in SETTINGS_SECTIONS:
-        values = dict(raw[section])
-        for key, param in TYPED.get(section, {}).items():
-            args[param] = values.pop(key)
-        # KFP parameters cannot carry null; a key left out takes its (null) default
-        settings[section] = {k: v for k, v in values.items() if v is not None}
-    args["settings"] = settings
+    for section, keys in TYPED.items():
+        for key, param in keys.items():
+            args[param] = raw[section][key]
+    args["settings"] = settings_of(cfg, typed=True)
     args["eval_split"] = split
     if mirror_uri is not None:
         args["mirror_to_zarr"] = True
@@ -90,6 +103,30 @@ def _collect(run_dir: Path) -> dict[str, dict[str, dict[str, Any]]]:
     return out
 
 
+def _strip_retries(node: Any) -> None:
+    if isinstance(node, dict):
+        node.pop("retryPolicy", None)
+        for value in node.values():
+            _strip_retries(value)
+    elif isinstance(node, list):
+        for value in node:
+            _strip_retries(value)
+
+
+def _without_retries(func: Any, workdir: Path) -> Any:
+    """The pipeline as compiled for the cluster, minus its retry policies: kfp.local honours
+    them, and a mistake here should fail in seconds, not after two 60 s and 120 s backoffs
+    meant for a node lost on a cluster."""
+    from kfp import compiler, components
+
+    path = workdir / "pipeline.yaml"
+    compiler.Compiler().compile(func, str(path))
+    spec = next(yaml.safe_load_all(path.read_text()))  # the platform (Kubernetes) part is unused
+    _strip_retries(spec)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return components.load_component_from_file(str(path))
+
+
 def run_local(
     cfg: Config,
     pipeline_root: str | Path,
@@ -97,25 +134,39 @@ def run_local(
     split: str = "test",
     mirror_uri: str | None = None,
     params: dict[str, Any] | None = None,
+    pipeline: str = "voxelflex_pipeline",
 ) -> LocalRun:
-    """Run the pipeline with `kfp.local`'s SubprocessRunner; returns where everything is."""
+    """Run a pipeline with `kfp.local`'s SubprocessRunner; returns where everything is. The
+    main pipeline takes its parameters from the config; the others from `params` (plus the
+    config's settings)."""
     from kfp import local
 
-    from voxelflex.pipelines.voxelflex_pipeline import voxelflex_pipeline
+    from voxelflex.pipelines.compile import PIPELINES
+
+    if pipeline not in PIPELINES:
+        raise ConfigError(f"--pipeline must be one of {sorted(PIPELINES)}, not {pipeline!r}")
 
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     before = set(root.iterdir())
-    args = {**pipeline_arguments(cfg, temperatures, split, mirror_uri), **(params or {})}
+    if pipeline == "voxelflex_pipeline":
+        args = {**pipeline_arguments(cfg, temperatures, split, mirror_uri), **(params or {})}
+    else:
+        args = {"settings": settings_of(cfg), **(params or {})}
     # components run as subprocesses: they get the config's storage options the way a pod
     # gets its secret, from the environment (fsspec reads FSSPEC_<PROTOCOL>_<OPTION>)
     for protocol, opts in cfg.input.storage_options.items():
         for key, value in opts.items():
             os.environ[f"FSSPEC_{protocol.upper()}_{key.upper()}"] = str(value)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
-    with warnings.catch_warnings():
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         # image, GPU and resource settings are for the cluster; locally they are expected no-ops
         warnings.filterwarnings("ignore", message=".*(non-Python base image|have no effect).*")
-        voxelflex_pipeline(**args)
+        try:
+            _without_retries(PIPELINES[pipeline], Path(tmp))(**args)
+        except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE"
+            raise VoxelFlexError(
+                f"local pipeline run failed ({exc}); the failing task's log is above"
+            ) from None
     (run_dir,) = set(root.iterdir()) - before
     return LocalRun(run_dir, _collect(run_dir))

@@ -44,6 +44,8 @@ RESOURCES = {
     "gpu_node_selector": ("100m", "500m", "256Mi", "1Gi"),
     "original_voxels": ("100m", "500m", "256Mi", "1Gi"),
     "evaluation_gate": ("100m", "1", "512Mi", "2Gi"),
+    "voxelize_structures": ("1", "2", "2Gi", "4Gi"),
+    "predict_structures": ("2", "4", "4Gi", "8Gi"),
 }
 RETRIES = {"num_retries": 2, "backoff_duration": "60s", "backoff_factor": 2.0}
 RETRY_MAX_BACKOFF = "900s"

@@ -145,3 +145,21 @@ def write_pdb(path: Path, residues: list[tuple[str, str, int, dict]], extra=()) 
     lines.extend(extra)
     path.write_text("\n".join([*lines, "END"]) + "\n")
     return path
+
+
+def write_tiny_checkpoint(path: Path) -> str:
+    """An untrained model of the FAST size saved as a checkpoint predict/evaluate can load."""
+    from voxelflex.config import config_from_dict
+    from voxelflex.data.temperature import TemperatureScaler
+    from voxelflex.steps.train import build_model, model_config
+    from voxelflex.training.checkpoint import save_checkpoint
+
+    cfg = config_from_dict({"model": FAST["model"]})
+    payload = {
+        "epoch": 0,
+        "model_state": build_model(cfg).state_dict(),
+        "model_config": model_config(cfg),
+        "temp_scaling": TemperatureScaler(320.0, 450.0).to_dict(),
+    }
+    save_checkpoint(str(path), payload)
+    return str(path)

@@ -87,3 +87,38 @@ def test_pipeline_runs_locally_end_to_end(tmp_path: Path, demo_data, capsys) -> 
     assert len(pngs) >= 5
     page = (run / "visualize" / "plots").read_text()
     assert page.count("data:image/png;base64,") == len(pngs)
+
+
+@pytest.mark.slow
+def test_structure_pipeline_runs_locally(tmp_path: Path, capsys) -> None:
+    from conftest import ideal_residue, write_pdb, write_tiny_checkpoint
+
+    model_dir = tmp_path / "model"  # laid out like a train step's Model artifact
+    write_tiny_checkpoint(model_dir / "models" / "best_model.pt")
+    residues = [("ALA", "A", i + 1, ideal_residue([3.8 * i, 0, 0])) for i in range(4)]
+    structure = write_pdb(tmp_path / "mine.pdb", residues)
+    root = tmp_path / "root"
+    argv = ["pipeline", "run", "--local", "--pipeline", "voxelflex_structure_pipeline"]
+    params = [f"model_uri={model_dir}", f"structures=[{structure}]", "temperatures=[300, 330]"]
+    flags = [a for p in params for a in ("--param", p)]
+    assert main([*argv, "--pipeline-root", str(root), *flags, "-q"]) == 0
+    (run,) = root.iterdir()
+    out = run / "predict-structures" / "predictions"
+    table = pd.read_csv(out / "predictions_structures.csv")
+    assert len(table) == 8 and set(table.temperature) == {300.0, 330.0}
+    assert (out / "mine_rmsf_300K.pdb").is_file() and (out / "mine_rmsf_330K.pdb").is_file()
+    assert (run / "voxelize-structures" / "voxels" / "voxels.hdf5").is_file()
+    page = (run / "predict-structures" / "plots").read_text()
+    assert page.count("data:image/png;base64,") == 1  # one chain, one profile
+
+
+def test_a_failing_local_run_fails_fast_with_one_line(tmp_path: Path, demo_data, capsys) -> None:
+    import time
+
+    cfg = write_config(tmp_path, demo_data)
+    argv = ["pipeline", "run", "--local", "--config", str(cfg), "--pipeline-root", str(tmp_path)]
+    start = time.monotonic()
+    assert main([*argv, "--set", f"input.voxel_file={tmp_path / 'absent.hdf5'}", "-q"]) == 2
+    assert time.monotonic() - start < 60  # no retry backoffs locally
+    err = capsys.readouterr().err
+    assert "local pipeline run failed" in err and "preprocess" in err

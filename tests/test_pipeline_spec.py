@@ -154,9 +154,27 @@ def test_evaluation_pipeline_gates_an_imported_model() -> None:
     assert tasks["evaluation-gate"].retry_policy.max_retry_count >= 1
 
 
-@pytest.mark.parametrize(
-    "step", [*STEPS, "evaluation_gate", "gpu_node_selector", "original_voxels"]
-)
+STEP_MODULES = {
+    "evaluation_gate": "gate",
+    "voxelize_structures": "voxelize",
+    "predict_structures": "predict_structure",
+}
+
+
+def test_structure_pipeline_voxelizes_then_predicts() -> None:
+    path = COMPILED_DIR / "voxelflex_structure_pipeline.yaml"
+    spec = json_format.ParseDict(
+        next(yaml.safe_load_all(path.read_text())), pipeline_spec_pb2.PipelineSpec()
+    )
+    tasks = _tasks(spec)
+    assert set(tasks) == {"importer", "voxelize-structures", "predict-structures"}
+    voxels = tasks["predict-structures"].inputs.artifacts["voxels"].task_output_artifact
+    assert voxels.producer_task == "voxelize-structures"
+    params = spec.root.input_definitions.parameters
+    assert not params["model_uri"].is_optional and not params["structures"].is_optional
+
+
+@pytest.mark.parametrize("step", [*STEPS, *STEP_MODULES, "gpu_node_selector", "original_voxels"])
 def test_components_are_thin_pinned_and_documented(step: str) -> None:
     comp = getattr(components, step)
     container = comp.component_spec.implementation.container
@@ -168,7 +186,7 @@ def test_components_are_thin_pinned_and_documented(step: str) -> None:
     assert "Args:" in doc
     for name in inspect.signature(func).parameters:
         assert f"{name}:" in doc, f"{step}: argument {name} is not documented"
-    if step in (*STEPS, "evaluation_gate"):
+    if step in (*STEPS, *STEP_MODULES):
         # the body: imports, then one call of the step's run (plus artifact glue from kfp_io)
         body = inspect.getsource(func).split('"""', 2)[2]
         tree = ast.parse(textwrap.dedent(body.lstrip("\n")))
@@ -178,7 +196,7 @@ def test_components_are_thin_pinned_and_documented(step: str) -> None:
             if isinstance(node, ast.ImportFrom)
             for alias in node.names
         }
-        assert {"evaluation_gate": "gate"}.get(step, step) in imported  # voxelflex.steps.<x>
+        assert STEP_MODULES.get(step, step) in imported  # voxelflex.steps.<module>
         calls = [ast.unparse(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)]
         assert "step.run" in calls
         assert {c.split(".")[0] for c in calls} <= {"step", "kfp_io", "float"}

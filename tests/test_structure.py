@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import ideal_residue, pdb_line, write_pdb
+from conftest import ideal_residue, pdb_line, write_pdb, write_tiny_checkpoint
 from voxelflex.cli import main
 from voxelflex.data.structure import (
     CB_LOCAL,
@@ -159,22 +159,7 @@ def test_predict_for_a_users_own_structure(tmp_path: Path, capsys) -> None:
     import biotite.structure.io.pdb as pdb_io
     import pandas as pd
 
-    from conftest import FAST
-    from voxelflex.config import config_from_dict
-    from voxelflex.data.temperature import TemperatureScaler
-    from voxelflex.steps.train import build_model, model_config
-    from voxelflex.training.checkpoint import save_checkpoint
-
-    cfg = config_from_dict({"model": FAST["model"]})
-    model = build_model(cfg)
-    ckpt = str(tmp_path / "model.pt")
-    payload = {
-        "epoch": 0,
-        "model_state": model.state_dict(),
-        "model_config": model_config(cfg),
-        "temp_scaling": TemperatureScaler(320.0, 450.0).to_dict(),
-    }
-    save_checkpoint(ckpt, payload)
+    ckpt = write_tiny_checkpoint(tmp_path / "model.pt")
     residues = [("ALA", "A", i + 1, ideal_residue([3.8 * i, 0, 0])) for i in range(5)]
     residues += [("GLY", "B", i + 1, ideal_residue([3.8 * i, 6.0, 1.0])) for i in range(3)]
     structure = write_pdb(tmp_path / "mine.pdb", residues)

@@ -192,6 +192,7 @@ def cmd_pipeline_run(args: argparse.Namespace) -> None:
         split=args.split,
         mirror_uri=mirror_uri,
         params=parse_params(args.param),
+        pipeline=args.pipeline,
     )
     print(f"pipeline run: {run.run_dir}")
     for task, outputs in run.artifacts.items():
@@ -360,7 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", help="folder to write into (default: pipelines/compiled)")
     q.set_defaults(func=cmd_pipeline_compile)
     q = psub.add_parser("run", help="run the whole pipeline (kfp.local with --local)")
-    _common(q)
+    _common(q, config_required=False)
+    q.add_argument(
+        "--pipeline",
+        default="voxelflex_pipeline",
+        help="voxelflex_pipeline (default; inputs from --config), "
+        "voxelflex_evaluation_pipeline or voxelflex_structure_pipeline (inputs as --param)",
+    )
     q.add_argument("--local", action="store_true", help="run here through kfp.local")
     q.add_argument("--pipeline-root", help="folder for artifacts (default: <run dir>/kfp_local)")
     q.add_argument(

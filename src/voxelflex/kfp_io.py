@@ -17,13 +17,22 @@ import copy
 import math
 import os
 import posixpath
-from collections.abc import Iterable, Mapping
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from fsspec.core import url_to_fs
 
 from voxelflex.config import Config, config_from_dict
-from voxelflex.data.uri import apply_storage_options, ensure_dir, join_uri, uri_exists
+from voxelflex.data.uri import (
+    apply_storage_options,
+    ensure_dir,
+    is_local,
+    join_uri,
+    local_path,
+    uri_exists,
+)
 from voxelflex.errors import ConfigError
 from voxelflex.logging_setup import setup_logging
 from voxelflex.paths import RunPaths
@@ -138,6 +147,21 @@ def copy_files(src_dir: Location, dst_dir: Location, names: Iterable[str]) -> li
             copy_uri(src, join_uri(location(dst_dir), name))
             copied.append(name)
     return copied
+
+
+@contextmanager
+def local_folder(artifact: Location) -> Iterator[str]:
+    """A local folder for a step that writes with plain file APIs (h5py, biotite): the
+    artifact's own location when local, else a temporary folder uploaded at the end."""
+    where = location(artifact)
+    if is_local(where):
+        os.makedirs(local_path(where), exist_ok=True)
+        yield local_path(where)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        yield tmp
+        fs, path = url_to_fs(where)
+        fs.put(tmp.rstrip("/") + "/", path, recursive=True)
 
 
 def log_metrics(artifact: MetricsArtifact, values: Mapping[str, Any]) -> dict[str, float]:

@@ -26,9 +26,12 @@ from voxelflex.data.structure import (
     read_structure,
     structure_name,
 )
+from voxelflex.data.uri import join_uri, open_uri
+from voxelflex.data.voxels import HDF5VoxelSource, VoxelSource
 from voxelflex.errors import InputDataError
 from voxelflex.paths import RunPaths
 from voxelflex.steps.predict import load_for_inference, predict_table, warn_outside_range
+from voxelflex.steps.voxelize import VOXEL_FILE
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,14 @@ class StructurePredictResult:
     plots: list[str]
     structures: list[str]  # B-factor = predicted RMSF (A), one per structure and temperature
     n_residues: int
+
+
+def write_gallery(result: StructurePredictResult, uri: str) -> None:
+    """The profile plots on one self-contained HTML page (the Kubeflow UI renders it)."""
+    from voxelflex.steps.visualize import html_gallery
+
+    with open_uri(uri, "w") as fh:
+        fh.write(html_gallery(result.plots, "VoxelFlex: predicted flexibility"))
 
 
 def _plot_chain(table: pd.DataFrame, name: str, chain: str, path: Path) -> None:
@@ -82,7 +93,10 @@ def run(
     temperatures: list[float],
     model: str | None = None,
     out_dir: str | None = None,
+    voxels: str | None = None,
 ) -> StructurePredictResult:
+    """`voxels`: the folder where `voxelize` wrote frames of the same structures (the
+    pipeline's first step); without it the structures are voxelized here, in memory."""
     if not temperatures:
         raise InputDataError("give at least one --temperature (K)")
     out = Path(out_dir or Path(RunPaths.from_config(cfg).run_dir) / "structures")
@@ -93,7 +107,10 @@ def run(
         raise InputDataError(f"no residue with a complete backbone in {', '.join(empty)}")
     loaded, device = load_for_inference(cfg, model)
     warn_outside_range(loaded.scaler, temperatures)
-    source = StructureVoxelSource(residues)
+    if voxels:
+        source: VoxelSource = HDF5VoxelSource(join_uri(voxels, VOXEL_FILE))
+    else:
+        source = StructureVoxelSource(residues)
     table = pd.concat(
         [
             pd.DataFrame(

@@ -30,6 +30,7 @@ from voxelflex.progress import progress
 
 log = logging.getLogger(__name__)
 
+VOXEL_FILE = "voxels.hdf5"  # the file name inside a pipeline's voxels artifact
 FILE_ATTRS = {
     "frame_edge_length": FRAME_EDGE,
     "voxels_per_side": GRID,
