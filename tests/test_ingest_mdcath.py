@@ -60,6 +60,7 @@ def mdcath_dir(tmp_path: Path) -> tuple[Path, dict]:
     truth = {
         "1abcA00": write_mdcath(src, "1abcA00", 6, 1),
         "2defB01": write_mdcath(src, "2defB01", 4, 2),
+        "4ghiD00": write_mdcath(src, "4ghiD00", 5, 4),
     }
     write_mdcath(src, "3badC00", 5, 3, bad_rmsf=True)
     return src, truth
@@ -69,10 +70,10 @@ def test_ingest_writes_the_input_contract(mdcath_dir, tmp_path: Path, capsys) ->
     src, truth = mdcath_dir
     out = tmp_path / "out"
     assert main(["ingest-mdcath", "--src", str(src), "--out", str(out), "-q"]) == 0
-    assert "2 domains" in capsys.readouterr().out
+    assert "3 domains" in capsys.readouterr().out
     table = pd.read_csv(out / "aggregated_rmsf.csv", dtype={"domain_id": str})
     assert list(table.columns) == ingest_mdcath.CSV_COLUMNS
-    assert len(table) == (6 + 4) * len(TEMPS)
+    assert len(table) == (6 + 4 + 5) * len(TEMPS)
     for domain, per_t in truth.items():
         for temp, values in per_t.items():
             rows = table.loc[(table.domain_id == domain) & (table.temperature_feature == temp)]
@@ -85,13 +86,35 @@ def test_ingest_writes_the_input_contract(mdcath_dir, tmp_path: Path, capsys) ->
     assert (out / "failed_ingest_domains.txt").read_text().startswith("3badC00\trmsf at 320 K")
 
     source = HDF5VoxelSource(str(out / "voxels.hdf5"))
-    assert sorted(source.domain_ids()) == ["1abcA00", "2defB01"]
+    assert sorted(source.domain_ids()) == ["1abcA00", "2defB01", "4ghiD00"]
     listed = source.list_residues(["1abcA00"])
     assert listed.resid_str.tolist() == [str(i) for i in range(1, 7)]
     grids, ok = source.read_domain(
         "1abcA00", listed.chain_id.to_numpy(), listed.resid_str.to_numpy()
     )
     assert ok.all() and grids[:, 3, 10, 10, 10].all()  # each frame's CA at its centre
+    source.close()
+
+    # ...and they are training inputs: preprocess joins them without a single skip
+    from voxelflex.config import config_from_dict
+    from voxelflex.steps import preprocess
+
+    for split, domain in (("train", "1abcA00"), ("val", "2defB01"), ("test", "4ghiD00")):
+        (tmp_path / f"{split}.txt").write_text(domain + "\n")
+    cfg = config_from_dict(
+        {
+            "input": {
+                "voxel_file": str(out / "voxels.hdf5"),
+                "aggregated_rmsf_file": str(out / "aggregated_rmsf.csv"),
+                **{f"{s}_split_file": str(tmp_path / f"{s}.txt") for s in ("train", "val", "test")},
+            },
+            "data": {"processed_dir": str(tmp_path / "processed")},
+            "output": {"base_dir": str(tmp_path / "outputs")},
+        }
+    )
+    res = preprocess.run(cfg)
+    assert res.n_samples == len(table)
+    assert res.counts["voxel_residues_not_in_csv"] == res.counts["csv_residues_not_in_voxels"] == 0
 
 
 def test_ingest_resumes_after_a_crash(mdcath_dir, tmp_path: Path, monkeypatch) -> None:
@@ -115,7 +138,7 @@ def test_ingest_resumes_after_a_crash(mdcath_dir, tmp_path: Path, monkeypatch) -
     monkeypatch.setattr(ingest_mdcath, "ingest_domain", real)
     assert (crashed / "_ingest" / "done.txt").read_text().split() == ["1abcA00"]
     res = ingest_mdcath.run(str(src), str(crashed))
-    assert res.n_domains == 2 and res.n_failed == 1
+    assert res.n_domains == 3 and res.n_failed == 1
     for name in ("aggregated_rmsf.csv", "failed_ingest_domains.txt"):
         assert (crashed / name).read_text() == (whole / name).read_text()
     a, b = (
