@@ -13,15 +13,11 @@ import time
 
 import h5py
 
-from voxelflex.config import load_config
-from voxelflex.data.demo import make_demo_dataset
+from training_data import training_index
 from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader
-from voxelflex.data.samples import SampleIndex, read_master_samples
-from voxelflex.data.temperature import TemperatureScaler
+from voxelflex.data.samples import SampleIndex
 from voxelflex.data.voxels import open_voxel_source
-from voxelflex.paths import RunPaths
 from voxelflex.progress import set_progress
-from voxelflex.steps import preprocess
 
 
 def raw_read(voxel_file: str, index: SampleIndex) -> float:
@@ -48,11 +44,7 @@ def main() -> None:
     args = ap.parse_args()
     set_progress(False)
     with tempfile.TemporaryDirectory() as tmp:
-        data = make_demo_dataset(tmp, n_domains=args.domains, seed=1)
-        cfg = load_config(str(data.config))
-        preprocess.run(cfg)
-        table = read_master_samples(RunPaths.from_config(cfg).master_samples, ("train",))
-        index = SampleIndex.from_table(table, TemperatureScaler(320, 450))
+        _, cfg, index = training_index(tmp, args.domains)
         raw_read(cfg.input.voxel_file, index)  # warm the page cache for both
         raw_s = raw_read(cfg.input.voxel_file, index)
         res = index.n_residues

@@ -21,16 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from voxelflex.config import load_config
+from training_data import training_index
 from voxelflex.data import packed
-from voxelflex.data.demo import make_demo_dataset
 from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader, unpack_bits
 from voxelflex.data.samples import SampleIndex, read_master_samples
-from voxelflex.data.temperature import TemperatureScaler
 from voxelflex.data.voxels import VOXEL_SHAPE, open_voxel_source
 from voxelflex.paths import RunPaths
 from voxelflex.progress import set_progress
-from voxelflex.steps import mirror, preprocess
+from voxelflex.steps import mirror
 
 PREBATCHED_BYTES = int(np.prod(VOXEL_SHAPE)) * 4  # one float32 tensor per residue-temperature
 
@@ -100,11 +98,7 @@ def main() -> None:
         AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
     )
     with tempfile.TemporaryDirectory() as tmp:
-        data = make_demo_dataset(tmp, n_domains=args.domains, seed=1)
-        cfg = load_config(str(data.config))
-        preprocess.run(cfg)
-        table = read_master_samples(RunPaths.from_config(cfg).master_samples, ("train",))
-        index = SampleIndex.from_table(table, TemperatureScaler(320, 450))
+        data, cfg, index = training_index(tmp, args.domains)
         n_all = data.n_residues
         samples_per_residue = len(read_master_samples(RunPaths.from_config(cfg).master_samples))
         samples_per_residue /= n_all

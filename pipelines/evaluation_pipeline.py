@@ -7,8 +7,14 @@ accepted metrics file and fails the run on a drop larger than `max_drop`.
 
 from kfp import dsl
 
-from voxelflex.components import evaluate, evaluation_gate, preprocess
-from voxelflex.pipelines.voxelflex_pipeline import S3_SECRET, configure_step, scraped
+from voxelflex.components import evaluate
+from voxelflex.pipelines.voxelflex_pipeline import (
+    S3_SECRET,
+    configure_step,
+    gate_step,
+    preprocess_step,
+    scraped,
+)
 
 PIPELINE_NAME = "voxelflex-evaluation"
 
@@ -52,19 +58,15 @@ def voxelflex_evaluation_pipeline(
         settings: further config sections merged over the defaults.
     """
     model = dsl.importer(artifact_uri=model_uri, artifact_class=dsl.Model, reimport=False)
-    prep = configure_step(
-        preprocess(
-            voxel_file=voxel_file,
-            aggregated_rmsf_file=aggregated_rmsf_file,
-            train_split_file=train_split_file,
-            val_split_file=val_split_file,
-            test_split_file=test_split_file,
-            max_domains=max_domains,
-            settings=settings,
-        ),
-        "preprocess",
+    prep = preprocess_step(
+        voxel_file,
+        aggregated_rmsf_file,
+        train_split_file,
+        val_split_file,
+        test_split_file,
+        max_domains,
+        settings,
         s3_secret_name,
-        cache=True,
     )
     evaluated = configure_step(
         evaluate(
@@ -79,15 +81,6 @@ def voxelflex_evaluation_pipeline(
         s3_secret_name,
     )
     scraped(evaluated)
-    configure_step(
-        evaluation_gate(
-            evaluation=evaluated.outputs["evaluation"],
-            split=eval_split,
-            accepted_metrics_uri=accepted_metrics_uri,
-            max_drop=max_drop,
-            promote=promote,
-            settings=settings,
-        ),
-        "evaluation_gate",
-        s3_secret_name,
+    gate_step(
+        evaluated, eval_split, accepted_metrics_uri, max_drop, promote, settings, s3_secret_name
     )

@@ -87,6 +87,51 @@ def on_gpu(task: dsl.PipelineTask, node_selector: dsl.PipelineTask) -> dsl.Pipel
     return task
 
 
+def preprocess_step(
+    voxel_file,
+    aggregated_rmsf_file,
+    train_split_file,
+    val_split_file,
+    test_split_file,
+    max_domains,
+    settings,
+    secret_name,
+) -> dsl.PipelineTask:
+    """The preprocess task every pipeline that evaluates or trains starts from (cached)."""
+    return configure_step(
+        preprocess(
+            voxel_file=voxel_file,
+            aggregated_rmsf_file=aggregated_rmsf_file,
+            train_split_file=train_split_file,
+            val_split_file=val_split_file,
+            test_split_file=test_split_file,
+            max_domains=max_domains,
+            settings=settings,
+        ),
+        "preprocess",
+        secret_name,
+        cache=True,
+    )
+
+
+def gate_step(
+    evaluated: dsl.PipelineTask, split, accepted_metrics_uri, max_drop, promote, settings, secret
+) -> dsl.PipelineTask:
+    """The evaluation gate on an evaluate task's metrics."""
+    return configure_step(
+        evaluation_gate(
+            evaluation=evaluated.outputs["evaluation"],
+            split=split,
+            accepted_metrics_uri=accepted_metrics_uri,
+            max_drop=max_drop,
+            promote=promote,
+            settings=settings,
+        ),
+        "evaluation_gate",
+        secret,
+    )
+
+
 @dsl.pipeline(
     name=PIPELINE_NAME,
     description="Train VoxelFlex on voxelized residues and RMSF targets, then predict, "
@@ -160,19 +205,15 @@ def voxelflex_pipeline(
         original = configure_step(original_voxels(voxel_file=voxel_file), "original_voxels", None)
     voxels = dsl.OneOf(mirrored.outputs["Output"], original.output)
 
-    prep = configure_step(
-        preprocess(
-            voxel_file=voxels,
-            aggregated_rmsf_file=aggregated_rmsf_file,
-            train_split_file=train_split_file,
-            val_split_file=val_split_file,
-            test_split_file=test_split_file,
-            max_domains=max_domains,
-            settings=settings,
-        ),
-        "preprocess",
+    prep = preprocess_step(
+        voxels,
+        aggregated_rmsf_file,
+        train_split_file,
+        val_split_file,
+        test_split_file,
+        max_domains,
+        settings,
         s3_secret_name,
-        cache=True,
     )
     trained = configure_step(
         train(
@@ -217,17 +258,8 @@ def voxelflex_pipeline(
     )
     scraped(evaluated)
     with dsl.If(accepted_metrics_uri != ""):
-        configure_step(
-            evaluation_gate(
-                evaluation=evaluated.outputs["evaluation"],
-                split=eval_split,
-                accepted_metrics_uri=accepted_metrics_uri,
-                max_drop=max_drop,
-                promote=True,
-                settings=settings,
-            ),
-            "evaluation_gate",
-            s3_secret_name,
+        gate_step(
+            evaluated, eval_split, accepted_metrics_uri, max_drop, True, settings, s3_secret_name
         )
     configure_step(
         visualize(

@@ -98,6 +98,21 @@ def kfp_server(monkeypatch):
     server.shutdown()
 
 
+EVAL_PARAMS = {
+    "model_uri": "s3://lab/runs/1/model",
+    "voxel_file": "s3://lab/v.packed",
+    "aggregated_rmsf_file": "s3://lab/rmsf.csv",
+    "train_split_file": "s3://lab/train.txt",
+    "val_split_file": "s3://lab/val.txt",
+    "test_split_file": "s3://lab/test.txt",
+    "accepted_metrics_uri": "s3://lab/accepted.json",
+}
+
+
+def _flags(params: dict[str, Any]) -> list[str]:
+    return [a for k, v in params.items() for a in ("--param", f"{k}={v}")]
+
+
 def _posts(path: str) -> list[dict[str, Any]]:
     return [r for r in FakeKFP.requests if r["method"] == "POST" and r["path"] == f"{API}/{path}"]
 
@@ -154,8 +169,8 @@ def test_wait_prints_the_metrics_the_run_wrote(kfp_server, tmp_path, capsys) -> 
         "val_split_file": "b",
         "test_split_file": "c",
     }
-    flags = [a for k, v in params.items() for a in ("--param", f"{k}={v}")]
-    argv = ["pipeline", "submit", "--host", kfp_server, *flags, "--wait", "--metrics-uri", metrics]
+    argv = ["pipeline", "submit", "--host", kfp_server, *_flags(params), "--wait"]
+    argv += ["--metrics-uri", metrics]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "per_domain_pearson_320K = 0.81" in out and "pearson = 0.9" in out
@@ -171,17 +186,7 @@ def test_a_failed_run_fails_the_command(kfp_server, capsys) -> None:
         "--pipeline",
         "voxelflex_evaluation_pipeline",
     ]
-    params = {
-        "model_uri": "s3://lab/runs/1/model",
-        "voxel_file": "s3://lab/v.packed",
-        "aggregated_rmsf_file": "s3://lab/rmsf.csv",
-        "train_split_file": "s3://lab/train.txt",
-        "val_split_file": "s3://lab/val.txt",
-        "test_split_file": "s3://lab/test.txt",
-        "accepted_metrics_uri": "s3://lab/accepted.json",
-    }
-    flags = [a for k, v in params.items() for a in ("--param", f"{k}={v}")]
-    assert main([*argv, *flags, "--wait"]) == 2
+    assert main([*argv, *_flags(EVAL_PARAMS), "--wait"]) == 2
     err = capsys.readouterr().err
     assert "ended FAILED" in err and "evaluation-gate" in err
 
@@ -196,17 +201,7 @@ def test_unknown_or_missing_parameters_are_refused_before_anything_is_sent(kfp_s
 
 
 def test_schedule_creates_a_recurring_evaluation(kfp_server, capsys) -> None:
-    params = {
-        "model_uri": "s3://lab/runs/1/model",
-        "voxel_file": "s3://lab/v.packed",
-        "aggregated_rmsf_file": "s3://lab/rmsf.csv",
-        "train_split_file": "s3://lab/train.txt",
-        "val_split_file": "s3://lab/val.txt",
-        "test_split_file": "s3://lab/test.txt",
-        "accepted_metrics_uri": "s3://lab/accepted.json",
-        "max_drop": 0.02,
-    }
-    flags = [a for k, v in params.items() for a in ("--param", f"{k}={v}")]
+    flags = _flags({**EVAL_PARAMS, "max_drop": 0.02})
     argv = ["pipeline", "schedule", "--host", kfp_server, "--cron", "0 3 * * *"]
     assert main([*argv, *flags]) == 0
     assert "recurring run rr-1" in capsys.readouterr().out
