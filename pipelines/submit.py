@@ -75,16 +75,19 @@ def connect(host: str) -> kfp.Client:
     )
 
 
-def _package(pipeline: str, package: str | None, workdir: str) -> str:
-    """The compiled YAML: the one given, or compiled now from this checkout's code."""
+def _package(pipeline: str, package: str | None, params: dict[str, Any], workdir: str) -> str:
+    """The compiled YAML (the one given, or compiled now from this checkout's code), after
+    checking `params` against its parameters, before anything is sent."""
     if package:
         if not Path(package).is_file():
             raise ConfigError(f"--package {package} not found")
-        return package
-    if pipeline not in PIPELINES:
+        path = package
+    elif pipeline not in PIPELINES:
         raise ConfigError(f"--pipeline must be one of {sorted(PIPELINES)}, not {pipeline!r}")
-    written = {p.stem: p for p in compile_pipelines(workdir)}
-    return str(written[pipeline])
+    else:
+        path = str({p.stem: p for p in compile_pipelines(workdir)}[pipeline])
+    _check_params(path, params)
+    return path
 
 
 def _check_params(package: str, params: dict[str, Any]) -> None:
@@ -124,8 +127,7 @@ def submit(
 ) -> SubmitResult:
     """Create a run; with `wait`, wait for it and fail unless it succeeded."""
     with tempfile.TemporaryDirectory() as workdir:
-        path = _package(pipeline, package, workdir)
-        _check_params(path, params)
+        path = _package(pipeline, package, params, workdir)
         client = connect(host)
         created = client.create_run_from_pipeline_package(
             path,
@@ -181,8 +183,7 @@ def schedule(
 ) -> str:
     """Create a recurring run (no catch-up, one at a time); returns its id."""
     with tempfile.TemporaryDirectory() as workdir:
-        path = _package(pipeline, package, workdir)
-        _check_params(path, params)
+        path = _package(pipeline, package, params, workdir)
         client = connect(host)
         exp = client.create_experiment(experiment)
         job = client.create_recurring_run(
