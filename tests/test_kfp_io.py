@@ -122,3 +122,17 @@ def test_pipeline_arguments_need_inputs() -> None:
 
     with pytest.raises(ConfigError, match="input.voxel_file"):
         pipeline_arguments(load_config(None))
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_local_folder_uploads_when_the_artifact_is_remote(where: str, tmp_path: Path) -> None:
+    target = str(tmp_path / "art") if where == "local" else "memory://kfpio-lf/art"
+    with kfp_io.local_folder(target) as folder:
+        assert Path(folder).is_dir()
+        (Path(folder) / "voxels.hdf5").write_bytes(b"frames")
+        (Path(folder) / "sub").mkdir()
+        (Path(folder) / "sub" / "x.txt").write_text("x")
+    with fsspec.open(f"{target}/voxels.hdf5", "rb") as fh:
+        assert fh.read() == b"frames"
+    with fsspec.open(f"{target}/sub/x.txt", "r") as fh:
+        assert fh.read() == "x"
