@@ -237,3 +237,30 @@ def test_storage_options_from_config_reach_s3(demo_data, s3, s3_endpoint, monkey
     assert fs.endpoint_url == s3_endpoint  # from the config, not the (removed) environment
     store = open_voxel_source("s3://voxelflex/opts")
     assert len(store.list_residues(store.domain_ids())) == demo_data.n_residues
+
+
+@pytest.mark.slow
+def test_parallel_shards_make_the_same_store(demo_data, tmp_path: Path) -> None:
+    """Plan, two writer processes at once, then a plain run: identical to one process."""
+    import subprocess
+    import sys
+
+    src = str(demo_data.voxel_file)
+    whole = str(tmp_path / "whole")
+    mirror.run(src, whole, chunk_rows=32)
+    dst = str(tmp_path / "sharded")
+    cli = [sys.executable, "-m", "voxelflex", "mirror", "--src", src, "--dst", dst]
+    cli += ["--chunk-rows", "32", "-q"]
+    with pytest.raises(InputDataError, match="plan-only"):
+        mirror.run(src, dst, chunk_rows=32, shard=(0, 2))
+    assert mirror.run(src, dst, chunk_rows=32, plan_only=True).chunks_written == 0
+    writers = [subprocess.Popen([*cli, "--shard", f"{k}/2"]) for k in range(2)]
+    assert [w.wait(timeout=300) for w in writers] == [0, 0]
+    total = packed.n_chunks(demo_data.n_residues, 32)
+    assert len(list(Path(dst, packed.PROGRESS).iterdir())) == total  # every chunk written once
+    final = mirror.run(src, dst, chunk_rows=32)
+    assert final.complete and final.chunks_written == 0
+    assert _store_contents(dst) == _store_contents(whole)
+    runs = [mirror.shard_chunks(total, k, 3) for k in range(3)]
+    assert [i for r in runs for i in r] == list(range(total))  # a partition, in order
+    assert max(map(len, runs)) - min(map(len, runs)) <= 1

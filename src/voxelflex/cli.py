@@ -154,7 +154,18 @@ def cmd_mirror(args: argparse.Namespace) -> None:
 
     setup_logging("WARNING" if args.quiet else "DEBUG" if args.verbose > 1 else "INFO")
     set_progress(not args.quiet)
-    res = mirror.run(args.src, args.dst, args.format, args.chunk_rows, args.overwrite)
+    shard = None
+    if args.shard:
+        k, sep, n = args.shard.partition("/")
+        if not sep or not k.isdigit() or not n.isdigit():
+            raise ValueError(f"--shard must look like 0/4, not {args.shard!r}")
+        shard = (int(k), int(n))
+    res = mirror.run(
+        args.src, args.dst, args.format, args.chunk_rows, args.overwrite, shard, args.plan_only
+    )
+    if not res.complete:
+        print(f"mirror {res.uri}: {res.chunks_written} of {res.n_chunks} chunks written now")
+        return
     print(
         f"mirror {res.uri} ({res.format}): {res.n_rows} residues of {res.n_domains} domains in "
         f"{res.n_chunks} chunks ({res.chunks_written} written now), verified; "
@@ -351,6 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="zarr", choices=["zarr", "hdf5"])
     p.add_argument("--chunk-rows", type=int, default=1024, help="residues per storage chunk")
     p.add_argument("--overwrite", action="store_true", help="rebuild instead of resuming")
+    p.add_argument("--plan-only", action="store_true", help="list the source, create the store")
+    p.add_argument(
+        "--shard", metavar="K/N", help="write only the K-th of N runs of chunks (after --plan-only)"
+    )
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_mirror)

@@ -42,6 +42,7 @@ class MirrorResult:
     chunks_written: int  # by this run; fewer than n_chunks when it resumed
     invalid_rows: int  # residues whose source grid was unusable (kept as empty, flagged)
     bytes_stored: int
+    complete: bool = True  # False after --plan-only or one --shard: a plain run finishes it
 
 
 def default_destination(src: str) -> str:
@@ -203,13 +204,35 @@ def _du(dst: str) -> int:
     return int(fs.du(path, total=True))
 
 
+def shard_chunks(total: int, shard: int, shards: int) -> range:
+    """Writer `shard` of `shards` takes a contiguous run of whole chunks, so no two writers
+    ever write the same chunk (one object of a zarr v3 store: its arrays use no sharding
+    codec, under which several chunks would share one object)."""
+    return range(total * shard // shards, total * (shard + 1) // shards)
+
+
 def run(
     src: str,
     dst: str,
     fmt: str = "zarr",
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     overwrite: bool = False,
+    shard: tuple[int, int] | None = None,
+    plan_only: bool = False,
 ) -> MirrorResult:
+    """Mirror `src` into `dst`. In parallel: one run with `plan_only`, then one per
+    `shard=(k, n)` (any number at once, e.g. one per pod), then a plain run, which writes
+    whatever is missing, verifies and marks the store complete."""
+    if shard is not None:
+        k, n = shard
+        if not 0 <= k < n:
+            raise InputDataError(f"--shard must be k/n with 0 <= k < n, not {k}/{n}")
+        if fmt == "hdf5":
+            raise InputDataError("one HDF5 file takes one writer: shard the zarr format only")
+        if not packed.store_format(dst.rstrip("/")):
+            raise InputDataError(f"no planned store at {dst}: run `voxelflex mirror --plan-only`")
+        # a writer never plans: with several starting at once, re-planning would race
+        packed.open_chunks(dst.rstrip("/")).close()
     if fmt not in packed.FORMATS:
         raise InputDataError(f"--format must be one of {packed.FORMATS}, not {fmt!r}")
     if chunk_rows < 1:
@@ -219,12 +242,14 @@ def run(
     fingerprint = _fingerprint(src)
     array, index = _start(src, dst, fmt, chunk_rows, fingerprint, overwrite)
     total = packed.n_chunks(array.n_rows, array.chunk_rows)
+    partial = plan_only or shard is not None
     if array.attrs.get("complete"):
         log.info("mirror %s is complete and verified already (%d rows)", dst, array.n_rows)
         written = 0
     else:
         done = _done_chunks(dst)
-        todo = [i for i in range(total) if i not in done]
+        mine = shard_chunks(total, *shard) if shard is not None else range(total)
+        todo = [] if plan_only else [i for i in mine if i not in done]
         if done:
             log.info("resuming %s: %d of %d chunks already written", dst, len(done), total)
         source = HDF5VoxelSource(src)
@@ -236,6 +261,12 @@ def run(
                 json.dump(marker, fh)
         source.close()
         written = len(todo)
+        if partial:
+            array.close()
+            what = "planned" if plan_only else f"shard {shard[0]}/{shard[1]} wrote {written} chunks"
+            log.info("mirror %s %s; a plain run verifies and completes it", dst, what)
+            n_rows, n_domains = len(index), index["domain_id"].nunique()
+            return MirrorResult(dst, fmt, n_rows, n_domains, total, written, 0, 0, False)
         markers = [_read_marker(dst, i) for i in range(total)]
         domains = verify(array, index, markers)
         invalid = sorted(r for m in markers for r in m["invalid_rows"])
