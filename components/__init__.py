@@ -4,7 +4,7 @@ from voxelflex.components.evaluate import evaluate
 from voxelflex.components.gate import evaluation_gate
 from voxelflex.components.gpu import gpu_node_selector
 from voxelflex.components.images import CPU_IMAGE, GPU_IMAGE, IMAGE_VERSION
-from voxelflex.components.mirror import mirror
+from voxelflex.components.mirror import mirror, mirror_plan, mirror_shard
 from voxelflex.components.original import original_voxels
 from voxelflex.components.predict import predict
 from voxelflex.components.preprocess import preprocess
@@ -20,6 +20,8 @@ __all__ = [
     "evaluation_gate",
     "gpu_node_selector",
     "mirror",
+    "mirror_plan",
+    "mirror_shard",
     "original_voxels",
     "predict",
     "predict_structures",

@@ -13,7 +13,8 @@ def mirror(
     settings: dict,
     metrics: Output[Metrics],
 ) -> str:
-    """Mirror the per-residue voxel HDF5 into a packed zarr store (resumable, verified).
+    """Finish the packed zarr store: write any chunk the writers left, verify every domain
+    against the source, mark the store complete (alone, it mirrors everything).
 
     Args:
         voxel_file: URI of the per-residue voxel HDF5 (aposteriori layout).
@@ -30,6 +31,44 @@ def mirror(
     from voxelflex.steps import mirror as step
 
     kfp_io.component_config(settings)
-    result = step.run(voxel_file, mirror_uri or step.default_destination(voxel_file))
+    result = step.run(voxel_file, step.destination(voxel_file, mirror_uri))
     kfp_io.log_metrics(metrics, step.headline_metrics(result))
     return result.uri
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def mirror_plan(voxel_file: str, mirror_uri: str, writers: int, settings: dict) -> list:
+    """Plan the packed store: list the voxel file once, write the row index, create the array.
+
+    Args:
+        voxel_file: URI of the per-residue voxel HDF5 (aposteriori layout).
+        mirror_uri: where the packed store goes; empty puts it beside the voxel file.
+        writers: how many writers share the chunks.
+        settings: further config sections (logging).
+
+    Returns:
+        One item per writer ({"shard": k, "shards": n}) for the fan-out.
+    """
+    from voxelflex import kfp_io
+    from voxelflex.steps import mirror as step
+
+    kfp_io.component_config(settings)
+    step.run(voxel_file, step.destination(voxel_file, mirror_uri), plan_only=True)
+    return step.shard_specs(writers)
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def mirror_shard(voxel_file: str, mirror_uri: str, shard: dict, settings: dict):
+    """Write one writer's contiguous run of whole chunks of the planned store.
+
+    Args:
+        voxel_file: URI of the per-residue voxel HDF5.
+        mirror_uri: the planned store; empty means beside the voxel file.
+        shard: this writer's item from mirror_plan ({"shard": k, "shards": n}).
+        settings: further config sections (logging).
+    """
+    from voxelflex import kfp_io
+    from voxelflex.steps import mirror as step
+
+    kfp_io.component_config(settings)
+    step.run(voxel_file, step.destination(voxel_file, mirror_uri), shard=step.shard_of(shard))

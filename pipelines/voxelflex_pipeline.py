@@ -13,6 +13,8 @@ from voxelflex.components import (
     evaluation_gate,
     gpu_node_selector,
     mirror,
+    mirror_plan,
+    mirror_shard,
     original_voxels,
     predict,
     preprocess,
@@ -32,6 +34,7 @@ S3_SECRET_ENV = {
 }
 METRICS_PORT = "9400"  # train, predict and evaluate serve Prometheus metrics here
 SHM_SIZE = "16Gi"  # DataLoader workers hand batches over through shared memory
+MIRROR_PARALLELISM = 8  # mirror writers running at once (KFP fixes this at compile time)
 
 # (cpu request, cpu limit, memory request, memory limit) per step
 RESOURCES = {
@@ -41,6 +44,7 @@ RESOURCES = {
     "evaluate": ("4", "8", "16Gi", "32Gi"),
     "visualize": ("2", "4", "8Gi", "16Gi"),
     "mirror": ("2", "4", "4Gi", "8Gi"),  # streaming: one chunk and one domain in memory
+    "mirror_plan": ("1", "2", "4Gi", "8Gi"),
     "gpu_node_selector": ("100m", "500m", "256Mi", "1Gi"),
     "original_voxels": ("100m", "500m", "256Mi", "1Gi"),
     "evaluation_gate": ("100m", "1", "512Mi", "2Gi"),
@@ -145,6 +149,7 @@ def voxelflex_pipeline(
     test_split_file: str,
     mirror_to_zarr: bool = False,
     mirror_uri: str = "",
+    mirror_writers: int = 4,
     max_domains: int = 0,
     architecture: str = "multipath_rmsf_net",
     num_epochs: int = 30,
@@ -172,6 +177,7 @@ def voxelflex_pipeline(
             of one HDF5 dataset per residue.
         mirror_uri: where the packed store goes (e.g. s3://voxelflex/mdcath/voxels.packed);
             empty puts it beside the voxel file.
+        mirror_writers: pods writing the mirror's chunks side by side (up to 8 at once).
         max_domains: keep at most this many domains per split (quick runs); 0 keeps all.
         architecture: multipath_rmsf_net, densenet3d_regression or dilated_resnet3d.
         num_epochs: most training epochs (early stopping may end sooner).
@@ -196,11 +202,31 @@ def voxelflex_pipeline(
         gpu_node_selector(gpu_product=gpu_product), "gpu_node_selector", None, cache=True
     )
     with dsl.If(mirror_to_zarr == True):  # noqa: E712 (a pipeline condition, not Python)
+        # plan (list once, write the index) -> writers on disjoint runs of chunks -> finish
+        # (anything missing, verification, complete)
+        planned = configure_step(
+            mirror_plan(
+                voxel_file=voxel_file,
+                mirror_uri=mirror_uri,
+                writers=mirror_writers,
+                settings=settings,
+            ),
+            "mirror_plan",
+            s3_secret_name,
+        )
+        with dsl.ParallelFor(planned.output, parallelism=MIRROR_PARALLELISM) as shard:
+            written = configure_step(
+                mirror_shard(
+                    voxel_file=voxel_file, mirror_uri=mirror_uri, shard=shard, settings=settings
+                ),
+                "mirror",
+                s3_secret_name,
+            )
         mirrored = configure_step(
             mirror(voxel_file=voxel_file, mirror_uri=mirror_uri, settings=settings),
             "mirror",
             s3_secret_name,
-        )
+        ).after(written)
     with dsl.Else():
         original = configure_step(original_voxels(voxel_file=voxel_file), "original_voxels", None)
     voxels = dsl.OneOf(mirrored.outputs["Output"], original.output)

@@ -44,6 +44,14 @@ def test_pipeline_runs_locally_end_to_end(tmp_path: Path, demo_data, capsys) -> 
     mirror_metrics = outputs["mirror"]["artifacts"]["metrics"]["artifacts"][0]["metadata"]
     assert mirror_metrics["residues"] == demo_data.n_residues
     assert (store / "index.parquet").is_file()
+    # written by parallel writers (mirror_writers=4 by default), the same as one process
+    from test_mirror import _store_contents
+    from voxelflex.steps import mirror
+
+    assert len(list(run.glob("for-loop-2-iteration-*"))) == 4  # one per writer
+    single = tmp_path / "single.packed"
+    mirror.run(str(demo_data.voxel_file), str(single))
+    assert _store_contents(str(store)) == _store_contents(str(single))
     for task, out_dir in [
         ("preprocess", "metadata"),
         ("train", "model"),

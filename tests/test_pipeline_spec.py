@@ -125,17 +125,34 @@ def test_mirror_runs_only_when_asked_and_feeds_every_step(docs) -> None:
     spec, _ = docs
     tasks = _tasks(spec)
     branches = {
-        next(iter(spec.components[t.component_ref.name].dag.tasks)): t.trigger_policy.condition
+        frozenset(spec.components[t.component_ref.name].dag.tasks): t.trigger_policy.condition
         for t in tasks.values()
         if t.trigger_policy.condition
     }
     on = "inputs.parameter_values['pipelinechannel--mirror_to_zarr'] == true"
     gate = "inputs.parameter_values['pipelinechannel--accepted_metrics_uri'] != ''"
-    assert branches == {"mirror": on, "original-voxels": f"!({on})", "evaluation-gate": gate}
+    assert branches == {
+        frozenset({"mirror-plan", "for-loop-2", "mirror"}): on,
+        frozenset({"original-voxels"}): f"!({on})",
+        frozenset({"evaluation-gate"}): gate,
+    }
     assert not spec.root.input_definitions.parameters["mirror_to_zarr"].default_value.bool_value
     for step in STEPS[1:]:
         source = tasks[step].inputs.parameters["voxel_file"].task_output_parameter
         assert source.producer_task == "condition-branches-1"  # dsl.OneOf(mirror, original)
+
+
+def test_mirror_fans_out_over_disjoint_writers(docs) -> None:
+    """plan -> ParallelFor over the plan's items (mirror_shard) -> the finishing mirror."""
+    spec, _ = docs
+    tasks = _tasks(spec)
+    loop = tasks["for-loop-2"]
+    assert loop.parameter_iterator.items.input_parameter.endswith("mirror-plan-Output")
+    assert loop.iterator_policy.parallelism_limit == 8
+    assert set(spec.components[loop.component_ref.name].dag.tasks) == {"mirror-shard"}
+    assert "for-loop-2" in tasks["mirror"].dependent_tasks
+    params = spec.root.input_definitions.parameters
+    assert params["mirror_writers"].default_value.number_value == 4
 
 
 def test_evaluation_pipeline_gates_an_imported_model() -> None:
@@ -155,6 +172,8 @@ def test_evaluation_pipeline_gates_an_imported_model() -> None:
 
 
 STEP_MODULES = {
+    "mirror_plan": "mirror",
+    "mirror_shard": "mirror",
     "evaluation_gate": "gate",
     "voxelize_structures": "voxelize",
     "predict_structures": "predict_structure",

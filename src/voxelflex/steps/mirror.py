@@ -45,14 +45,28 @@ class MirrorResult:
     complete: bool = True  # False after --plan-only or one --shard: a plain run finishes it
 
 
-def default_destination(src: str) -> str:
-    """Beside the source: `x/voxels.hdf5` -> `x/voxels.packed`."""
+def destination(src: str, dst: str | None = None) -> str:
+    """`dst`, or beside the source when empty: `x/voxels.hdf5` -> `x/voxels.packed`."""
+    if dst:
+        return dst
     stem = src.rstrip("/")
     for ext in (".hdf5", ".h5"):
         if stem.endswith(ext):
             stem = stem[: -len(ext)]
             break
     return stem + ".packed"
+
+
+def shard_specs(writers: int) -> list[dict[str, int]]:
+    """The pipeline's fan-out: one item per writer, for `dsl.ParallelFor`."""
+    if writers < 1:
+        raise InputDataError(f"mirror_writers must be >= 1, not {writers}")
+    return [{"shard": k, "shards": writers} for k in range(writers)]
+
+
+def shard_of(spec: dict[str, Any]) -> tuple[int, int]:
+    """A fan-out item back to (k, n) (pipeline parameters turn ints into floats)."""
+    return int(spec["shard"]), int(spec["shards"])
 
 
 def headline_metrics(result: MirrorResult) -> dict[str, float]:
