@@ -89,7 +89,10 @@ def sharded_mirror(src: str, dst: str, writers: int) -> float:
     t0 = time.perf_counter()
     mirror.run(src, dst, plan_only=True)
     cli = [sys.executable, "-m", "voxelflex", "mirror", "--src", src, "--dst", dst, "-q"]
-    procs = [subprocess.Popen([*cli, "--shard", f"{k}/{writers}"]) for k in range(writers)]
+    procs = [
+        subprocess.Popen([*cli, "--shard", f"{k}/{writers}"], stdout=subprocess.DEVNULL)
+        for k in range(writers)
+    ]
     if any(p.wait() for p in procs):
         raise SystemExit("a mirror writer failed")
     mirror.run(src, dst)
