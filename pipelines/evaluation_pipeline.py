@@ -7,13 +7,11 @@ accepted metrics file and fails the run on a drop larger than `max_drop`.
 
 from kfp import dsl
 
-from voxelflex.components import evaluate
 from voxelflex.pipelines.voxelflex_pipeline import (
     S3_SECRET,
-    configure_step,
+    evaluate_step,
     gate_step,
     preprocess_step,
-    scraped,
 )
 
 PIPELINE_NAME = "voxelflex-evaluation"
@@ -68,19 +66,15 @@ def voxelflex_evaluation_pipeline(
         settings,
         s3_secret_name,
     )
-    evaluated = configure_step(
-        evaluate(
-            model=model.output,
-            metadata=prep.outputs["metadata"],
-            voxel_file=voxel_file,
-            split=eval_split,
-            permutation_importance=False,
-            settings=settings,
-        ),
-        "evaluate",
+    evaluated = evaluate_step(
+        model.output,
+        prep.outputs["metadata"],
+        voxel_file,
+        eval_split,
+        False,
+        settings,
         s3_secret_name,
     )
-    scraped(evaluated)
     gate_step(
         evaluated, eval_split, accepted_metrics_uri, max_drop, promote, settings, s3_secret_name
     )

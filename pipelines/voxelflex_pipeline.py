@@ -118,6 +118,26 @@ def preprocess_step(
     )
 
 
+def evaluate_step(
+    model, metadata, voxel_file, split, permutation_importance, settings, secret
+) -> dsl.PipelineTask:
+    """The evaluate task, its metrics scraped."""
+    return scraped(
+        configure_step(
+            evaluate(
+                model=model,
+                metadata=metadata,
+                voxel_file=voxel_file,
+                split=split,
+                permutation_importance=permutation_importance,
+                settings=settings,
+            ),
+            "evaluate",
+            secret,
+        )
+    )
+
+
 def gate_step(
     evaluated: dsl.PipelineTask, split, accepted_metrics_uri, max_drop, promote, settings, secret
 ) -> dsl.PipelineTask:
@@ -270,19 +290,15 @@ def voxelflex_pipeline(
     )
     on_gpu(predicted, selector)
     scraped(predicted)
-    evaluated = configure_step(
-        evaluate(
-            model=trained.outputs["model"],
-            metadata=prep.outputs["metadata"],
-            voxel_file=voxels,
-            split=eval_split,
-            permutation_importance=permutation_importance,
-            settings=settings,
-        ),
-        "evaluate",
+    evaluated = evaluate_step(
+        trained.outputs["model"],
+        prep.outputs["metadata"],
+        voxels,
+        eval_split,
+        permutation_importance,
+        settings,
         s3_secret_name,
     )
-    scraped(evaluated)
     with dsl.If(accepted_metrics_uri != ""):
         gate_step(
             evaluated, eval_split, accepted_metrics_uri, max_drop, True, settings, s3_secret_name
