@@ -9,7 +9,9 @@ from voxelflex.data.demo import DemoDataset
 from voxelflex.data.loader import (
     StreamSettings,
     VoxelStream,
+    batch_sizes,
     make_loader,
+    shard_bounds,
     to_device,
     unpack_bits,
     unpack_bits_torch,
@@ -206,3 +208,68 @@ def test_batches_split_residues_at_any_size(packed_store, train_index, batch: in
         assert np.array_equal(got, want[0])
     assert set(sizes[:-1]) == {batch} and 0 < sizes[-1] <= batch
     assert sorted(np.concatenate(rows).tolist()) == list(range(index.n_samples))
+
+
+def test_batch_sizes_and_shard_bounds() -> None:
+    assert batch_sizes(100, 2, 64).tolist() == [64, 36]  # one process: full, then short
+    assert batch_sizes(128, 2, 64).tolist() == [64, 64]
+    assert batch_sizes(100, 3, 64).tolist() == [64, 18, 18]  # a small shard, more steps
+    assert batch_sizes(5, 5, 1).tolist() == [1] * 5
+    with pytest.raises(ValueError, match="cannot cut 3 samples into 4"):
+        batch_sizes(3, 4, 64)
+    samples = np.array([5, 5, 3, 5, 1, 5, 5, 2, 5, 5])
+    bounds = shard_bounds(samples, 4)
+    assert bounds[0] == 0 and bounds[-1] == len(samples)
+    sums = np.add.reduceat(samples, bounds[:-1])
+    assert sums.sum() == samples.sum() and np.all(abs(sums - samples.sum() / 4) < samples.max())
+
+
+def _rank_batches(
+    uri: str, index: SampleIndex, rank: int, world: int, workers: int, epoch: int, batch=50
+):
+    settings = StreamSettings(batch, 2, True, 16, 0, rank=rank, world_size=world)
+    stream = VoxelStream(open_voxel_source(uri), index, settings)
+    stream.set_epoch(epoch)
+    return list(make_loader(stream, workers))
+
+
+@pytest.mark.parametrize(("world", "workers"), [(2, 0), (2, 2), (3, 1)])
+def test_ranks_times_workers_see_every_sample_once_in_equal_steps(
+    voxel_uri, train_index, world: int, workers: int
+) -> None:
+    """What DDP needs: over all ranks x workers each sample once an epoch, and every rank
+    the same number of batches (unequal counts hang the gradient all-reduce)."""
+    index, _ = train_index
+    for epoch in (0, 1):
+        per_rank = [_rank_batches(voxel_uri, index, r, world, workers, epoch) for r in range(world)]
+        assert len({len(b) for b in per_rank}) == 1
+        rows = np.concatenate([b["row"].numpy() for batches in per_rank for b in batches])
+        assert sorted(rows.tolist()) == list(range(index.n_samples))
+        assert max(len(b["row"]) for batches in per_rank for b in batches) <= 50
+    # the shards move with the epoch's shuffle, the same on every rank
+    first = [_rank_batches(voxel_uri, index, 0, world, workers, e)[0]["row"] for e in (0, 1)]
+    assert not torch.equal(first[0], first[1])
+
+
+class HalfReadable(HDF5VoxelSource):
+    """Every second residue of one domain cannot be read (a corrupt dataset)."""
+
+    bad = ""
+
+    def read_domain(self, domain_id, chain_ids, resid_strs):
+        grids, ok = super().read_domain(domain_id, chain_ids, resid_strs)
+        if domain_id == self.bad:
+            ok[::2] = False
+        return grids, ok
+
+
+def test_unreadable_residues_keep_rank_step_counts_equal(demo_cfg, train_index, caplog) -> None:
+    index, _ = train_index
+    source = HalfReadable(demo_cfg.input.voxel_file)
+    source.bad = str(index.domain_ids[int(np.argmax(np.diff(index.domain_res)))])
+    counts = []
+    for rank in (0, 1):
+        settings = StreamSettings(20, 2, True, 16, 0, rank=rank, world_size=2)
+        counts.append(sum(1 for _ in make_loader(VoxelStream(source, index, settings), 0)))
+    assert counts[0] == counts[1]
+    assert "repeating its last batch" in caplog.text

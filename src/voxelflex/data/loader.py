@@ -1,10 +1,17 @@
 """On-demand voxel stream: chunks per worker, each voxel read once per epoch.
 
-A chunk is a few domains of a per-residue HDF5, or one storage chunk of a packed store (read
-and decompressed whole, the next one fetched while this one is used). Each worker takes
-every W-th chunk (chunk order shuffled per epoch with a seed shared by all workers), reads
-the chunk's residues, and feeds them through a shuffle buffer. Residues move in blocks, as
-numpy arrays, from the read through the buffer to the batch: no Python work per residue.
+A read unit is a domain of a per-residue HDF5 (shuffled in chunks of `chunk_size` domains),
+or one storage chunk of a packed store (read and decompressed whole, the next one fetched
+while this one is used). Every epoch the units are put in one order, shuffled with a seed
+shared by all ranks and workers (`set_epoch`), and the residues in that order are cut into
+R x W contiguous shards of equal sample counts (R ranks, W loader workers): shard
+rank * W + worker is read by that worker of that rank, feeding its residues through a
+shuffle buffer. A unit cut by a shard boundary is read by both shards, each using its part:
+at most R x W - 1 extra unit reads an epoch. Every shard cuts its samples into the same
+number of batches (`batch_sizes`), so every rank takes the same number of steps (unequal
+counts would hang DDP's collectives) and every sample is seen exactly once an epoch.
+Residues move in blocks, as numpy arrays, from the read through the buffer to the batch:
+no Python work per residue.
 
 Grids travel bit-packed (`np.packbits` of the channel-first grid: 5,789 bytes instead of
 46,305), through the shuffle buffer, the batch and the copy to the device, and are unpacked
@@ -16,6 +23,7 @@ encoded once. Memory is bounded by one chunk plus the buffer, whatever the datas
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +37,7 @@ from voxelflex.data import packed
 from voxelflex.data.packed_source import PackedVoxelSource
 from voxelflex.data.samples import SampleIndex
 from voxelflex.data.voxels import VOXEL_SHAPE, VoxelSource
+from voxelflex.errors import InputDataError
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +51,43 @@ class StreamSettings:
     shuffle: bool
     shuffle_buffer: int = 4096  # residues
     seed: int = 0
+    rank: int = 0  # this process's rank among `world_size` (DDP); shards are rank x worker
+    world_size: int = 1
+
+
+def shard_bounds(samples: np.ndarray, n_shards: int) -> np.ndarray:
+    """(n_shards + 1,) residue offsets cutting residues with `samples` samples each (in read
+    order) into contiguous shards of near-equal sample counts: each is within one residue's
+    samples (its temperatures) of the mean."""
+    starts = np.cumsum(samples) - samples
+    targets = np.arange(n_shards + 1) * (samples.sum() / n_shards)
+    bounds = np.searchsorted(starts, targets, side="left")
+    bounds[-1] = len(samples)
+    return bounds
+
+
+def batch_sizes(n: int, k: int, batch_size: int) -> np.ndarray:
+    """`k` batch sizes (each 1..batch_size) summing to `n`: full batches first, the rest
+    spread evenly. With k = ceil(n / batch_size) that is full batches and one short last."""
+    if not 0 < k <= n <= k * batch_size:
+        raise ValueError(f"cannot cut {n} samples into {k} batches of at most {batch_size}")
+    full = k if batch_size == 1 else min(k, (n - k) // (batch_size - 1))
+    rest, left = n - full * batch_size, k - full
+    tail = rest // left + (np.arange(left) < rest % left) if left else np.zeros(0, np.int64)
+    return np.concatenate([np.full(full, batch_size), tail]).astype(np.int64)
 
 
 class _Batcher:
-    """Cuts residues' samples into batches of exactly `batch_size` (the last may be short).
+    """Cuts residues' samples into batches of the planned `sizes` (see `batch_sizes`).
 
     Residues arrive in blocks (packed grids plus residue numbers) and are handled as arrays:
     each residue is a run of consecutive sample numbers (its temperatures), and a run that
     straddles a batch boundary is split, its grid going into both batches."""
 
-    def __init__(self, index: SampleIndex, batch_size: int) -> None:
+    def __init__(self, index: SampleIndex, sizes: np.ndarray) -> None:
         self.index = index
-        self.batch_size = batch_size
+        self.sizes = sizes
+        self.n_batches = 0  # batches cut so far
         self._bits = np.empty((0, packed.ROW_BYTES), dtype=np.uint8)
         self._starts = np.empty(0, dtype=np.int64)
         self._counts = np.empty(0, dtype=np.int64)
@@ -66,8 +100,8 @@ class _Batcher:
         cum = np.cumsum(self._counts)
         done = 0  # samples of the pending residues already cut into batches
         first = 0  # first residue with samples left
-        while len(cum) and cum[-1] - done >= self.batch_size:
-            end = done + self.batch_size
+        while self.n_batches < len(self.sizes) and len(cum) and cum[-1] - done >= self._next:
+            end = done + self._next
             last = int(np.searchsorted(cum, end))  # the batch ends inside residue `last`
             before = int(cum[last - 1]) if last > 0 else 0
             take = end - max(before, done)  # samples of `last` in this batch
@@ -83,9 +117,14 @@ class _Batcher:
         counts = self._counts[first : last + 1].copy()
         counts[-1] = take
         batch = self._make(self._bits[first : last + 1], starts, counts)
+        self.n_batches += 1
         self._starts[last] += take
         self._counts[last] -= take
         return batch
+
+    @property
+    def _next(self) -> int:
+        return int(self.sizes[self.n_batches])
 
     def _keep_from(self, first: int) -> None:
         keep = slice(first, None)
@@ -115,6 +154,7 @@ class _Batcher:
         if not len(self._counts):
             return None
         batch = self._make(self._bits, self._starts, self._counts)
+        self.n_batches += 1
         self._keep_from(len(self._counts))
         return batch
 
@@ -183,27 +223,70 @@ class VoxelStream(IterableDataset):
         """Reshuffle for this epoch; call before creating the epoch's iterator."""
         self.epoch = epoch
 
-    def chunks(self) -> list[np.ndarray]:
-        """This epoch's read units in order: domain numbers, or plan chunk numbers."""
+    def order(self) -> np.ndarray:
+        """This epoch's read units in order: domain numbers, or plan chunk numbers. Shuffled,
+        domains move in blocks of `chunk_size` neighbours in the file (reads stay local);
+        the shuffle buffer mixes their residues."""
         n = self.index.n_domains if self.plan is None else self.plan.n_chunks
-        order = np.arange(n)
-        if self.settings.shuffle:
-            order = np.random.default_rng([self.settings.seed, self.epoch]).permutation(order)
+        if not self.settings.shuffle:
+            return np.arange(n)
         size = self.settings.chunk_size if self.plan is None else 1
-        return [order[i : i + size] for i in range(0, len(order), size)]
+        blocks = np.random.default_rng([self.settings.seed, self.epoch]).permutation(-(-n // size))
+        ids = (blocks[:, None] * size + np.arange(size)).ravel()
+        return ids[ids < n]
+
+    def _residues(self, unit: int) -> np.ndarray:
+        if self.plan is None:
+            return np.arange(self.index.domain_res[unit], self.index.domain_res[unit + 1])
+        return self.plan.residues[self.plan.offsets[unit] : self.plan.offsets[unit + 1]]
+
+    def shards(self, n_workers: int) -> tuple[list[list[tuple[int, int, int]]], np.ndarray]:
+        """This epoch's R x W shards, as read pieces (unit, first, end residue within the
+        unit), and each shard's sample count."""
+        units = self.order()
+        offsets = self.index.domain_res if self.plan is None else self.plan.offsets
+        lengths = np.diff(offsets)[units]
+        residues = (
+            np.concatenate([self._residues(int(u)) for u in units])
+            if len(units)
+            else np.zeros(0, np.int64)
+        )
+        samples = np.diff(self.index.res_samples)[residues]
+        bounds = shard_bounds(samples, self.settings.world_size * n_workers)
+        cum = np.concatenate([[0], np.cumsum(samples)])
+        unit_start = np.concatenate([[0], np.cumsum(lengths)])
+        out = []
+        for lo, hi in itertools.pairwise(bounds):
+            # the units overlapping residues lo..hi of the epoch's order, clipped to them
+            first = int(np.searchsorted(unit_start, lo, side="right")) - 1
+            last = int(np.searchsorted(unit_start, hi, side="left"))
+            out.append(
+                [
+                    (
+                        int(units[i]),
+                        int(max(lo, unit_start[i]) - unit_start[i]),
+                        int(min(hi, unit_start[i + 1]) - unit_start[i]),
+                    )
+                    for i in range(max(first, 0), last)
+                    if max(lo, unit_start[i]) < min(hi, unit_start[i + 1])
+                ]
+            )
+        return out, cum[bounds[1:]] - cum[bounds[:-1]]
 
     def _shard(self) -> tuple[int, int]:
+        """(this worker's shard number, workers per rank)."""
         info = get_worker_info()
-        return (info.id, info.num_workers) if info is not None else (0, 1)
+        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        return self.settings.rank * n_workers + worker, n_workers
 
-    def _items(self, units: list[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Blocks of (packed grids, residue numbers) for the readable residues of `units`."""
+    def _items(self, pieces: list[tuple[int, int, int]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Blocks of (packed grids, residue numbers) for the readable residues of `pieces`."""
         if self.plan is not None:
-            yield from self._read_packed([int(k) for unit in units for k in unit])
+            yield from self._read_packed(pieces)
             return
         idx = self.index
-        for d in (d for unit in units for d in unit):
-            lo, hi = idx.domain_res[d], idx.domain_res[d + 1]
+        for d, a, b in pieces:
+            lo, hi = idx.domain_res[d] + a, idx.domain_res[d] + b
             grids, ok = self.source.read_domain(
                 str(idx.domain_ids[d]), idx.res_chain[lo:hi], idx.res_key[lo:hi]
             )
@@ -216,7 +299,9 @@ class VoxelStream(IterableDataset):
                 )
             yield packed.pack(grids[ok]), lo + np.flatnonzero(ok)
 
-    def _read_packed(self, chunks: list[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _read_packed(
+        self, pieces: list[tuple[int, int, int]]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         plan, source = self.plan, self.source
         assert plan is not None and isinstance(source, PackedVoxelSource)
 
@@ -228,30 +313,59 @@ class VoxelStream(IterableDataset):
         # while this one's residues go through the buffer: object-store latency and
         # decompression overlap with batching; memory grows by one chunk
         with ThreadPoolExecutor(max_workers=1) as pool:
-            ahead = pool.submit(fetch, chunks[0]) if chunks else None
-            for i, k in enumerate(chunks):
+            ahead = pool.submit(fetch, pieces[0][0]) if pieces else None
+            for i, (k, a, b) in enumerate(pieces):
                 assert ahead is not None
                 data = ahead.result()
-                ahead = pool.submit(fetch, chunks[i + 1]) if i + 1 < len(chunks) else None
-                lo, hi = plan.offsets[k], plan.offsets[k + 1]
+                ahead = pool.submit(fetch, pieces[i + 1][0]) if i + 1 < len(pieces) else None
+                lo, hi = plan.offsets[k] + a, plan.offsets[k] + b
                 yield data[plan.rows[lo:hi]], plan.residues[lo:hi]  # a copy of the rows used
 
     def __iter__(self) -> Iterator[Batch]:
-        worker, n_workers = self._shard()
-        rng = np.random.default_rng([self.settings.seed, self.epoch, worker, 1])
-        batcher = _Batcher(self.index, self.settings.batch_size)
+        shard, n_workers = self._shard()
+        shards, counts = self.shards(n_workers)
+        bs = self.settings.batch_size
+        # every shard makes as many batches as the largest needs: equal steps on every rank
+        n_batches = int(-(-counts.max() // bs)) if len(counts) else 0
+        if self.settings.world_size > 1 and counts.min() < n_batches:
+            raise InputDataError(
+                f"{int(counts.sum())} samples cannot be split into {len(counts)} loader shards "
+                f"({self.settings.world_size} ranks x {n_workers} workers) of {n_batches} "
+                "batches each; use fewer ranks or workers"
+            )
+        mine = int(counts[shard])
+        sizes = batch_sizes(mine, min(n_batches, mine), bs) if mine else np.zeros(0, np.int64)
+        rng = np.random.default_rng([self.settings.seed, self.epoch, shard, 1])
+        batcher = _Batcher(self.index, sizes)
         buffer = _ShuffleBuffer(self.settings.shuffle_buffer, self.settings.shuffle, rng)
-        for bits, res in self._items(self.chunks()[worker::n_workers]):
+        last: Batch | None = None
+        for bits, res in self._items(shards[shard]):
             out = buffer.add(bits, res)
             if out is not None:
-                yield from batcher.add(*out)
+                for last in batcher.add(*out):
+                    yield last
         out = buffer.drain()
         if out is not None:
-            yield from batcher.add(*out)
-        last = batcher.flush()
-        if last is not None:
-            yield last
+            for last in batcher.add(*out):
+                yield last
+        tail = batcher.flush()
+        if tail is not None:
+            last = tail
+            yield tail
         self.peak_buffered = buffer.peak
+        if self.settings.world_size > 1 and batcher.n_batches < n_batches:
+            # residues that could not be read left this shard short: repeat its last batch
+            # so that every rank still takes the same number of steps
+            log.warning(
+                "loader shard %d: %d batch(es) short after unreadable residues; repeating "
+                "its last batch to keep step counts equal across ranks",
+                shard,
+                n_batches - batcher.n_batches,
+            )
+            if last is None:
+                raise InputDataError(f"loader shard {shard}: no readable residues")
+            for _ in range(n_batches - batcher.n_batches):
+                yield last
 
 
 def make_loader(stream: VoxelStream, num_workers: int, pin_memory: bool = False) -> DataLoader:
