@@ -36,6 +36,7 @@ def _prepare(args: argparse.Namespace):
     from voxelflex.logging_setup import setup_logging
     from voxelflex.paths import RunPaths
     from voxelflex.progress import set_progress
+    from voxelflex.training.distributed import from_env
 
     cfg = load_config(args.config, args.overrides)
     apply_storage_options(cfg.input.storage_options)
@@ -44,8 +45,9 @@ def _prepare(args: argparse.Namespace):
         level = "WARNING"
     elif args.verbose:
         level = "DEBUG" if args.verbose > 1 else "INFO"
-    setup_logging(level, RunPaths.from_config(cfg).log_file)
-    set_progress(cfg.logging.show_progress and not args.quiet)
+    main = from_env().is_main  # under torchrun, rank 0 alone keeps the run's log file
+    setup_logging(level, RunPaths.from_config(cfg).log_file if main else None)
+    set_progress(cfg.logging.show_progress and not args.quiet and main)
     return cfg
 
 
@@ -68,14 +70,16 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from voxelflex.steps import train
+    from voxelflex.training.distributed import from_env
 
     cfg = _prepare(args)
     if args.smoke:
         out = train.smoke_check(cfg)
         print(f"smoke check passed: loss {out['loss']:.4f} on {out['samples']} samples")
         return
-    res = train.run(cfg, resume=args.resume)
-    print(f"best validation Pearson r {res.best_val_pearson:.4f} -> {res.best_model}")
+    res = train.run(cfg, resume="auto" if args.auto_resume else args.resume)
+    if from_env().is_main:  # under torchrun every rank returns; one says so
+        print(f"best validation Pearson r {res.best_val_pearson:.4f} -> {res.best_model}")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -92,6 +96,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
         return
     if args.config is None:
         raise ValueError("predict --domains/--split needs --config (the run's inputs)")
+    from voxelflex.training.distributed import from_env
+
     res = predict.run(
         _prepare(args),
         args.temperature,
@@ -100,7 +106,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
         model=args.model,
         out=args.out,
     )
-    print(f"{res.n_predictions} predictions -> {res.predictions}")
+    if from_env().is_main:  # under torchrun rank 0 merges the ranks' parts and says so
+        print(f"{res.n_predictions} predictions -> {res.predictions}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -300,6 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the model")
     _common(p)
     p.add_argument("--resume", action="store_true", help="continue from latest_model.pt")
+    p.add_argument(
+        "--auto-resume",
+        action="store_true",
+        help="continue from latest_model.pt if there is one (jobs that restart), else start",
+    )
     p.add_argument("--smoke", action="store_true", help="one batch forward/backward and exit")
     p.set_defaults(func=cmd_train)
 

@@ -112,17 +112,18 @@ def _setting(value: Any, env: str) -> Any:
 
 
 @contextmanager
-def step_metrics(cfg: Config, step: str) -> Iterator[StepMetrics]:
-    """Metrics for one step, served and/or pushed as the config and environment say."""
+def step_metrics(cfg: Config, step: str, export: bool = True) -> Iterator[StepMetrics]:
+    """Metrics for one step, served and/or pushed as the config and environment say;
+    `export=False` (ranks other than 0 of a data-parallel job) keeps them in-process."""
     mon = cfg.monitoring
     run_id = _setting(mon.run_id, ENV_RUN_ID) or cfg.output.run_name
     metrics = StepMetrics(step, str(run_id))
-    port = _setting(mon.metrics_port, ENV_PORT)
+    port = _setting(mon.metrics_port, ENV_PORT) if export else None
     server = None
     if port is not None:
         server, _ = start_http_server(int(port), registry=metrics.registry)
         log.info("metrics for %s at http://0.0.0.0:%s/metrics", step, port)
-    metrics._gateway = _setting(mon.pushgateway_url, ENV_PUSHGATEWAY)
+    metrics._gateway = _setting(mon.pushgateway_url, ENV_PUSHGATEWAY) if export else None
     try:
         yield metrics
     finally:

@@ -38,6 +38,11 @@ def uri_exists(uri: str) -> bool:
     return bool(fs.exists(path))
 
 
+def remove_uri(uri: str) -> None:
+    fs, path = url_to_fs(uri)
+    fs.rm(path)
+
+
 def ensure_dir(uri: str) -> None:
     """Create a folder (a no-op for object stores, whose folders are implicit)."""
     fs, path = url_to_fs(uri)

@@ -2,6 +2,10 @@
 
 Temperatures are scaled with the checkpoint's training min/max; outside that range the model
 extrapolates, which is allowed and warned about.
+
+Under `torchrun` each rank predicts its shard of the rows (see `data.loader`) and writes its
+own part (`<out>.part-RRRRR-of-WWWWW.csv`: row number and prediction); rank 0 then merges
+the parts into the one output file, the same as a single process writes, and removes them.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ from voxelflex.config import Config, save_resolved_config
 from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader
 from voxelflex.data.samples import SampleIndex, read_master_samples
 from voxelflex.data.temperature import TemperatureScaler
-from voxelflex.data.uri import join_uri, open_uri, uri_exists
+from voxelflex.data.uri import join_uri, open_uri, remove_uri, uri_exists
 from voxelflex.data.voxels import VoxelSource, open_voxel_source
 from voxelflex.errors import InputDataError
 from voxelflex.monitoring import StepMetrics, step_metrics
 from voxelflex.paths import RunPaths
 from voxelflex.steps.preprocess import parse_residue_keys
 from voxelflex.training.checkpoint import LoadedModel, load_model
+from voxelflex.training.distributed import SINGLE, Dist, barrier, distributed
 from voxelflex.training.loop import amp_enabled, predict_batches, resolve_device
 
 log = logging.getLogger(__name__)
@@ -42,17 +47,31 @@ def model_uri_or_default(cfg: Config, model: str | None) -> str:
     return model or RunPaths.from_config(cfg).best_model
 
 
-def load_for_inference(cfg: Config, model: str | None) -> tuple[LoadedModel, torch.device]:
-    device = resolve_device(cfg.training.device)
+def load_for_inference(
+    cfg: Config, model: str | None, device: torch.device | None = None
+) -> tuple[LoadedModel, torch.device]:
+    device = device or resolve_device(cfg.training.device)
     return load_model(model_uri_or_default(cfg, model), device), device
 
 
 def inference_stream(
-    loaded: LoadedModel, source: VoxelSource, table: pd.DataFrame, cfg: Config, temp_col: str
+    loaded: LoadedModel,
+    source: VoxelSource,
+    table: pd.DataFrame,
+    cfg: Config,
+    temp_col: str,
+    d: Dist = SINGLE,
 ) -> VoxelStream:
-    """An unshuffled stream over `table`'s rows, temperatures scaled as the model was trained."""
+    """An unshuffled stream over `table`'s rows (this rank's shard of them), temperatures
+    scaled as the model was trained."""
     index = SampleIndex.from_table(table, loaded.scaler, temp_col=temp_col)
-    settings = StreamSettings(cfg.prediction.batch_size, cfg.training.chunk_size, shuffle=False)
+    settings = StreamSettings(
+        cfg.prediction.batch_size,
+        cfg.training.chunk_size,
+        shuffle=False,
+        rank=d.rank,
+        world_size=d.world_size,
+    )
     return VoxelStream(source, index, settings)
 
 
@@ -65,17 +84,18 @@ def predict_table(
     temp_col: str = "temperature",
     desc: str = "predict",
     metrics: StepMetrics | None = None,
+    d: Dist = SINGLE,
 ) -> np.ndarray:
     """Predicted RMSF for each row of `table` (domain_id, chain_id, resid_str, `temp_col`);
-    NaN where a residue's voxels could not be read."""
-    stream = inference_stream(loaded, source, table, cfg, temp_col)
+    NaN where a residue's voxels could not be read (or, data-parallel, another rank's row)."""
+    stream = inference_stream(loaded, source, table, cfg, temp_col, d)
     start = time.perf_counter()
     rows, preds, _ = predict_batches(
         loaded.model,
         make_loader(stream, cfg.training.num_workers),
         device,
         amp=amp_enabled(device, cfg.training.mixed_precision),
-        total_samples=stream.index.n_samples,
+        total_samples=stream.index.n_samples // d.world_size,
         desc=desc,
         on_batch=metrics.batch if metrics is not None else None,
     )
@@ -133,6 +153,34 @@ def _default_out(cfg: Config, scope: str, temperatures: list[float]) -> str:
     return join_uri(RunPaths.from_config(cfg).metrics_dir, f"predictions_{scope}_{temps}.csv")
 
 
+def part_uri(uri: str, rank: int, world_size: int) -> str:
+    return f"{uri}.part-{rank:05d}-of-{world_size:05d}.csv"
+
+
+def write_part(uri: str, d: Dist, predicted: np.ndarray) -> None:
+    """This rank's predictions (the rows it predicted) beside the final output."""
+    rows = np.flatnonzero(~np.isnan(predicted))
+    part = pd.DataFrame({"row": rows, "predicted_rmsf": predicted[rows]})
+    with open_uri(part_uri(uri, d.rank, d.world_size), "w") as fh:
+        part.to_csv(fh, index=False, float_format="%.9g")
+
+
+def merge_parts(uri: str, world_size: int, n_rows: int) -> np.ndarray:
+    """The predictions of all ranks' parts, by row (NaN where no rank could read a residue);
+    the parts are removed once read. A missing part is an error naming it."""
+    out = np.full(n_rows, np.nan, dtype=np.float32)
+    parts = [part_uri(uri, r, world_size) for r in range(world_size)]
+    for part in parts:
+        if not uri_exists(part):
+            raise InputDataError(f"prediction part {part} is missing: did a rank fail?")
+        with open_uri(part) as fh:
+            got = pd.read_csv(fh)
+        out[got["row"].to_numpy()] = got["predicted_rmsf"].to_numpy(np.float32)
+    for part in parts:
+        remove_uri(part)
+    return out
+
+
 def run(
     cfg: Config,
     temperatures: list[float],
@@ -145,14 +193,37 @@ def run(
         raise InputDataError("give either domains or a split to predict for")
     if not temperatures:
         raise InputDataError("give at least one --temperature (K)")
-    save_resolved_config(cfg, RunPaths.from_config(cfg).resolved_config("predict"))
-    loaded, device = load_for_inference(cfg, model)
+    with distributed(cfg.training.device) as (d, device):
+        return _run(cfg, temperatures, domains, split, model, out, d, device)
+
+
+def _run(
+    cfg: Config,
+    temperatures: list[float],
+    domains: list[str] | None,
+    split: str | None,
+    model: str | None,
+    out: str | None,
+    d: Dist,
+    device: torch.device,
+) -> PredictResult:
+    if d.is_main:
+        save_resolved_config(cfg, RunPaths.from_config(cfg).resolved_config("predict"))
+    loaded, device = load_for_inference(cfg, model, device)
     warn_outside_range(loaded.scaler, temperatures)
     source = open_voxel_source(cfg.input.voxel_file)
     residues, known = residues_for(cfg, source, domains, split)
     table = residues.merge(pd.DataFrame({"temperature": temperatures}), how="cross")
-    with step_metrics(cfg, "predict") as metrics:
-        table["predicted_rmsf"] = predict_table(loaded, device, source, table, cfg, metrics=metrics)
+    uri = out or _default_out(cfg, split or "domains", temperatures)
+    with step_metrics(cfg, "predict", export=d.is_main) as metrics:
+        predicted = predict_table(loaded, device, source, table, cfg, metrics=metrics, d=d)
+    if d.active:
+        write_part(uri, d, predicted)
+        barrier(d)  # every part is written
+        if not d.is_main:
+            return PredictResult(uri, len(table))
+        predicted = merge_parts(uri, d.world_size, len(table))
+    table["predicted_rmsf"] = predicted
     cols = list(PREDICTION_COLUMNS)
     if known is not None:
         targets = known[["domain_id", "chain_id", "resid_str", "raw_temp", "target_rmsf"]]
@@ -163,7 +234,6 @@ def run(
         )
         cols.append("target_rmsf")
     table = table.sort_values(["domain_id", "chain_id", "resid", "resid_str", "temperature"])
-    uri = out or _default_out(cfg, split or "domains", temperatures)
     with open_uri(uri, "w") as fh:
         table[cols].to_csv(fh, index=False, float_format="%.6g")
     log.info("predict: %d predictions -> %s", len(table), uri)

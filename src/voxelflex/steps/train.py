@@ -3,6 +3,11 @@
 Checkpoints (`best_model.pt`, `latest_model.pt`, every `checkpoint_every` epochs) hold the
 weights, model config, temperature scaling, optimizer/scheduler/RNG state and history, so
 `--resume` continues from `latest_model.pt` as if the run had never stopped.
+
+Under `torchrun` the same command trains data-parallel (DistributedDataParallel): each rank
+reads its own shard of every epoch (see `data.loader`), validation predictions are gathered
+so every rank takes the same early-stopping and LR decisions, and rank 0 alone writes
+checkpoints, history and metrics. Checkpoints hold the bare model, so they load anywhere.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from voxelflex.config import Config, save_resolved_config
 from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader, to_device
@@ -27,6 +33,15 @@ from voxelflex.models import create_model
 from voxelflex.monitoring import step_metrics
 from voxelflex.paths import RunPaths
 from voxelflex.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from voxelflex.training.distributed import (
+    SINGLE,
+    Dist,
+    all_max,
+    all_sum,
+    barrier,
+    distributed,
+    gather_arrays,
+)
 from voxelflex.training.loop import amp_enabled, predict_batches, resolve_device, train_epoch
 from voxelflex.training.metrics import regression_metrics
 
@@ -52,7 +67,9 @@ def build_model(cfg: Config) -> torch.nn.Module:
     return create_model(mc.pop("architecture"), **mc)
 
 
-def _streams(cfg: Config, scaler: TemperatureScaler) -> tuple[VoxelStream, VoxelStream]:
+def _streams(
+    cfg: Config, scaler: TemperatureScaler, d: Dist = SINGLE
+) -> tuple[VoxelStream, VoxelStream]:
     paths = RunPaths.from_config(cfg)
     table = read_master_samples(paths.master_samples, ("train", "val"))
     source = open_voxel_source(cfg.input.voxel_file)
@@ -65,7 +82,7 @@ def _streams(cfg: Config, scaler: TemperatureScaler) -> tuple[VoxelStream, Voxel
                 f"no {split} samples in {paths.master_samples}; check the split files"
             )
         settings = StreamSettings(
-            t.batch_size, t.chunk_size, shuffle, t.shuffle_buffer_size, t.seed
+            t.batch_size, t.chunk_size, shuffle, t.shuffle_buffer_size, t.seed, d.rank, d.world_size
         )
         out.append(VoxelStream(source, SampleIndex.from_table(part, scaler), settings))
     return out[0], out[1]
@@ -94,15 +111,16 @@ def _scheduler(cfg: Config, optimizer: torch.optim.Optimizer):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
-def _validate(model, stream: VoxelStream, device, amp: bool) -> dict[str, float]:
+def _validate(model, stream: VoxelStream, device, amp: bool, d: Dist) -> dict[str, float]:
     _, preds, target = predict_batches(
         model,
         make_loader(stream, 0),
         device,
         amp=amp,
-        total_samples=stream.index.n_samples,
+        total_samples=stream.index.n_samples // d.world_size,
         desc="validate",
     )
+    preds, target = gather_arrays(d, preds, target)  # each rank predicted its shard
     m = regression_metrics(target, preds)
     return {
         "val_loss": m["rmse"] ** 2,
@@ -117,14 +135,39 @@ def _save_history(uri: str, history: list[dict[str, Any]]) -> None:
         json.dump(history, fh, indent=2)
 
 
-def run(cfg: Config, resume: bool = False) -> TrainResult:
+def _combine(d: Dist, stats: dict[str, float]) -> dict[str, float]:
+    """One epoch's training stats over all ranks: sample-weighted loss, total throughput."""
+    if not d.active:
+        return stats
+    n = stats["train_samples"]
+    loss_sum, total, wait = all_sum(
+        d, [stats["train_loss"] * n, n, stats["data_wait_fraction"] / d.world_size]
+    )
+    seconds = all_max(d, stats["seconds"])
+    return {
+        "train_loss": loss_sum / max(total, 1),
+        "train_samples": total,
+        "samples_per_s": total / seconds if seconds > 0 else 0.0,
+        "data_wait_fraction": wait,
+        "seconds": seconds,
+    }
+
+
+def run(cfg: Config, resume: bool | str = False) -> TrainResult:
+    """Train; `resume=True` continues from latest_model.pt, `"auto"` does so when it exists
+    (a restarted job), else starts afresh."""
+    with distributed(cfg.training.device) as (d, device):
+        return _run(cfg, resume, d, device)
+
+
+def _run(cfg: Config, resume: bool | str, d: Dist, device: torch.device) -> TrainResult:
     paths = RunPaths.from_config(cfg)
-    save_resolved_config(cfg, paths.resolved_config("train"))
+    if d.is_main:
+        save_resolved_config(cfg, paths.resolved_config("train"))
     t = cfg.training
-    device = resolve_device(t.device)
     amp = amp_enabled(device, t.mixed_precision)
     scaler = TemperatureScaler.load(paths.temp_scaling)
-    train_stream, val_stream = _streams(cfg, scaler)
+    train_stream, val_stream = _streams(cfg, scaler, d)
 
     torch.manual_seed(t.seed)
     model = build_model(cfg).to(device)
@@ -136,6 +179,8 @@ def run(cfg: Config, resume: bool = False) -> TrainResult:
     history: list[dict[str, Any]] = []
     best, stale, start_epoch = -math.inf, 0, 0
 
+    if resume == "auto":
+        resume = uri_exists(paths.latest_model)
     if resume:
         if not uri_exists(paths.latest_model):
             raise InputDataError(f"--resume: no checkpoint at {paths.latest_model}")
@@ -149,38 +194,48 @@ def run(cfg: Config, resume: bool = False) -> TrainResult:
         best, stale, start_epoch = ckpt["best_val_pearson"], ckpt["stale_epochs"], ckpt["epoch"] + 1
         log.info("resuming from %s after epoch %d", paths.latest_model, ckpt["epoch"] + 1)
 
+    # DDP broadcasts rank 0's weights at construction and all-reduces gradients each step;
+    # `model` stays the bare module, which checkpoints and validation use
+    net = (
+        DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        if d.active
+        else model
+    )
     n_params = sum(p.numel() for p in model.parameters())
     log.info(
-        "training %s (%d parameters) on %s, amp=%s: %d train / %d val samples (%d / %d residues)",
+        "training %s (%d parameters) on %s x %d, amp=%s: %d train / %d val samples "
+        "(%d / %d residues)",
         cfg.model.architecture,
         n_params,
         device,
+        d.world_size,
         amp,
         train_stream.index.n_samples,
         val_stream.index.n_samples,
         train_stream.index.n_residues,
         val_stream.index.n_residues,
     )
-    with step_metrics(cfg, "train") as metrics:
+    with step_metrics(cfg, "train", export=d.is_main) as metrics:
         for epoch in range(start_epoch, t.num_epochs):
             if stale >= t.early_stopping_patience:
                 break
             train_stream.set_epoch(epoch)
             loader = make_loader(train_stream, t.num_workers, pin_memory=device.type == "cuda")
             stats = train_epoch(
-                model,
+                net,
                 loader,
                 optimizer,
                 grad_scaler,
                 device,
                 amp=amp,
                 clip_norm=t.gradient_clip_norm,
-                total_samples=train_stream.index.n_samples,
+                total_samples=train_stream.index.n_samples // d.world_size,
                 max_batches=t.max_batches_per_epoch,
                 desc=f"epoch {epoch + 1}/{t.num_epochs}",
                 on_batch=metrics.batch,
             )
-            val = _validate(model, val_stream, device, amp)
+            stats = _combine(d, stats)
+            val = _validate(model, val_stream, device, amp, d)
             lr = optimizer.param_groups[0]["lr"]
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(val["val_pearson"] if math.isfinite(val["val_pearson"]) else -1.0)
@@ -212,18 +267,21 @@ def run(cfg: Config, resume: bool = False) -> TrainResult:
                 "stale_epochs": stale,
                 "val_metrics": val,
             }
-            save_checkpoint(paths.latest_model, payload)
-            if improved:
-                save_checkpoint(paths.best_model, payload)
-            if t.checkpoint_every and (epoch + 1) % t.checkpoint_every == 0:
-                save_checkpoint(paths.epoch_model(epoch + 1), payload)
-            _save_history(paths.training_history, history)
+            if d.is_main:
+                save_checkpoint(paths.latest_model, payload)
+                if improved:
+                    save_checkpoint(paths.best_model, payload)
+                if t.checkpoint_every and (epoch + 1) % t.checkpoint_every == 0:
+                    save_checkpoint(paths.epoch_model(epoch + 1), payload)
+                _save_history(paths.training_history, history)
             metrics.pass_done({**stats, **val}, epoch=epoch + 1)
+            barrier(d)  # no rank runs ahead of a checkpoint it might need on restart
     if stale >= t.early_stopping_patience:
         log.info("early stopping: no better validation r for %d epochs", stale)
-    if not uri_exists(paths.best_model):
+    if d.is_main and not uri_exists(paths.best_model):
         # every epoch had an undefined val r (e.g. constant predictions): keep the latest
         save_checkpoint(paths.best_model, load_checkpoint(paths.latest_model))
+    barrier(d)
     return TrainResult(
         paths.best_model,
         paths.latest_model,
