@@ -74,3 +74,13 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
     out = tmp_path / "resolved.yaml"
     save_resolved_config(cfg, str(out))
     assert load_config(str(out)) == cfg
+
+
+def test_config_loads_from_a_uri(demo_cfg) -> None:
+    """A distributed job's nodes read the config its pipeline step wrote to object storage."""
+    save_resolved_config(demo_cfg, "memory://runs/r1/train_job_config.yaml")
+    again = load_config("memory://runs/r1/train_job_config.yaml", ["training.num_epochs=7"])
+    assert again.training.num_epochs == 7
+    assert again.input.voxel_file == demo_cfg.input.voxel_file
+    with pytest.raises(ConfigError, match="config file not found: memory://runs/r2/x.yaml"):
+        load_config("memory://runs/r2/x.yaml")

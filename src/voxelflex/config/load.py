@@ -35,12 +35,24 @@ def _defaults() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
-def _read_yaml(path: str) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
+def _read_text(path: str) -> str:
+    """A local file, or a URI (a distributed job's pods read the config the step wrote)."""
+    if "://" not in path:
+        if not Path(path).is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return Path(path).read_text()
+    from voxelflex.data.uri import open_uri, uri_exists
+
+    if not uri_exists(path):
         raise ConfigError(f"config file not found: {path}")
+    with open_uri(path, "r") as fh:
+        return fh.read()
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    text = _read_text(path)
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -151,7 +163,7 @@ def load_config(path: str | None = None, overrides: typing.Sequence[str] = ()) -
     merged = _defaults()
     if path is not None:
         user = _read_yaml(path)
-        _resolve_paths(user, Path(path).resolve().parent)
+        _resolve_paths(user, Path(path).resolve().parent if "://" not in path else Path.cwd())
         _merge(merged, user, path)
     if overrides:
         over = parse_overrides(overrides)
