@@ -10,6 +10,7 @@ from voxelflex.components.predict import predict
 from voxelflex.components.preprocess import preprocess
 from voxelflex.components.structures import predict_structures, voxelize_structures
 from voxelflex.components.train import train
+from voxelflex.components.train_job import train_job
 from voxelflex.components.visualize import visualize
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "predict_structures",
     "preprocess",
     "train",
+    "train_job",
     "visualize",
     "voxelize_structures",
 ]

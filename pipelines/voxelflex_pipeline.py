@@ -19,20 +19,17 @@ from voxelflex.components import (
     predict,
     preprocess,
     train,
+    train_job,
     visualize,
 )
+from voxelflex.data.uri import S3_SECRET_ENV
+from voxelflex.monitoring import ENV_PORT, METRICS_PORT, SCRAPE_ANNOTATIONS, SCRAPE_LABELS
 
 PIPELINE_NAME = "voxelflex"
 DEFAULT_GPU_PRODUCT = "Quadro-RTX-8000"  # nvidia.com/gpu.product of the RTX 8000 nodes
+DEFAULT_TRAINER_RUNTIME = "torch-distributed"  # Kubeflow Trainer v2's PyTorch runtime
 GPU_RESOURCE = "nvidia.com/gpu"
 S3_SECRET = "voxelflex-s3"
-# Secret key -> environment variable; s3fs/botocore read these, and nothing logs them.
-S3_SECRET_ENV = {
-    "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
-    "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL",
-}
-METRICS_PORT = "9400"  # train, predict and evaluate serve Prometheus metrics here
 SHM_SIZE = "16Gi"  # DataLoader workers hand batches over through shared memory
 MIRROR_PARALLELISM = 8  # mirror writers running at once (KFP fixes this at compile time)
 
@@ -40,6 +37,7 @@ MIRROR_PARALLELISM = 8  # mirror writers running at once (KFP fixes this at comp
 RESOURCES = {
     "preprocess": ("2", "4", "8Gi", "16Gi"),
     "train": ("8", "8", "32Gi", "48Gi"),
+    "train_job": ("8", "8", "32Gi", "48Gi"),  # per TrainJob node (forwarded, see on_gpus)
     "predict": ("4", "8", "16Gi", "32Gi"),
     "evaluate": ("4", "8", "16Gi", "32Gi"),
     "visualize": ("2", "4", "8Gi", "16Gi"),
@@ -72,11 +70,11 @@ def configure_step(
 def scraped(task: dsl.PipelineTask) -> dsl.PipelineTask:
     """Serve the step's Prometheus metrics and say so to Prometheus: the prometheus.io pod
     annotations for annotation-based scraping, a label for manifests/monitoring's PodMonitor."""
-    task.set_env_variable("VOXELFLEX_METRICS_PORT", METRICS_PORT)
-    kubernetes.add_pod_annotation(task, "prometheus.io/scrape", "true")
-    kubernetes.add_pod_annotation(task, "prometheus.io/port", METRICS_PORT)
-    kubernetes.add_pod_annotation(task, "prometheus.io/path", "/metrics")
-    kubernetes.add_pod_label(task, "voxelflex.io/metrics", "true")
+    task.set_env_variable(ENV_PORT, METRICS_PORT)
+    for key, value in SCRAPE_ANNOTATIONS.items():
+        kubernetes.add_pod_annotation(task, key, value)
+    for key, value in SCRAPE_LABELS.items():
+        kubernetes.add_pod_label(task, key, value)
     return task
 
 
@@ -88,6 +86,15 @@ def on_gpu(task: dsl.PipelineTask, node_selector: dsl.PipelineTask) -> dsl.Pipel
     kubernetes.empty_dir_mount(
         task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=SHM_SIZE
     )
+    return task
+
+
+def on_gpus(task: dsl.PipelineTask, node_selector: dsl.PipelineTask, gpus) -> dsl.PipelineTask:
+    """A TrainJob node's GPUs, node selector and toleration, set on the task that launches it
+    (the component forwards them to the job; its own pod only waits)."""
+    task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
+    kubernetes.add_node_selector_json(task, node_selector.output)
+    kubernetes.add_toleration(task, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
     return task
 
 
@@ -156,6 +163,53 @@ def gate_step(
     )
 
 
+def use_model(
+    model,
+    metadata,
+    voxels,
+    selector: dsl.PipelineTask,
+    temperatures,
+    split,
+    permutation_importance,
+    accepted_metrics_uri,
+    max_drop,
+    settings,
+    secret,
+) -> None:
+    """Predict (on a GPU), evaluate, gate when asked, and visualize a trained model."""
+    predicted = configure_step(
+        predict(
+            model=model,
+            metadata=metadata,
+            voxel_file=voxels,
+            temperatures=temperatures,
+            split=split,
+            settings=settings,
+        ),
+        "predict",
+        secret,
+    )
+    on_gpu(predicted, selector)
+    scraped(predicted)
+    evaluated = evaluate_step(
+        model, metadata, voxels, split, permutation_importance, settings, secret
+    )
+    with dsl.If(accepted_metrics_uri != ""):
+        gate_step(evaluated, split, accepted_metrics_uri, max_drop, True, settings, secret)
+    configure_step(
+        visualize(
+            model=model,
+            metadata=metadata,
+            evaluation=evaluated.outputs["evaluation"],
+            voxel_file=voxels,
+            split=split,
+            settings=settings,
+        ),
+        "visualize",
+        secret,
+    )
+
+
 @dsl.pipeline(
     name=PIPELINE_NAME,
     description="Train VoxelFlex on voxelized residues and RMSF targets, then predict, "
@@ -181,6 +235,10 @@ def voxelflex_pipeline(
     accepted_metrics_uri: str = "",
     max_drop: float = 0.05,
     gpu_product: str = DEFAULT_GPU_PRODUCT,
+    distributed_training: bool = False,
+    num_nodes: int = 1,
+    gpus_per_node: int = 2,
+    trainer_runtime: str = DEFAULT_TRAINER_RUNTIME,
     s3_secret_name: str = S3_SECRET,
     settings: dict = {},  # noqa: B006
 ):
@@ -212,6 +270,12 @@ def voxelflex_pipeline(
         max_drop: largest allowed fall of the mean per-domain r (with accepted_metrics_uri).
         gpu_product: nvidia.com/gpu.product label of the GPU nodes for train and predict;
             empty allows any GPU node.
+        distributed_training: train data-parallel as a Kubeflow Trainer TrainJob of
+            num_nodes x gpus_per_node GPUs (needs Kubeflow Trainer v2 and object-storage
+            inputs); off trains on one GPU in the step's own pod.
+        num_nodes: TrainJob nodes (with distributed_training).
+        gpus_per_node: GPUs per TrainJob node, one training process each.
+        trainer_runtime: the ClusterTrainingRuntime the TrainJob uses.
         s3_secret_name: Kubernetes secret holding AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
             and AWS_ENDPOINT_URL for the object store.
         settings: further config sections merged over the defaults, e.g.
@@ -261,57 +325,56 @@ def voxelflex_pipeline(
         settings,
         s3_secret_name,
     )
-    trained = configure_step(
-        train(
-            metadata=prep.outputs["metadata"],
-            voxel_file=voxels,
-            architecture=architecture,
-            num_epochs=num_epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            settings=settings,
-        ),
-        "train",
-        s3_secret_name,
-    )
-    on_gpu(trained, selector)
-    scraped(trained)
-    predicted = configure_step(
-        predict(
-            model=trained.outputs["model"],
-            metadata=prep.outputs["metadata"],
-            voxel_file=voxels,
-            temperatures=predict_temperatures,
-            split=eval_split,
-            settings=settings,
-        ),
-        "predict",
-        s3_secret_name,
-    )
-    on_gpu(predicted, selector)
-    scraped(predicted)
-    evaluated = evaluate_step(
-        trained.outputs["model"],
+    # predict, evaluate, [gate,] visualize follow either trainer inside its branch (kfp.local
+    # cannot pick a model artifact out of dsl.OneOf)
+    after = (
         prep.outputs["metadata"],
         voxels,
+        selector,
+        predict_temperatures,
         eval_split,
         permutation_importance,
+        accepted_metrics_uri,
+        max_drop,
         settings,
         s3_secret_name,
     )
-    with dsl.If(accepted_metrics_uri != ""):
-        gate_step(
-            evaluated, eval_split, accepted_metrics_uri, max_drop, True, settings, s3_secret_name
+    # the default first, so its tasks keep their plain names (train, predict, ...)
+    with dsl.If(distributed_training == False):  # noqa: E712
+        single = configure_step(
+            train(
+                metadata=prep.outputs["metadata"],
+                voxel_file=voxels,
+                architecture=architecture,
+                num_epochs=num_epochs,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                settings=settings,
+            ),
+            "train",
+            s3_secret_name,
         )
-    configure_step(
-        visualize(
-            model=trained.outputs["model"],
-            metadata=prep.outputs["metadata"],
-            evaluation=evaluated.outputs["evaluation"],
-            voxel_file=voxels,
-            split=eval_split,
-            settings=settings,
-        ),
-        "visualize",
-        s3_secret_name,
-    )
+        on_gpu(single, selector)
+        scraped(single)
+        use_model(single.outputs["model"], *after)
+    with dsl.Else():
+        job = configure_step(
+            train_job(
+                metadata=prep.outputs["metadata"],
+                voxel_file=voxels,
+                architecture=architecture,
+                num_epochs=num_epochs,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                settings=settings,
+                num_nodes=num_nodes,
+                gpus_per_node=gpus_per_node,
+                gpu_product=gpu_product,
+                runtime=trainer_runtime,
+                s3_secret_name=s3_secret_name,
+            ),
+            "train_job",
+            s3_secret_name,
+        )
+        on_gpus(job, selector, gpus_per_node)
+        use_model(job.outputs["model"], *after)

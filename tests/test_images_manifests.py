@@ -174,3 +174,22 @@ def test_monitoring_manifests_select_the_scraped_steps() -> None:
             check=True,
         )
         assert "PodMonitor" in out.stdout
+
+
+def test_runner_role_may_run_trainjobs() -> None:
+    """The verbs `steps.train_job.KubernetesCluster` uses, granted to the pipeline runner."""
+    from voxelflex.steps.train_job import GROUP, PLURAL
+
+    role = next(d for d in _docs((BASE / "rbac.yaml").read_text()) if d["kind"] == "Role")
+
+    def allowed(group: str, resource: str) -> set[str]:
+        return {
+            verb
+            for rule in role["rules"]
+            if group in rule["apiGroups"] and resource in rule["resources"]
+            for verb in rule["verbs"]
+        }
+
+    assert {"create", "get", "delete"} <= allowed(GROUP, PLURAL) and GROUP == "trainer.kubeflow.org"
+    assert PLURAL == "trainjobs"
+    assert {"list", "get"} <= allowed("", "pods") and "get" in allowed("", "pods/log")

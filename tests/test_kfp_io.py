@@ -136,3 +136,15 @@ def test_local_folder_uploads_when_the_artifact_is_remote(where: str, tmp_path: 
         assert fh.read() == b"frames"
     with fsspec.open(f"{target}/sub/x.txt", "r") as fh:
         assert fh.read() == "x"
+
+
+def test_fetch_folder_brings_a_remote_writers_files_to_the_local_output(tmp_path: Path) -> None:
+    """A TrainJob's nodes write the model by URI; the launcher uploads from the local path."""
+    fs = fsspec.filesystem("memory")
+    fs.pipe({"/job/run/models/best_model.pt": b"w", "/job/run/training_history.json": b"[]"})
+    model = Model(uri=str(tmp_path / "task" / "model"))
+    kfp_io.fetch_folder("memory://job/run", model)
+    assert (tmp_path / "task" / "model" / "models" / "best_model.pt").read_bytes() == b"w"
+    assert (tmp_path / "task" / "model" / "training_history.json").read_text() == "[]"
+    kfp_io.fetch_folder(model.uri, model)  # already in place: nothing to copy onto itself
+    assert (tmp_path / "task" / "model" / "training_history.json").read_text() == "[]"

@@ -42,6 +42,15 @@ def _tasks(spec: pipeline_spec_pb2.PipelineSpec) -> dict[str, pipeline_spec_pb2.
     return out
 
 
+def _selector_source(cfg: k8s_pb2.KubernetesExecutorConfig) -> str:
+    """The task whose output is this step's node selector (seen through a condition's
+    sub-DAG, it arrives as the channel `pipelinechannel--<task>-Output`)."""
+    json_ = cfg.node_selector.node_selector_json
+    if json_.task_output_parameter.producer_task:
+        return json_.task_output_parameter.producer_task
+    return json_.component_input_parameter.removeprefix("pipelinechannel--").removesuffix("-Output")
+
+
 def test_compiled_yaml_is_current(tmp_path: Path) -> None:
     fresh = compile_pipelines(tmp_path)
     assert {p.name for p in fresh} == {p.name for p in COMPILED_DIR.glob("*.yaml")}
@@ -60,8 +69,7 @@ def test_gpu_steps_request_a_gpu_on_the_chosen_nodes(docs) -> None:
         assert res["accelerator"]["resourceCount"] == "1"
         cfg = k8s[step]
         # the selector comes from the gpu-node-selector task, fed by the gpu_product parameter
-        source = cfg.node_selector.node_selector_json.task_output_parameter
-        assert source.producer_task == "gpu-node-selector"
+        assert _selector_source(cfg) == "gpu-node-selector"
         assert [(t.key, t.operator, t.effect) for t in cfg.tolerations] == [
             ("nvidia.com/gpu", "Exists", "NoSchedule")
         ]
@@ -131,15 +139,29 @@ def test_mirror_runs_only_when_asked_and_feeds_every_step(docs) -> None:
     }
     on = "inputs.parameter_values['pipelinechannel--mirror_to_zarr'] == true"
     gate = "inputs.parameter_values['pipelinechannel--accepted_metrics_uri'] != ''"
+    one = "inputs.parameter_values['pipelinechannel--distributed_training'] == false"
     assert branches == {
         frozenset({"mirror-plan", "for-loop-2", "mirror"}): on,
         frozenset({"original-voxels"}): f"!({on})",
+        # either trainer, then predict, evaluate, [gate,] visualize in its branch
+        frozenset({"train", "predict", "evaluate", "condition-6", "visualize"}): one,
+        frozenset(
+            {"train-job", "predict-2", "evaluate-2", "condition-9", "visualize-2"}
+        ): f"!({one})",
         frozenset({"evaluation-gate"}): gate,
+        frozenset({"evaluation-gate-2"}): gate,
     }
     assert not spec.root.input_definitions.parameters["mirror_to_zarr"].default_value.bool_value
     for step in STEPS[1:]:
-        source = tasks[step].inputs.parameters["voxel_file"].task_output_parameter
-        assert source.producer_task == "condition-branches-1"  # dsl.OneOf(mirror, original)
+        source = tasks[step].inputs.parameters["voxel_file"]
+        # dsl.OneOf(mirror, original): directly, or as a channel into a condition's sub-DAG
+        producer = (
+            source.task_output_parameter.producer_task
+            or (
+                source.component_input_parameter.removeprefix("pipelinechannel--").split("-pipe")[0]
+            )
+        )
+        assert producer == "condition-branches-1", step
 
 
 def test_mirror_fans_out_over_disjoint_writers(docs) -> None:
@@ -177,6 +199,7 @@ STEP_MODULES = {
     "evaluation_gate": "gate",
     "voxelize_structures": "voxelize",
     "predict_structures": "predict_structure",
+    "train_job": "train_job",
 }
 
 
@@ -225,3 +248,36 @@ def test_gpu_node_selector_from_the_product_label() -> None:
     func = components.gpu_node_selector.python_func
     assert func("Quadro-RTX-8000") == {"nvidia.com/gpu.product": "Quadro-RTX-8000"}
     assert func("") == {}
+
+
+def test_distributed_training_is_a_trainjob_step_fed_the_task_settings(docs) -> None:
+    """Off by default; on, a TrainJob of num_nodes x gpus_per_node launched by a step whose
+    GPU count, node selector and toleration KFP forwards to the job (dsl.TaskConfig), and
+    whose model feeds predict, evaluate and visualize as the one-GPU train's does."""
+    spec, k8s = docs
+    params = spec.root.input_definitions.parameters
+    assert not params["distributed_training"].default_value.bool_value
+    assert params["num_nodes"].default_value.number_value == 1
+    assert params["gpus_per_node"].default_value.number_value == 2
+    assert params["trainer_runtime"].default_value.string_value == "torch-distributed"
+    tasks = _tasks(spec)
+    job = tasks["train-job"]
+    for name in ("num_nodes", "gpus_per_node", "gpu_product", "s3_secret_name"):
+        source = job.inputs.parameters[name].component_input_parameter
+        assert source.removeprefix("pipelinechannel--") in params
+    comp = spec.components[job.component_ref.name]
+    fields = {pipeline_spec_pb2.TaskConfigPassthroughType.TaskConfigPassthroughTypeEnum.Name(
+        p.field) for p in comp.task_config_passthroughs}  # fmt: skip
+    assert fields == {"RESOURCES", "KUBERNETES_NODE_SELECTOR", "KUBERNETES_TOLERATIONS"}
+    assert not any(p.apply_to_task for p in comp.task_config_passthroughs)
+    res = spec.deployment_spec["executors"]["exec-train-job"]["container"]["resources"]
+    assert res["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert "gpus_per_node" in res["accelerator"]["resourceCount"]  # the parameter, per node
+    cfg = k8s["train-job"]
+    assert _selector_source(cfg) == "gpu-node-selector"
+    assert [t.key for t in cfg.tolerations] == ["nvidia.com/gpu"]
+    assert len(cfg.secret_as_env) == 1  # the step copies the metadata; the nodes get the secret
+    for trainer, suffix in (("train", ""), ("train-job", "-2")):
+        for step in ("predict", "evaluate", "visualize"):
+            model = tasks[step + suffix].inputs.artifacts["model"].task_output_artifact
+            assert model.producer_task == trainer

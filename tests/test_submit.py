@@ -141,7 +141,9 @@ def test_submit_creates_a_run_with_the_pipeline_and_parameters(kfp_server, capsy
     body = run["body"]
     assert body["experiment_id"] == "exp-1"
     spec = body["pipeline_spec"]["pipeline_spec"]
-    assert spec["pipelineInfo"]["name"] == "voxelflex" and "train" in spec["root"]["dag"]["tasks"]
+    assert (
+        spec["pipelineInfo"]["name"] == "voxelflex" and "preprocess" in spec["root"]["dag"]["tasks"]
+    )
     # the Kubernetes settings travel with it: the GPU node selector, secrets
     executors = body["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]
     assert "exec-train" in executors["deploymentSpec"]["executors"]

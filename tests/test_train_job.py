@@ -21,8 +21,8 @@ from voxelflex.steps.train_job import (
     TrainJobSpec,
     failure_report,
     job_name,
+    run,
     submit,
-    train,
     trainjob_body,
     wait,
 )
@@ -279,7 +279,7 @@ def test_a_two_node_trainjob_trains_the_run_and_is_deleted(
     paths = RunPaths.from_config(cfg)
     cluster = LocalTrainer(tmp_path)
     spec = _job_spec(str(Path(paths.run_dir) / "train_job_config.yaml"))
-    result = train(cfg, spec, cluster, poll_s=1, timeout_s=240)
+    result = run(cfg, spec, cluster, poll_s=1, timeout_s=240)
     assert cluster.deleted == [spec.name]
     assert result.epochs_run == 2 and result.best_val_pearson == result.best_val_pearson
     n_train = len(read_master_samples(paths.master_samples, ("train",)))
@@ -298,7 +298,49 @@ def test_a_failing_trainjob_surfaces_the_pods_reason_and_is_deleted(
     cluster = LocalTrainer(tmp_path)
     spec = _job_spec(str(Path(paths.run_dir) / "train_job_config.yaml"))
     with pytest.raises(TrainJobFailed) as err:
-        train(cfg, spec, cluster, poll_s=1, timeout_s=240)
+        run(cfg, spec, cluster, poll_s=1, timeout_s=240)
     assert cluster.deleted == [spec.name]
     assert "container node exited" in str(err.value)
     assert "temp_scaling_params.json" in str(err.value)  # the log tail says what was missing
+
+
+def test_pipeline_spec_uses_the_task_settings_kfp_forwards(monkeypatch) -> None:
+    from kfp import dsl
+
+    from voxelflex.steps.train_job import pipeline_spec
+
+    args = ("s3://b/run/model", "img:1", 2, 4, "Quadro-RTX-8000", "torch-distributed", "sec")
+    forwarded = dsl.TaskConfig(
+        resources={"limits": {"nvidia.com/gpu": "4", "cpu": "16", "memory": "96Gi"}},
+        node_selector={"nvidia.com/gpu.product": "Tesla-V100"},
+        tolerations=[
+            {"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}
+        ],
+    )
+    spec = pipeline_spec(*args, run_id="r1", namespace="team", forwarded=forwarded)
+    assert spec.config_uri == "s3://b/run/model/train_job_config.yaml"
+    assert spec.name == job_name("s3://b/run/model")
+    body = trainjob_body(spec)
+    assert body["spec"]["trainer"]["resourcesPerNode"] == forwarded.resources
+    pod = _pod_patch(body)["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "Tesla-V100"}
+    assert pod["tolerations"][0]["key"] == "dedicated"
+    env = {e["name"]: e.get("value") for e in body["spec"]["trainer"]["env"]}
+    assert env["VOXELFLEX_RUN_ID"] == "r1" and env["VOXELFLEX_METRICS_PORT"] == "9400"
+    assert env["AWS_SECRET_ACCESS_KEY"] is None  # from the secret, never a value
+    # a backend that forwards nothing: placement from the parameters
+    plain = trainjob_body(
+        pipeline_spec(*args, run_id="r1", namespace="team", forwarded=dsl.TaskConfig())
+    )
+    assert plain["spec"]["trainer"]["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "4"
+    assert _pod_patch(plain)["spec"]["nodeSelector"] == {GPU_PRODUCT_LABEL: "Quadro-RTX-8000"}
+
+
+def test_without_a_cluster_the_step_says_what_it_needs(monkeypatch, tmp_path: Path) -> None:
+    from voxelflex.errors import InputDataError
+    from voxelflex.steps.train_job import KubernetesCluster
+
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(InputDataError, match="needs a Kubernetes cluster"):
+        KubernetesCluster()

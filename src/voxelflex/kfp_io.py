@@ -149,6 +149,17 @@ def copy_files(src_dir: Location, dst_dir: Location, names: Iterable[str]) -> li
     return copied
 
 
+def fetch_folder(uri: str, artifact: Location) -> None:
+    """Copy what a remote writer (a TrainJob's nodes) put at `uri` into the artifact's local
+    path, where the launcher uploads outputs from; nothing to do when they are one place."""
+    where = location(artifact)
+    if not is_local(where) or where.rstrip("/") == fsspec_uri(uri).rstrip("/"):
+        return
+    fs, path = url_to_fs(fsspec_uri(uri))
+    os.makedirs(local_path(where), exist_ok=True)
+    fs.get(path.rstrip("/") + "/", local_path(where).rstrip("/") + "/", recursive=True)
+
+
 @contextmanager
 def local_folder(artifact: Location) -> Iterator[str]:
     """A local folder for a step that writes with plain file APIs (h5py, biotite): the

@@ -30,6 +30,15 @@ from voxelflex.config import Config
 log = logging.getLogger(__name__)
 
 ENV_PORT = "VOXELFLEX_METRICS_PORT"
+# how cluster pods (pipeline steps, TrainJob nodes) serve metrics and say so to Prometheus:
+# prometheus.io annotations for annotation-based scraping, a label for the PodMonitor
+METRICS_PORT = "9400"
+SCRAPE_ANNOTATIONS = {
+    "prometheus.io/scrape": "true",
+    "prometheus.io/port": METRICS_PORT,
+    "prometheus.io/path": "/metrics",
+}
+SCRAPE_LABELS = {"voxelflex.io/metrics": "true"}
 ENV_PUSHGATEWAY = "VOXELFLEX_PUSHGATEWAY_URL"
 ENV_RUN_ID = "VOXELFLEX_RUN_ID"
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

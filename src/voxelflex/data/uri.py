@@ -11,6 +11,14 @@ from fsspec.core import url_to_fs
 
 from voxelflex.errors import InputDataError
 
+# Kubernetes secret key -> environment variable for object-store credentials in cluster pods;
+# s3fs/botocore read these, and nothing logs them
+S3_SECRET_ENV = {
+    "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+    "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL",
+}
+
 
 def apply_storage_options(options: dict[str, Any]) -> None:
     """Per-protocol options (`{"s3": {"endpoint_url": ...}}`) for every URI this process and

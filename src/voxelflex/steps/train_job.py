@@ -16,6 +16,7 @@ the thin part that talks to the API server. Placement (GPU node selector, tolera
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -26,8 +27,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from voxelflex.config import Config, save_resolved_config
-from voxelflex.data.uri import open_uri, uri_exists
+from voxelflex.data.uri import S3_SECRET_ENV, open_uri, uri_exists
 from voxelflex.errors import InputDataError
+from voxelflex.monitoring import (
+    ENV_PORT,
+    ENV_RUN_ID,
+    METRICS_PORT,
+    SCRAPE_ANNOTATIONS,
+    SCRAPE_LABELS,
+)
 from voxelflex.paths import RunPaths
 from voxelflex.steps.train import TrainResult
 
@@ -38,6 +46,7 @@ NODE = "node"  # the torch runtime's trainer job and container name
 MANAGER = "voxelflex.io/pipeline"  # owner of our runtime patch
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+CONFIG_NAME = "train_job_config.yaml"  # the run's config, beside its outputs
 SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
@@ -57,6 +66,11 @@ class TrainJobSpec:
     gpu_product: str = ""  # nvidia.com/gpu.product to run on; "" for any GPU node
     cpu_per_node: str = "8"
     memory_per_node: str = "48Gi"
+    # the pipeline task's own settings, forwarded by KFP (dsl.TaskConfig): when given they
+    # replace the ones made from the fields above
+    resources_per_node: Mapping[str, Any] | None = None
+    node_selector: Mapping[str, str] | None = None
+    tolerations: list[Mapping[str, Any]] | None = None
     shm_size: str = "16Gi"  # DataLoader workers hand batches over through shared memory
     secret_name: str | None = None
     secret_env: Mapping[str, str] = field(default_factory=dict)  # secret key -> env variable
@@ -90,6 +104,11 @@ def trainjob_body(spec: TrainJobSpec) -> dict[str, Any]:
     per_node: dict[str, str] = {"cpu": spec.cpu_per_node, "memory": spec.memory_per_node}
     if spec.gpus_per_node:
         per_node[GPU_RESOURCE] = str(spec.gpus_per_node)
+    resources = (
+        copy.deepcopy(dict(spec.resources_per_node))
+        if spec.resources_per_node
+        else {"requests": dict(per_node), "limits": dict(per_node)}
+    )
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(spec.env.items())]
     if spec.secret_name:
         env += [
@@ -100,12 +119,16 @@ def trainjob_body(spec: TrainJobSpec) -> dict[str, Any]:
         "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.shm_size}}],
         "containers": [{"name": NODE, "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}]}],
     }
-    if spec.gpus_per_node:
+    if spec.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
+    elif spec.gpus_per_node:
         pod_spec["tolerations"] = [
             {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
         ]
-        if spec.gpu_product:
-            pod_spec["nodeSelector"] = {GPU_PRODUCT_LABEL: spec.gpu_product}
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.node_selector)
+    elif spec.gpus_per_node and spec.gpu_product:
+        pod_spec["nodeSelector"] = {GPU_PRODUCT_LABEL: spec.gpu_product}
     pod_meta = {
         k: dict(v)
         for k, v in (("labels", spec.pod_labels), ("annotations", spec.pod_annotations))
@@ -135,7 +158,7 @@ def trainjob_body(spec: TrainJobSpec) -> dict[str, Any]:
                 "numNodes": spec.num_nodes,
                 # one process per GPU (one on a CPU node)
                 "numProcPerNode": max(spec.gpus_per_node, 1),
-                "resourcesPerNode": {"requests": dict(per_node), "limits": dict(per_node)},
+                "resourcesPerNode": resources,
                 "env": env,
             },
             "runtimePatches": [
@@ -244,7 +267,13 @@ class KubernetesCluster:
         try:
             config.load_incluster_config()
         except config.ConfigException:
-            config.load_kube_config()
+            try:
+                config.load_kube_config()
+            except config.ConfigException as exc:
+                raise InputDataError(
+                    "distributed training runs as a Kubeflow Trainer TrainJob and needs a "
+                    f"Kubernetes cluster: no in-cluster credentials or kubeconfig ({exc})"
+                ) from None
         self._api = client.ApiClient()
         self._objects = client.CustomObjectsApi(self._api)
         self._core = client.CoreV1Api(self._api)
@@ -352,7 +381,7 @@ def wait(
         sleep(poll_s)
 
 
-def run(
+def run_job(
     cluster: Cluster,
     spec: TrainJobSpec,
     timeout_s: float | None = None,
@@ -372,6 +401,43 @@ def run(
         log.info("deleted TrainJob %s/%s", spec.namespace, spec.name)
 
 
+def pipeline_spec(
+    run_uri: str,
+    image: str,
+    num_nodes: int,
+    gpus_per_node: int,
+    gpu_product: str,
+    runtime: str,
+    secret_name: str,
+    run_id: str,
+    namespace: str | None = None,
+    forwarded: Any = None,
+) -> TrainJobSpec:
+    """The TrainJob of one pipeline task whose model artifact lives at `run_uri`: named after
+    it (a retried task finds its job), the config beside it, S3 credentials from the
+    secret, metrics served and scraped as the pipeline's own GPU steps. `forwarded` is the
+    task's dsl.TaskConfig (resources, node selector, tolerations set on the pipeline task);
+    a backend that does not forward them leaves the ones made from the parameters."""
+    return TrainJobSpec(
+        name=job_name(run_uri),
+        namespace=namespace or current_namespace(),
+        image=image,
+        config_uri=run_uri.rstrip("/") + "/" + CONFIG_NAME,
+        num_nodes=num_nodes,
+        gpus_per_node=gpus_per_node,
+        runtime=runtime,
+        gpu_product=gpu_product,
+        secret_name=secret_name or None,
+        secret_env=S3_SECRET_ENV,
+        env={ENV_PORT: METRICS_PORT, ENV_RUN_ID: run_id},
+        pod_labels=SCRAPE_LABELS,
+        pod_annotations=SCRAPE_ANNOTATIONS,
+        resources_per_node=getattr(forwarded, "resources", None) or None,
+        node_selector=getattr(forwarded, "node_selector", None) or None,
+        tolerations=getattr(forwarded, "tolerations", None) or None,
+    )
+
+
 def current_namespace(default: str = "kubeflow") -> str:
     """The namespace this pod runs in (its service account says), else `default`."""
     try:
@@ -381,7 +447,7 @@ def current_namespace(default: str = "kubeflow") -> str:
         return default
 
 
-def train(
+def run(
     cfg: Config,
     spec: TrainJobSpec,
     cluster: Cluster,
@@ -392,7 +458,7 @@ def train(
     folder, `spec.config_uri`), run the job, and read back what rank 0 wrote."""
     paths = RunPaths.from_config(cfg)
     save_resolved_config(cfg, spec.config_uri)
-    run(cluster, spec, timeout_s=timeout_s, poll_s=poll_s)
+    run_job(cluster, spec, timeout_s=timeout_s, poll_s=poll_s)
     if not uri_exists(paths.best_model) or not uri_exists(paths.training_history):
         raise TrainJobFailed(
             f"TrainJob {spec.name} completed but wrote no model at {paths.best_model}"
