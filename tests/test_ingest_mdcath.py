@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -12,6 +14,7 @@ import pytest
 from conftest import ideal_residue, pdb_line
 from voxelflex.cli import main
 from voxelflex.data.voxels import HDF5VoxelSource
+from voxelflex.errors import InputDataError
 from voxelflex.steps import ingest_mdcath
 
 TEMPS = (320, 348, 379, 413, 450)
@@ -139,16 +142,45 @@ def test_ingest_resumes_after_a_crash(mdcath_dir, tmp_path: Path, monkeypatch) -
     assert (crashed / "_ingest" / "done.txt").read_text().split() == ["1abcA00"]
     res = ingest_mdcath.run(str(src), str(crashed))
     assert res.n_domains == 3 and res.n_failed == 1
+    assert_same_outputs(whole, crashed)
+
+
+def assert_same_outputs(want: Path, got: Path) -> None:
+    """The same CSV, failures and frames (domain by domain, residue by residue)."""
     for name in ("aggregated_rmsf.csv", "failed_ingest_domains.txt"):
-        assert (crashed / name).read_text() == (whole / name).read_text()
-    a, b = (
-        HDF5VoxelSource(str(whole / "voxels.hdf5")),
-        HDF5VoxelSource(str(crashed / "voxels.hdf5")),
-    )
+        assert (got / name).read_text() == (want / name).read_text()
+    a, b = HDF5VoxelSource(str(want / "voxels.hdf5")), HDF5VoxelSource(str(got / "voxels.hdf5"))
+    assert sorted(a.domain_ids()) == sorted(b.domain_ids())
     for domain in a.domain_ids():
         listed = a.list_residues([domain])
         keys = listed.chain_id.to_numpy(), listed.resid_str.to_numpy()
         assert np.array_equal(a.read_domain(domain, *keys)[0], b.read_domain(domain, *keys)[0])
+
+
+def test_sharded_ingest_writers_then_a_merge_match_one_process(mdcath_dir, tmp_path: Path) -> None:
+    """Two `--shard` writers at once (real processes), then a plain run that merges."""
+    src, _ = mdcath_dir
+    whole = tmp_path / "whole"
+    ingest_mdcath.run(str(src), str(whole))
+    out = tmp_path / "sharded"
+    cmd = [sys.executable, "-m", "voxelflex", "ingest-mdcath", "--src", str(src), "--out", str(out)]
+    writers = [subprocess.Popen([*cmd, "--shard", f"{k}/2", "-q"]) for k in (0, 1)]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0]
+    shards = sorted(p.name for p in (out / "_ingest").iterdir())
+    assert shards == ["shard-0-of-2", "shard-1-of-2"]
+    assert not (out / "aggregated_rmsf.csv").exists()  # only the plain run writes the CSV
+    res = ingest_mdcath.run(str(src), str(out))
+    assert res.n_domains == 3 and res.n_failed == 1
+    assert not list((out / "_ingest").glob("shard-*"))  # merged and removed
+    assert_same_outputs(whole, out)
+
+
+def test_shards_are_contiguous_and_cover_every_domain() -> None:
+    files = [f"d{i}" for i in range(7)]
+    parts = [ingest_mdcath.shard_sources(files, k, 3) for k in range(3)]
+    assert [f for p in parts for f in p] == files and [len(p) for p in parts] == [2, 2, 3]
+    with pytest.raises(InputDataError, match="0 <= k < n"):
+        ingest_mdcath.shard_sources(files, 3, 3)
 
 
 def test_ingest_without_files_says_so(tmp_path: Path, capsys) -> None:

@@ -140,6 +140,16 @@ def cmd_voxelize(args: argparse.Namespace) -> None:
         print(f"{res.n_skipped} skipped (reasons in {res.skipped})")
 
 
+def _shard(value: str | None) -> tuple[int, int] | None:
+    """`--shard K/N` -> (K, N)."""
+    if not value:
+        return None
+    k, sep, n = value.partition("/")
+    if not sep or not k.isdigit() or not n.isdigit():
+        raise ValueError(f"--shard must look like 0/4, not {value!r}")
+    return int(k), int(n)
+
+
 def cmd_ingest_mdcath(args: argparse.Namespace) -> None:
     from voxelflex.logging_setup import setup_logging
     from voxelflex.progress import set_progress
@@ -147,7 +157,11 @@ def cmd_ingest_mdcath(args: argparse.Namespace) -> None:
 
     setup_logging("WARNING" if args.quiet else "INFO")
     set_progress(not args.quiet)
-    res = ingest_mdcath.run(args.src, args.out)
+    res = ingest_mdcath.run(args.src, args.out, _shard(args.shard))
+    if args.shard:
+        done = f"{res.n_domains} domains, {res.n_failed} failed"
+        print(f"shard {args.shard}: {done} -> {res.voxel_file}")
+        return
     print(
         f"{res.n_domains} domains ({res.n_rows} residue-temperature rows) -> {res.voxel_file}, "
         f"{res.rmsf_csv}; {res.n_failed} failed (see {res.failed})"
@@ -161,12 +175,7 @@ def cmd_mirror(args: argparse.Namespace) -> None:
 
     setup_logging("WARNING" if args.quiet else "DEBUG" if args.verbose > 1 else "INFO")
     set_progress(not args.quiet)
-    shard = None
-    if args.shard:
-        k, sep, n = args.shard.partition("/")
-        if not sep or not k.isdigit() or not n.isdigit():
-            raise ValueError(f"--shard must look like 0/4, not {args.shard!r}")
-        shard = (int(k), int(n))
+    shard = _shard(args.shard)
     res = mirror.run(
         args.src, args.dst, args.format, args.chunk_rows, args.overwrite, shard, args.plan_only
     )
@@ -365,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest-mdcath", help="mdCATH per-domain HDF5 files -> voxels + RMSF CSV")
     p.add_argument("--src", required=True, help="folder/prefix with mdcath_dataset_<domain>.h5")
     p.add_argument("--out", required=True, help="folder for voxels.hdf5 and aggregated_rmsf.csv")
+    p.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="ingest only the K-th of N runs of domains, beside other writers; a plain run "
+        "then merges them and writes the CSV",
+    )
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_ingest_mdcath)
 

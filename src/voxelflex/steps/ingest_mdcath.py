@@ -15,12 +15,16 @@ residue, C-alpha) and `dssp` (frames x residues). Written to `--out`:
 One domain at a time (memory: one file), resumable: a domain is marked done only after its
 frames and its CSV part are written, a re-run skips done domains and redoes the rest, and the
 CSV is assembled from the parts at the end, so a crash never leaves half a domain's rows.
+In parallel, `--shard K/N` writers each ingest a contiguous run of the domains into a folder
+of their own; a plain run then merges them (frame groups copied, ledgers joined), ingests
+whatever no shard finished and writes the CSV: the same outputs as one process.
 """
 
 from __future__ import annotations
 
 import logging
 import posixpath
+import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,43 +157,123 @@ def _domain_of(path: str) -> str:
     return posixpath.basename(path).removeprefix("mdcath_dataset_").removesuffix(".h5")
 
 
-def run(src: str, out: str) -> IngestResult:
+class _Ledger:
+    """One ingest folder's bookkeeping: domains done (frames and CSV part written) and
+    failed (with the reason), appended one line at a time so a crash loses nothing."""
+
+    def __init__(self, parts: Path) -> None:
+        self.parts = parts
+        parts.mkdir(parents=True, exist_ok=True)
+        self.done_file, self.failed_file = parts / "done.txt", parts / "failed.tsv"
+        self.done = set(self.done_file.read_text().split()) if self.done_file.exists() else set()
+        self.failed: dict[str, str] = {}
+        if self.failed_file.exists():
+            lines = self.failed_file.read_text().splitlines()
+            self.failed = dict(line.split("\t", 1) for line in lines)
+
+    def mark_done(self, domain: str) -> None:
+        with self.done_file.open("a") as fh:  # last: the domain's outputs are all written
+            fh.write(f"{domain}\n")
+        self.done.add(domain)
+
+    def mark_failed(self, domain: str, why: str) -> None:
+        with self.failed_file.open("a") as fh:
+            fh.write(f"{domain}\t{why}\n")
+        self.failed[domain] = why
+
+    def settled(self, domain: str) -> bool:
+        return domain in self.done or domain in self.failed
+
+
+def _ingest(sources: list[str], voxel_file: Path, ledger: _Ledger, desc: str) -> None:
+    """Ingest the domains of `sources` not yet settled in `ledger`, one at a time."""
     import fsspec
 
-    sources = _list_sources(src)
-    root = Path(out)
-    parts = root / "_ingest"
-    parts.mkdir(parents=True, exist_ok=True)
-    done_file = parts / "done.txt"
-    done = set(done_file.read_text().split()) if done_file.exists() else set()
-    failed_file = parts / "failed.tsv"
-    failed: dict[str, str] = {}
-    if failed_file.exists():
-        failed = dict(line.split("\t", 1) for line in failed_file.read_text().splitlines())
-    voxel_file = root / "voxels.hdf5"
-    todo = [s for s in sources if _domain_of(s) not in done and _domain_of(s) not in failed]
-    if done:
-        log.info("resuming: %d of %d domains already ingested", len(done), len(sources))
+    todo = [s for s in sources if not ledger.settled(_domain_of(s))]
+    if len(todo) < len(sources):
+        log.info(
+            "resuming: %d of %d domains already settled", len(sources) - len(todo), len(sources)
+        )
     with h5py.File(voxel_file, "a") as h5:
         h5.attrs.update(FILE_ATTRS)
-        for path in progress(todo, desc="ingest mdCATH", unit="domain"):
+        for path in progress(todo, desc=desc, unit="domain"):
             domain = _domain_of(path)
             try:
                 with fsspec.open(path, "rb") as fh, h5py.File(fh, "r") as f:
                     residues, rows = ingest_domain(f, domain)
             except (InputDataError, OSError, KeyError, ValueError) as exc:
                 log.warning("domain %s failed: %s", domain, exc)
-                with failed_file.open("a") as fh:
-                    fh.write(f"{domain}\t{exc}\n")
-                failed[domain] = str(exc)
+                ledger.mark_failed(domain, str(exc))
                 continue
             write_residues(h5, residues, voxelize(residues))
             h5.flush()
-            rows.to_csv(parts / f"{domain}.csv", index=False)
-            with done_file.open("a") as fh:  # last: the domain's outputs are all written
-                fh.write(f"{domain}\n")
-            done.add(domain)
+            rows.to_csv(ledger.parts / f"{domain}.csv", index=False)
+            ledger.mark_done(domain)
+
+
+def shard_sources(sources: list[str], shard: int, shards: int) -> list[str]:
+    """The `shard`-th of `shards` contiguous runs of the (sorted) source files."""
+    if not 0 <= shard < shards:
+        raise InputDataError(f"--shard must be k/n with 0 <= k < n, not {shard}/{shards}")
+    n = len(sources)
+    return sources[shard * n // shards : (shard + 1) * n // shards]
+
+
+def _merge_shards(root: Path, voxel_file: Path, ledger: _Ledger) -> int:
+    """Move what shard writers finished into the main outputs: their domains' frame groups
+    copied into voxels.hdf5, their CSV parts and failures into the main ledger. A shard
+    folder goes once merged; re-running after a crash merges what is left."""
+    merged = 0
+    for folder in sorted(root.glob("_ingest/shard-*-of-*")):
+        shard = _Ledger(folder)
+        with h5py.File(voxel_file, "a") as h5:
+            h5.attrs.update(FILE_ATTRS)
+            if shard.done - ledger.done:
+                with h5py.File(folder / "voxels.hdf5", "r") as part:
+                    for domain in sorted(shard.done - ledger.done):
+                        if domain in h5:  # half-copied by a crashed merge
+                            del h5[domain]
+                        h5.copy(part[domain], h5, name=domain)
+                        h5.flush()
+                        shutil.copy(folder / f"{domain}.csv", ledger.parts / f"{domain}.csv")
+                        ledger.mark_done(domain)
+                        merged += 1
+        for domain, why in shard.failed.items():
+            if not ledger.settled(domain):
+                ledger.mark_failed(domain, why)
+        shutil.rmtree(folder)
+    if merged:
+        log.info("merged %d domains from shard writers", merged)
+    return merged
+
+
+def run(src: str, out: str, shard: tuple[int, int] | None = None) -> IngestResult:
+    """Ingest every domain of `src` into `out`. With `shard=(k, n)` ingest only the k-th of
+    n contiguous runs of the domains, into a folder of its own (writers run side by side);
+    a later plain run merges the shards, ingests anything left and writes the CSV."""
+    sources = _list_sources(src)
+    root = Path(out)
+    if shard is not None:
+        k, n = shard
+        folder = root / "_ingest" / f"shard-{k}-of-{n}"
+        ledger = _Ledger(folder)
+        mine = shard_sources(sources, k, n)
+        _ingest(mine, folder / "voxels.hdf5", ledger, f"ingest mdCATH {k}/{n}")
+        return IngestResult(
+            str(folder / "voxels.hdf5"),
+            "",
+            str(ledger.failed_file),
+            len(ledger.done),
+            len(ledger.failed),
+            0,
+        )
+    ledger = _Ledger(root / "_ingest")
+    voxel_file = root / "voxels.hdf5"
+    _merge_shards(root, voxel_file, ledger)
+    _ingest(sources, voxel_file, ledger, "ingest mdCATH")
+    done, failed = ledger.done, ledger.failed
     csv = root / "aggregated_rmsf.csv"
+    parts = ledger.parts
     tables = [pd.read_csv(parts / f"{d}.csv", dtype={"domain_id": str}) for d in sorted(done)]
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=CSV_COLUMNS)
     table[CSV_COLUMNS].to_csv(csv, index=False, float_format="%.6g")
