@@ -36,6 +36,7 @@ bench: venv
 	$(BIN)/python bench/bench_preprocess.py
 	$(BIN)/python bench/bench_loader.py
 	$(BIN)/python bench/bench_storage.py
+	$(BIN)/python bench/bench_ddp.py
 
 clean:
 	rm -rf $(DEMO) outputs processed bench_out .pytest_cache

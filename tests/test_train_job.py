@@ -3,9 +3,11 @@ through a stand-in for Kubeflow Trainer that launches the job's own torchrun com
 per node with the PET_* variables the torch runtime sets."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import kubernetes_validate
@@ -344,3 +346,29 @@ def test_without_a_cluster_the_step_says_what_it_needs(monkeypatch, tmp_path: Pa
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(InputDataError, match="needs a Kubernetes cluster"):
         KubernetesCluster()
+
+
+def test_a_stopped_step_still_deletes_its_job(tmp_path: Path) -> None:
+    """KFP stops a cancelled run's pod with SIGTERM; the job must not outlive it."""
+    script = tmp_path / "step.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_train_job import DictCluster, _spec\n"
+        "from voxelflex.steps.train_job import run_job\n"
+        "class Noisy(DictCluster):\n"
+        "    def delete(self, namespace, name):\n"
+        "        print('deleted', name, flush=True)\n"
+        "cluster = Noisy()\n"
+        "print('waiting', flush=True)\n"
+        "run_job(cluster, _spec(), poll_s=0.2)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "waiting"
+    time.sleep(1.0)
+    proc.terminate()  # SIGTERM
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "deleted voxelflex-train-abc" in out

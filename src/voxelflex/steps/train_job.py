@@ -21,6 +21,8 @@ import hashlib
 import json
 import logging
 import re
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -381,6 +383,10 @@ def wait(
         sleep(poll_s)
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run_job(
     cluster: Cluster,
     spec: TrainJobSpec,
@@ -389,8 +395,11 @@ def run_job(
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Create, wait, and always delete (pods and all) — also when the wait fails or the step
-    is stopped. Returns the completed job."""
+    is stopped (a cancelled run's pod gets SIGTERM: it becomes SystemExit, so the deletion
+    still runs). Returns the completed job."""
     body = trainjob_body(spec)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     submit(cluster, body)
     try:
         return wait(
