@@ -39,13 +39,9 @@ def train(
         settings,
         run_dir=model,
         processed_dir=metadata,
-        overrides={
-            "input.voxel_file": voxel_file,
-            "model.architecture": architecture,
-            "training.num_epochs": num_epochs,
-            "training.batch_size": batch_size,
-            "training.learning_rate": learning_rate,
-        },
+        overrides=kfp_io.training_overrides(
+            voxel_file, architecture, num_epochs, batch_size, learning_rate
+        ),
     )
     kfp_io.copy_files(metadata, model, ["models/temp_scaling_params.json"])
     result = step.run(cfg)

@@ -67,13 +67,9 @@ def train_job(
         settings,
         run_dir=run_uri,
         processed_dir=kfp_io.fsspec_uri(metadata.uri),
-        overrides={
-            "input.voxel_file": voxel_file,
-            "model.architecture": architecture,
-            "training.num_epochs": num_epochs,
-            "training.batch_size": batch_size,
-            "training.learning_rate": learning_rate,
-        },
+        overrides=kfp_io.training_overrides(
+            voxel_file, architecture, num_epochs, batch_size, learning_rate
+        ),
     )
     kfp_io.copy_files(metadata, run_uri, ["models/temp_scaling_params.json"])
     spec = step.pipeline_spec(

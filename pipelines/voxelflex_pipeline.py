@@ -325,6 +325,15 @@ def voxelflex_pipeline(
         settings,
         s3_secret_name,
     )
+    training = dict(  # what either trainer takes
+        metadata=prep.outputs["metadata"],
+        voxel_file=voxels,
+        architecture=architecture,
+        num_epochs=num_epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        settings=settings,
+    )
     # predict, evaluate, [gate,] visualize follow either trainer inside its branch (kfp.local
     # cannot pick a model artifact out of dsl.OneOf)
     after = (
@@ -342,15 +351,7 @@ def voxelflex_pipeline(
     # the default first, so its tasks keep their plain names (train, predict, ...)
     with dsl.If(distributed_training == False):  # noqa: E712
         single = configure_step(
-            train(
-                metadata=prep.outputs["metadata"],
-                voxel_file=voxels,
-                architecture=architecture,
-                num_epochs=num_epochs,
-                batch_size=batch_size,
-                learning_rate=learning_rate,
-                settings=settings,
-            ),
+            train(**training),
             "train",
             s3_secret_name,
         )
@@ -360,13 +361,7 @@ def voxelflex_pipeline(
     with dsl.Else():
         job = configure_step(
             train_job(
-                metadata=prep.outputs["metadata"],
-                voxel_file=voxels,
-                architecture=architecture,
-                num_epochs=num_epochs,
-                batch_size=batch_size,
-                learning_rate=learning_rate,
-                settings=settings,
+                **training,
                 num_nodes=num_nodes,
                 gpus_per_node=gpus_per_node,
                 gpu_product=gpu_product,

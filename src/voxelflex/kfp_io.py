@@ -120,6 +120,19 @@ def component_config(
     return cfg
 
 
+def training_overrides(
+    voxel_file: str, architecture: str, num_epochs: int, batch_size: int, learning_rate: float
+) -> dict[str, Any]:
+    """The training components' typed parameters as config overrides."""
+    return {
+        "input.voxel_file": voxel_file,
+        "model.architecture": architecture,
+        "training.num_epochs": num_epochs,
+        "training.batch_size": batch_size,
+        "training.learning_rate": learning_rate,
+    }
+
+
 def best_model(model: Location) -> str:
     """The checkpoint inside a Model artifact written by the train component (a run folder)."""
     return RunPaths(run_dir=location(model).rstrip("/"), processed_dir="").best_model
