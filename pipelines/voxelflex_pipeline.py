@@ -78,23 +78,21 @@ def scraped(task: dsl.PipelineTask) -> dsl.PipelineTask:
     return task
 
 
-def on_gpu(task: dsl.PipelineTask, node_selector: dsl.PipelineTask) -> dsl.PipelineTask:
-    """One GPU on a node of the chosen product, tolerated taint, memory-backed /dev/shm."""
-    task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(1)
-    kubernetes.add_node_selector_json(task, node_selector.output)
-    kubernetes.add_toleration(task, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
-    kubernetes.empty_dir_mount(
-        task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=SHM_SIZE
-    )
-    return task
-
-
-def on_gpus(task: dsl.PipelineTask, node_selector: dsl.PipelineTask, gpus) -> dsl.PipelineTask:
-    """A TrainJob node's GPUs, node selector and toleration, set on the task that launches it
-    (the component forwards them to the job; its own pod only waits)."""
+def on_gpus(task: dsl.PipelineTask, node_selector: dsl.PipelineTask, gpus=1) -> dsl.PipelineTask:
+    """`gpus` GPUs on a node of the chosen product, the GPU taint tolerated. On the
+    TrainJob step these describe one node of the job (the component forwards them)."""
     task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
     kubernetes.add_node_selector_json(task, node_selector.output)
     kubernetes.add_toleration(task, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
+    return task
+
+
+def on_gpu(task: dsl.PipelineTask, node_selector: dsl.PipelineTask) -> dsl.PipelineTask:
+    """One GPU on a node of the chosen product, tolerated taint, memory-backed /dev/shm."""
+    on_gpus(task, node_selector)
+    kubernetes.empty_dir_mount(
+        task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=SHM_SIZE
+    )
     return task
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import h5py
@@ -25,6 +26,13 @@ FAST = {
     },
     "logging": {"show_progress": False},
 }
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for metrics servers and torchrun rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_config
+from conftest import free_port, write_config
 from voxelflex.config import load_config
 from voxelflex.data.samples import read_master_samples
 from voxelflex.paths import RunPaths
@@ -26,12 +25,6 @@ def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PET_", "RANK", "WORLD"))}
     # gloo gives up on a missing peer after this long, so a hang becomes an error
     return {**env, "VOXELFLEX_DIST_TIMEOUT_S": "90", "OMP_NUM_THREADS": "1"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def torchrun(*args: str, nproc: int = 2, extra_env: dict[str, str] | None = None):
@@ -83,7 +76,7 @@ def test_two_nodes_from_pet_variables_train_as_one_job(demo_config: Path) -> Non
     PET_NODE_RANK, PET_MASTER_ADDR and PET_MASTER_PORT from the environment, no flags."""
     cfg = load_config(str(demo_config))
     preprocess.run(cfg)
-    port = str(_free_port())
+    port = str(free_port())
     procs = []
     for node in (0, 1):
         env = {

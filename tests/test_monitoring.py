@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import urllib.request
@@ -12,17 +11,11 @@ from typing import ClassVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import write_config
+from conftest import free_port, write_config
 from voxelflex.config import load_config
 from voxelflex.data.samples import read_master_samples
 from voxelflex.paths import RunPaths
 from voxelflex.steps import preprocess, train
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _values(text: str) -> dict[str, float]:
@@ -45,7 +38,7 @@ def _cfg(tmp_path: Path, demo_data, monitoring: dict, epochs: int = 3):
 
 
 def test_metrics_move_on_the_endpoint_during_training(tmp_path, demo_data) -> None:
-    port = _free_port()
+    port = free_port()
     cfg, n_train = _cfg(tmp_path, demo_data, {"metrics_port": port})
     done = threading.Event()
     result = {}

@@ -4,7 +4,6 @@ per node with the PET_* variables the torch runtime sets."""
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
+from conftest import free_port
 from voxelflex.config import load_config
 from voxelflex.data.samples import read_master_samples
 from voxelflex.paths import RunPaths
@@ -213,9 +213,7 @@ class LocalTrainer:
     def create(self, body):
         trainer = body["spec"]["trainer"]
         assert trainer["command"][0] == "torchrun"
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = str(s.getsockname()[1])
+        port = str(free_port())
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PET_", "RANK"))}
         env.update({e["name"]: e["value"] for e in trainer["env"] if "value" in e})
         env.update(OMP_NUM_THREADS="1", VOXELFLEX_DIST_TIMEOUT_S="90")

@@ -36,8 +36,7 @@ from voxelflex.training.checkpoint import load_checkpoint, rng_state, save_check
 from voxelflex.training.distributed import (
     SINGLE,
     Dist,
-    all_max,
-    all_sum,
+    all_gathered,
     barrier,
     distributed,
     gather_arrays,
@@ -139,16 +138,14 @@ def _combine(d: Dist, stats: dict[str, float]) -> dict[str, float]:
     """One epoch's training stats over all ranks: sample-weighted loss, total throughput."""
     if not d.active:
         return stats
-    n = stats["train_samples"]
-    loss_sum, total, wait = all_sum(
-        d, [stats["train_loss"] * n, n, stats["data_wait_fraction"] / d.world_size]
-    )
-    seconds = all_max(d, stats["seconds"])
+    ranks = all_gathered(d, stats)
+    total = sum(r["train_samples"] for r in ranks)
+    seconds = max(r["seconds"] for r in ranks)
     return {
-        "train_loss": loss_sum / max(total, 1),
+        "train_loss": sum(r["train_loss"] * r["train_samples"] for r in ranks) / max(total, 1),
         "train_samples": total,
         "samples_per_s": total / seconds if seconds > 0 else 0.0,
-        "data_wait_fraction": wait,
+        "data_wait_fraction": sum(r["data_wait_fraction"] for r in ranks) / len(ranks),
         "seconds": seconds,
     }
 

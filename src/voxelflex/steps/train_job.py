@@ -20,6 +20,7 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import re
 import signal
 import threading
@@ -474,7 +475,7 @@ def run(
         )
     with open_uri(paths.training_history, "r") as fh:
         history = json.load(fh)
-    scores = [h["val_pearson"] for h in history if h.get("val_pearson") == h.get("val_pearson")]
+    scores = [h["val_pearson"] for h in history if math.isfinite(h["val_pearson"])]
     return TrainResult(
         paths.best_model,
         paths.latest_model,

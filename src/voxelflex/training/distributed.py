@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 # how long a collective may wait for a slow or dead rank before the job fails (seconds)
 ENV_TIMEOUT = "VOXELFLEX_DIST_TIMEOUT_S"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -83,27 +85,16 @@ def barrier(d: Dist) -> None:
         dist.barrier()
 
 
+def all_gathered(d: Dist, value: T) -> list[T]:
+    """Every rank's `value` (any picklable object), in rank order, on every rank."""
+    if not d.active:
+        return [value]
+    out: list[T | None] = [None] * d.world_size
+    dist.all_gather_object(out, value)
+    return [v for v in out if v is not None]
+
+
 def gather_arrays(d: Dist, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     """Each array concatenated over all ranks in rank order, on every rank."""
-    if not d.active:
-        return arrays
-    parts: list[tuple[np.ndarray, ...] | None] = [None] * d.world_size
-    dist.all_gather_object(parts, arrays)
-    return tuple(np.concatenate([p[i] for p in parts if p is not None]) for i in range(len(arrays)))
-
-
-def all_sum(d: Dist, values: list[float]) -> list[float]:
-    """Element-wise sums over ranks (as float64, on the CPU: fine for a few scalars)."""
-    if not d.active:
-        return values
-    out: list[list[float] | None] = [None] * d.world_size
-    dist.all_gather_object(out, values)
-    return [float(sum(v)) for v in zip(*[o for o in out if o is not None], strict=True)]
-
-
-def all_max(d: Dist, value: float) -> float:
-    if not d.active:
-        return value
-    out: list[float | None] = [None] * d.world_size
-    dist.all_gather_object(out, value)
-    return max(v for v in out if v is not None)
+    parts = all_gathered(d, arrays)
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(len(arrays)))
