@@ -11,6 +11,7 @@ import pytest
 from conftest import ideal_residue, pdb_line, write_pdb, write_tiny_checkpoint
 from voxelflex.cli import main
 from voxelflex.data.structure import (
+    BLANK_CHAIN,
     CB_LOCAL,
     VOXEL_EDGE,
     backbone_residues,
@@ -180,3 +181,72 @@ def test_predict_for_a_users_own_structure(tmp_path: Path, capsys) -> None:
         ca = atoms[atoms.atom_name == "CA"]
         want = table.loc[table.temperature == temp, "predicted_rmsf"].to_numpy() * 10
         assert np.allclose(ca.b_factor, np.round(want, 2), atol=0.01)
+
+
+# Real files as their tools wrote them (MDAnalysisTests ships them): a CHARMM frame of
+# adenylate kinase with blank chain IDs, HSD and a segment ID; a deposited PDB (1HVR) whose
+# S-hydroxycysteines (CSO) carry MODRES records; a solvated frame with neither chain nor
+# segment IDs; a file of small molecules with no protein at all.
+real = pytest.importorskip("MDAnalysisTests.datafiles")
+
+
+def test_blank_chain_ids_fall_back_to_the_segment_id(tmp_path: Path, capsys) -> None:
+    res = backbone_residues(read_structure(real.PDB_small), "adk")
+    assert set(res.chain) == {"4AKE"} and len(res) == 214  # every residue, HSD included
+    names = dict(zip(res.resid_str, res.resname, strict=True))
+    assert [names[k] for k in ("126", "134", "172")] == ["HIS"] * 3  # HSD in the file
+    out = tmp_path / "v.hdf5"
+    assert main(["voxelize", "--structure", real.PDB_small, "--out", str(out), "-q"]) == 0
+    with h5py.File(out) as f:
+        assert list(f["adk_open"]) == ["4AKE"] and len(f["adk_open/4AKE"]) == 214
+    # neither chain nor segment: the documented placeholder, never an empty name
+    sol = backbone_residues(read_structure(real.PDB_sub_sol), "cobrotoxin")
+    assert set(sol.chain) == {BLANK_CHAIN} and len(sol) == 62
+
+
+def test_modified_residues_become_their_parent_where_the_file_says_so(tmp_path: Path) -> None:
+    res = backbone_residues(read_structure(real.CONECT), "1hvr")
+    keys = zip(res.chain, res.resid_str, res.resname, strict=True)
+    at67 = [(c, n) for c, k, n in keys if k == "67"]
+    assert at67 == [("A", "CYS"), ("B", "CYS")] and not res.skipped  # CSO 67 via MODRES
+    # the same file without its MODRES records: CSO is listed as skipped, with the reason
+    lines = Path(real.CONECT).read_text().splitlines(True)
+    text = "".join(line for line in lines if not line.startswith("MODRES"))
+    bare = write_text(tmp_path / "1hvr_nomodres.pdb", text)
+    out = tmp_path / "v.hdf5"
+    assert main(["voxelize", "--structure", str(bare), "--out", str(out), "-q"]) == 0
+    skipped = Path(f"{out}.skipped.txt").read_text().splitlines()
+    assert sorted(line.split("\t")[1] for line in skipped) == ["A/67", "B/67"]
+    assert all("modified residue CSO" in line for line in skipped)
+
+
+def test_a_file_without_protein_is_one_line_naming_it(tmp_path: Path, capsys) -> None:
+    out = str(tmp_path / "v.hdf5")
+    assert main(["voxelize", "--structure", real.PDB_multipole, "--out", out, "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no protein residues" in err and "water_methane" in err and "\n" not in err
+    ckpt = write_tiny_checkpoint(tmp_path / "model.pt")
+    argv = ["predict", "--structure", real.PDB_multipole, "--model", ckpt, "--temperature", "300"]
+    assert main([*argv, "--out", str(tmp_path / "p"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no protein residues" in err and "water_methane" in err and "\n" not in err
+
+
+def test_predict_on_a_blank_chain_structure_names_files_by_segment(tmp_path: Path) -> None:
+    import biotite.structure.io.pdb as pdb_io
+
+    ckpt = write_tiny_checkpoint(tmp_path / "model.pt")
+    out = tmp_path / "pred"
+    argv = ["predict", "--structure", real.PDB_small, "--model", ckpt, "--temperature", "300"]
+    assert main([*argv, "--out", str(out), "-q"]) == 0
+    assert [p.name for p in out.glob("*.png")] == ["adk_open_4AKE_rmsf.png"]
+    written = pdb_io.PDBFile.read(str(out / "adk_open_rmsf_300K.pdb")).get_structure(
+        model=1, extra_fields=["b_factor"]
+    )
+    assert set(written.chain_id) == {""}  # written back as the file had it
+    assert (written.b_factor[written.atom_name == "CA"] > 0).all()
+
+
+def write_text(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

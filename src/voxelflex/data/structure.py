@@ -3,9 +3,17 @@
 Geometry (what the model was trained on; see README "Voxelizing structures"):
 
 - Only backbone atoms N, CA, C, O of amino-acid residues are kept, plus a virtual CB for every
-  residue (glycine included). Hydrogens, HETATM records (ligands, modified residues) and
-  water are ignored; of alternate locations the one with the highest occupancy is kept;
-  only the first model is read.
+  residue (glycine included). Hydrogens, ligands and water are ignored; of alternate
+  locations the one with the highest occupancy is kept; only the first model is read.
+- Names as MD engines write them are read as the standard ones (`standardize`): CHARMM/AMBER
+  residue names (HSD/HSE/HSP, HID/HIE/HIP -> HIS, CYX -> CYS, ...), atom names (ILE CD ->
+  CD1, OT1/OT2 -> O/OXT, HN -> H), and the CHARMM terminal caps (ACE: CAY, HY1-3, CY, OY;
+  CT3: NT, HNT, CAT, HT1-3) are left out of the protein.
+- A modified residue (MSE, SEP, ...) is voxelized as its parent amino acid where the file
+  says which (PDB `MODRES`, mmCIF `pdbx_struct_mod_residue`); without that it is skipped and
+  listed with the reason.
+- A blank chain ID (MD files that carry only a segment ID) becomes the segment ID
+  (PDB columns 73-76), else `BLANK_CHAIN` ("_"): chains are never empty.
 - Each residue's frame: its CA at the origin, rotated so that its N lies on +Y and its C in
   the XY plane on the +X side (x = the part of CA->C orthogonal to y, z = x cross y).
 - The virtual CB sits at a fixed point of the residue's own frame, `CB_LOCAL`: where ideal
@@ -41,6 +49,25 @@ VOXEL_EDGE = FRAME_EDGE / GRID
 HALF = GRID // 2
 BACKBONE = ("N", "CA", "C", "O")
 CHANNEL = {name: CHANNELS.index(name) for name in CHANNELS}  # C N O CA CB -> 0..4
+BLANK_CHAIN = "_"  # the chain of atoms that have neither a chain ID nor a segment ID
+STANDARD = frozenset({
+    "ALA", "ARG", "ASN", "ASP", "CYS", "GLN", "GLU", "GLY", "HIS", "ILE",
+    "LEU", "LYS", "MET", "PHE", "PRO", "SER", "THR", "TRP", "TYR", "VAL",
+})  # fmt: skip
+# Residue names of force fields (CHARMM, AMBER protonation states) -> the standard ones
+RESNAME_ALIASES = {
+    "HSD": "HIS", "HSE": "HIS", "HSP": "HIS", "HID": "HIS", "HIE": "HIS", "HIP": "HIS",
+    "CYX": "CYS", "CYM": "CYS", "ASH": "ASP", "GLH": "GLU", "LYN": "LYS",
+}  # fmt: skip
+# Atom names that differ from the standard ones, per residue ("*": any residue)
+ATOM_ALIASES = {
+    ("ILE", "CD"): "CD1",
+    ("*", "OT1"): "O", ("*", "OT2"): "OXT", ("*", "OC1"): "O", ("*", "OC2"): "OXT",
+    ("*", "HN"): "H",
+}  # fmt: skip
+# CHARMM terminal patches put their cap atoms into the first/last residue: ACE (CAY, HY1-3,
+# CY, OY) and CT3 (NT, HNT, CAT, HT1-3). They are not part of the amino acid.
+CAP_ATOMS = frozenset({"CAY", "HY1", "HY2", "HY3", "CY", "OY", "NT", "HNT", "CAT"})
 
 
 def _ideal_cb() -> np.ndarray:
@@ -73,7 +100,11 @@ class Residues:
 
 def read_structure(path: str | Path, text: str | None = None):
     """Atoms of the first model (biotite AtomArray), highest-occupancy alternate locations.
-    `text` gives the file's content directly (e.g. a PDB string inside an mdCATH file)."""
+    `text` gives the file's content directly (e.g. a PDB string inside an mdCATH file).
+
+    Annotations added: `file_chain_id` (the chain as the file has it, maybe blank, for
+    writing the structure back) and `parent_name` (the parent amino acid the file gives for
+    a modified residue, else "")."""
     import biotite.structure.io.pdb as pdb
     import biotite.structure.io.pdbx as pdbx
 
@@ -85,16 +116,92 @@ def read_structure(path: str | Path, text: str | None = None):
                 raw = fh.read()
             text = (gzip.decompress(raw) if name.endswith(".gz") else raw).decode()
         if stem.endswith((".cif", ".mmcif")):
-            atoms = pdbx.get_structure(
-                pdbx.CIFFile.read(io.StringIO(text)), model=1, altloc="occupancy"
-            )
+            cif = pdbx.CIFFile.read(io.StringIO(text))
+            atoms = pdbx.get_structure(cif, model=1, altloc="occupancy")
+            parents = _cif_parents(cif)
+            atoms.set_annotation("file_chain_id", atoms.chain_id.copy())
         else:
+            text, chains = _fill_blank_chains(text)
             atoms = pdb.PDBFile.read(io.StringIO(text)).get_structure(model=1, altloc="occupancy")
-    except (OSError, ValueError, KeyError, IndexError) as exc:
+            atoms.set_annotation("file_chain_id", atoms.chain_id.copy())
+            if chains:
+                atoms.file_chain_id[np.isin(atoms.chain_id, list(chains))] = ""
+                atoms.chain_id = np.array([chains.get(c, c) for c in atoms.chain_id], "U4")
+            parents = _pdb_parents(text)
+    except (OSError, ValueError, KeyError, IndexError, UnicodeDecodeError) as exc:
         raise InputDataError(f"cannot read structure {path}: {exc}") from None
     if atoms.array_length() == 0:
         raise InputDataError(f"structure {path} has no atoms")
+    atoms.set_annotation(
+        "parent_name", np.array([parents.get(str(r), "") for r in atoms.res_name], "U5")
+    )
     return atoms
+
+
+_CHAIN_POOL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def _fill_blank_chains(text: str) -> tuple[str, dict[str, str]]:
+    """Atom records with a blank chain ID get a free one-letter stand-in per segment ID
+    (columns 73-76; none: `BLANK_CHAIN`), so biotite keeps them apart; returns the new text
+    and {stand-in: segment ID or BLANK_CHAIN}."""
+    lines = text.splitlines()
+    atom = [i for i, line in enumerate(lines) if line.startswith(("ATOM  ", "HETATM"))]
+    used = {lines[i][21] for i in atom if len(lines[i]) > 21}
+    blank = [i for i in atom if len(lines[i]) <= 21 or lines[i][21] == " "]
+    if not blank:
+        return text, {}
+    free = iter(c for c in _CHAIN_POOL if c not in used)
+    stand_in: dict[str, str] = {}
+    for i in blank:
+        line = lines[i].ljust(80)
+        seg = line[72:76].strip() or BLANK_CHAIN
+        if seg not in stand_in:
+            c = next(free, None)
+            if c is None:
+                raise ValueError("too many segments without a chain ID")
+            stand_in[seg] = c
+        lines[i] = line[:21] + stand_in[seg] + line[22:]
+    return "\n".join(lines) + "\n", {c: seg for seg, c in stand_in.items()}
+
+
+def _pdb_parents(text: str) -> dict[str, str]:
+    """MODRES records: modified residue name -> its standard parent."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("MODRES") and len(line) >= 27:
+            name, parent = line[12:15].strip(), line[24:27].strip()
+            if name and parent in STANDARD:
+                out[name] = parent
+    return out
+
+
+def _cif_parents(cif) -> dict[str, str]:
+    """pdbx_struct_mod_residue: modified residue name -> its standard parent."""
+    block = cif.block
+    if "pdbx_struct_mod_residue" not in block:
+        return {}
+    cat = block["pdbx_struct_mod_residue"]
+    field = "label_comp_id" if "label_comp_id" in cat else "auth_comp_id"
+    if field not in cat or "parent_comp_id" not in cat:
+        return {}
+    names, parents = cat[field].as_array(str), cat["parent_comp_id"].as_array(str)
+    return {n: p for n, p in zip(names, parents, strict=True) if p in STANDARD}
+
+
+def standardize(atoms):
+    """Force-field residue and atom names -> the standard ones; CHARMM cap atoms removed
+    from amino-acid residues (see the module docstring)."""
+    atoms = atoms.copy()
+    atoms.res_name = np.array([RESNAME_ALIASES.get(str(r), str(r)) for r in atoms.res_name])
+    names = atoms.atom_name.astype(object)
+    for i, (res, atom) in enumerate(zip(atoms.res_name, names, strict=True)):
+        new = ATOM_ALIASES.get((res, atom)) or ATOM_ALIASES.get(("*", atom))
+        if new is not None:
+            names[i] = new
+    atoms.atom_name = names.astype("U6")
+    cap = np.isin(atoms.atom_name, list(CAP_ATOMS)) & np.isin(atoms.res_name, list(STANDARD))
+    return atoms[~cap]
 
 
 def structure_name(path: str | Path) -> str:
@@ -104,17 +211,41 @@ def structure_name(path: str | Path) -> str:
     return name
 
 
-def backbone_residues(atoms, name: str) -> Residues:
-    """Amino-acid residues (ATOM records, no water) with their N, CA, C, O coordinates."""
-    import biotite.structure as struc
+def structure_residues(path: str | Path) -> Residues:
+    """The residues of one structure file, keyed by its name (`structure_name`)."""
+    return backbone_residues(read_structure(path), structure_name(path), source=str(path))
 
-    keep = ~atoms.hetero & struc.filter_amino_acids(atoms) & (atoms.element != "H")
-    atoms = atoms[keep]
+
+def backbone_residues(atoms, name: str, source: str | None = None) -> Residues:
+    """Amino-acid residues with their N, CA, C, O coordinates (names standardized first).
+
+    Standard amino acids are kept whatever their record type; a modified residue (another
+    name, with N, CA and C atoms) is kept as its parent where the file names one, else skipped
+    with the reason; ligands, ions and water are not residues here. No amino acid at all:
+    InputDataError naming `source`."""
+    atoms = standardize(atoms)
+    atoms = atoms[atoms.element != "H"]
     out = Residues(name)
+    n_amino = 0
     for start, stop in zip(*_residue_bounds(atoms), strict=True):
         res = atoms[start:stop]
         chain, num, icode = str(res.chain_id[0]), int(res.res_id[0]), str(res.ins_code[0])
         key = f"{num}{icode.strip()}"
+        resname = str(res.res_name[0])
+        parent = str(res.parent_name[0]) if "parent_name" in res.get_annotation_categories() else ""
+        if resname not in STANDARD:
+            if parent:
+                resname = parent  # voxelized as the amino acid the file says it derives from
+            elif {"N", "CA", "C"} <= set(res.atom_name.tolist()):
+                n_amino += 1
+                out.skipped[f"{chain}/{key}"] = (
+                    f"modified residue {resname}: the file names no parent amino acid "
+                    "(MODRES), so it is not voxelized"
+                )
+                continue
+            else:
+                continue  # ligand, ion, water
+        n_amino += 1
         coords = np.full((4, 3), np.nan)
         for i, atom in enumerate(BACKBONE):
             hit = np.flatnonzero(res.atom_name == atom)
@@ -127,8 +258,10 @@ def backbone_residues(atoms, name: str) -> Residues:
         out.chain.append(chain)
         out.resid_str.append(key)
         out.resid.append(num)
-        out.resname.append(str(res.res_name[0]))
+        out.resname.append(resname)
         out.backbone.append(coords)
+    if n_amino == 0:
+        raise InputDataError(f"no protein residues (amino acids) in {source or name}")
     for where, why in out.skipped.items():
         log.warning("%s: residue %s skipped: %s", name, where, why)
     return out
@@ -137,6 +270,8 @@ def backbone_residues(atoms, name: str) -> Residues:
 def _residue_bounds(atoms) -> tuple[np.ndarray, np.ndarray]:
     import biotite.structure as struc
 
+    if atoms.array_length() == 0:
+        return np.zeros(0, int), np.zeros(0, int)
     starts = struc.get_residue_starts(atoms)
     return starts, np.append(starts[1:], atoms.array_length())
 

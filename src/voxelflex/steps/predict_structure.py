@@ -22,9 +22,8 @@ import pandas as pd
 from voxelflex.config import Config
 from voxelflex.data.structure import (
     StructureVoxelSource,
-    backbone_residues,
     read_structure,
-    structure_name,
+    structure_residues,
 )
 from voxelflex.data.uri import join_uri, open_uri
 from voxelflex.data.voxels import HDF5VoxelSource, VoxelSource
@@ -77,6 +76,9 @@ def _write_bfactors(path: str, rmsf_nm: dict[tuple[str, str], float], out: Path)
     keys = zip(atoms.chain_id, atoms.res_id, atoms.ins_code, strict=True)
     b = [10.0 * rmsf_nm.get((str(c), f"{n}{str(i).strip()}"), 0.0) for c, n, i in keys]
     atoms.set_annotation("b_factor", np.round(np.asarray(b, dtype=float), 2))
+    atoms.chain_id = atoms.file_chain_id  # written back as the file had it (maybe blank)
+    for extra in ("file_chain_id", "parent_name"):
+        atoms.del_annotation(extra)
     if out.suffix == ".cif":
         cif = pdbx.CIFFile()
         pdbx.set_structure(cif, atoms)
@@ -101,7 +103,7 @@ def run(
         raise InputDataError("give at least one --temperature (K)")
     out = Path(out_dir or Path(RunPaths.from_config(cfg).run_dir) / "structures")
     out.mkdir(parents=True, exist_ok=True)
-    residues = [backbone_residues(read_structure(s), structure_name(s)) for s in structures]
+    residues = [structure_residues(s) for s in structures]
     empty = [r.name for r in residues if not len(r)]
     if empty:
         raise InputDataError(f"no residue with a complete backbone in {', '.join(empty)}")

@@ -19,9 +19,8 @@ from voxelflex import __version__
 from voxelflex.data.structure import (
     FRAME_EDGE,
     Residues,
-    backbone_residues,
-    read_structure,
     structure_name,
+    structure_residues,
     voxelize,
 )
 from voxelflex.data.voxels import CHANNELS, GRID
@@ -70,6 +69,7 @@ def run(structures: list[str], out: str) -> VoxelizeResult:
         raise InputDataError(f"two structures would share the HDF5 key(s) {dupes}; rename one")
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     skipped_lines: list[str] = []
+    failed: list[str] = []  # structures that could not be used, with the reason
     n_res = 0
     with h5py.File(out, "w") as h5:
         h5.attrs.update(FILE_ATTRS)
@@ -77,9 +77,9 @@ def run(structures: list[str], out: str) -> VoxelizeResult:
             list(zip(structures, names, strict=True)), desc="voxelize", unit="structure"
         ):
             try:
-                res = backbone_residues(read_structure(path), name)
+                res = structure_residues(path)
             except InputDataError as exc:
-                log.error("%s", exc)
+                failed.append(str(exc))
                 skipped_lines.append(f"{name}\t*\t{exc}")
                 continue
             write_residues(h5, res, voxelize(res))
@@ -88,7 +88,11 @@ def run(structures: list[str], out: str) -> VoxelizeResult:
     skipped = f"{out}.skipped.txt"
     Path(skipped).write_text("".join(f"{line}\n" for line in skipped_lines))
     if n_res == 0:
+        if len(structures) == 1 and failed:
+            raise InputDataError(failed[0])  # it names the file and what is wrong with it
         reasons = "; ".join(line.split("\t")[-1] for line in skipped_lines[:3])
         raise InputDataError(f"no residues could be voxelized ({reasons}); see {skipped}")
+    for why in failed:
+        log.warning("%s", why)
     log.info("voxelize: %d residues of %d structures -> %s", n_res, len(structures), out)
     return VoxelizeResult(out, len(structures), n_res, skipped, len(skipped_lines))
