@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from voxelflex import __version__
-from voxelflex.errors import VoxelFlexError
+from voxelflex.errors import InputDataError, VoxelFlexError
 
 log = logging.getLogger("voxelflex")
 
@@ -159,13 +159,15 @@ def cmd_ingest_mdcath(args: argparse.Namespace) -> None:
     set_progress(not args.quiet)
     res = ingest_mdcath.run(args.src, args.out, _shard(args.shard))
     if args.shard:
-        done = f"{res.n_domains} domains, {res.n_failed} failed"
-        print(f"shard {args.shard}: {done} -> {res.voxel_file}")
-        return
-    print(
-        f"{res.n_domains} domains ({res.n_rows} residue-temperature rows) -> {res.voxel_file}, "
-        f"{res.rmsf_csv}; {res.n_failed} failed (see {res.failed})"
-    )
+        print(f"shard {args.shard}: {res.n_domains} domains ingested, {res.n_failed} failed")
+    else:
+        print(
+            f"{res.n_domains} domains ingested ({res.n_residues} residues, {res.n_rows} "
+            f"residue-temperature rows), {res.n_failed} failed (see {res.failed}), "
+            f"{res.n_skipped_residues} residues skipped -> {res.voxel_file}, {res.rmsf_csv}"
+        )
+    if res.n_domains == 0 and res.n_failed:
+        raise InputDataError(f"no domain was ingested: all {res.n_failed} failed")
 
 
 def cmd_mirror(args: argparse.Namespace) -> None:

@@ -1,31 +1,35 @@
 """Ingest mdCATH: per-domain `mdcath_dataset_<domain>.h5` files -> the input contract.
 
-Each file holds group `/<domain>` with the starting structure as PDB text
-(`pdbProteinAtoms`) and per-atom `resid`, `resname`, `chain`, `element`; and groups
-`/<domain>/<T>/<replica>` (T in 320, 348, 379, 413, 450 K) with `rmsf` (nm, one value per
-residue, C-alpha) and `dssp` (frames x residues). Written to `--out`:
+The public layout (`layout` = `mdcath-only-protein-v1.0`), flat (`<src>/mdcath_dataset_*.h5`)
+or one folder per domain (`<src>/<domain>/mdcath_dataset_<domain>.h5`): group `/<domain>`
+with the starting structure as PDB text (`pdbProteinAtoms`: CHARMM residue and atom names,
+hydrogens, terminal caps, original numbering) and per-atom `resid`, `resname`, `chain`,
+`element`; groups `/<domain>/<T>/<replica>` (T in 320, 348, 379, 413, 450 K) with `rmsf`
+(nm, one value per residue, C-alpha) and `dssp` (frames x residues, 8 DSSP states, coil
+`b" "`). Names are read as the standard ones (`voxelflex.data.structure.standardize`:
+HSD/HSE/HSP -> HIS, ILE CD -> CD1, OT1/OT2 -> O/OXT, caps left out). Written to `--out`:
 
 - `voxels.hdf5`: frames of the starting structure (`voxelflex.data.structure`);
 - `aggregated_rmsf.csv`: one row per residue and temperature: `domain_id, resid, resname,
-  temperature_feature, target_rmsf` (mean over replicas), `dssp` (the most frequent class
-  over all frames of all replicas) and `relative_accessibility` (residue SASA of the starting
-  structure over the residue type's maximum, Tien et al. 2013);
-- `failed_ingest_domains.txt`: domain and reason.
+  temperature_feature, target_rmsf` (mean over replicas), `dssp` (the most frequent state
+  over all frames of all replicas at that temperature, letters `DSSP_STATES`, coil `C`) and
+  `relative_accessibility` (residue SASA of the starting structure over the residue type's
+  maximum, Tien et al. 2013; radii `sasa_radii`);
+- `failed_ingest_domains.txt` (domain, reason) and `skipped_ingest_residues.txt` (domain,
+  chain/residue, reason) for anything that could not be used.
 
-One domain at a time (memory: one file), resumable: a domain is marked done only after its
-frames and its CSV part are written, a re-run skips done domains and redoes the rest, and the
-CSV is assembled from the parts at the end, so a crash never leaves half a domain's rows.
-In parallel, `--shard K/N` writers each ingest a contiguous run of the domains into a folder
-of their own; a plain run then merges them (frame groups copied, ledgers joined), ingests
-whatever no shard finished and writes the CSV: the same outputs as one process.
+Crash-safe and resumable: each domain's frames, rows and notes are files of their own under
+`_ingest/parts/`, each written whole (temp file, fsync, rename); a domain is done when its
+CSV part exists. The outputs are then assembled from the parts the same way, so a kill at any
+point leaves either the previous outputs or none, and a re-run finishes the job. `--shard K/N`
+writers ingest disjoint runs of the domains into the same parts folder side by side; a plain
+run then ingests whatever is left and assembles the outputs.
 """
 
 from __future__ import annotations
 
 import logging
 import posixpath
-import shutil
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +38,11 @@ import numpy as np
 import pandas as pd
 from fsspec.core import url_to_fs
 
-from voxelflex.data.structure import Residues, backbone_residues, read_structure, voxelize
+from voxelflex import atomic
+from voxelflex.data.structure import STANDARD, backbone_residues, read_structure, standardize
+from voxelflex.data.structure import voxelize as voxelize_residues
 from voxelflex.errors import InputDataError
+from voxelflex.faults import crashpoint
 from voxelflex.progress import progress
 from voxelflex.steps.voxelize import FILE_ATTRS, write_residues
 
@@ -49,6 +56,11 @@ MAX_ASA = {
     "MET": 224.0, "PHE": 240.0, "PRO": 159.0, "SER": 155.0, "THR": 172.0, "TRP": 285.0,
     "TYR": 263.0, "VAL": 174.0,
 }  # fmt: skip
+# DSSP states in the CSV: the 8 of DSSP (and P, polyproline, of DSSP 4), coil as "C".
+# Ties in the most frequent state go to the earlier letter here.
+DSSP_STATES = "HGIEBTSPC"
+_COIL = {"", " ", "-", "C"}
+FALLBACK_RADIUS = 1.8  # A: an atom whose element has no known radius either
 CSV_COLUMNS = [
     "domain_id",
     "resid",
@@ -68,6 +80,8 @@ class IngestResult:
     n_domains: int
     n_failed: int
     n_rows: int
+    n_residues: int = 0
+    n_skipped_residues: int = 0
 
 
 def _text(value) -> str:
@@ -77,33 +91,100 @@ def _text(value) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
-def relative_accessibility(atoms) -> tuple[np.ndarray, np.ndarray]:
-    """(residue starts, SASA / max ASA) of each residue, heavy atoms of the structure."""
-    import biotite.structure as struc
+def sasa_radii(atoms) -> np.ndarray:
+    """A radius for every atom that cannot fail on a name: ProtOr (standard residue and
+    atom names), else the element's van der Waals radius, else `FALLBACK_RADIUS`."""
+    from biotite.structure.info import vdw_radius_protor, vdw_radius_single
 
-    heavy = atoms[(atoms.element != "H") & ~atoms.hetero]
-    sasa = struc.sasa(heavy, vdw_radii="ProtOr")
-    per_res = struc.apply_residue_wise(heavy, sasa, np.nansum)
-    names = heavy.res_name[struc.get_residue_starts(heavy)]
-    max_asa = np.array([MAX_ASA.get(str(n), np.nan) for n in names])
-    return heavy, per_res / max_asa
-
-
-def _most_frequent(dssp: list[np.ndarray], n_res: int) -> list[str]:
-    out = []
-    for i in range(n_res):
-        counts: Counter = Counter()
-        for frames in dssp:
-            counts.update(frames[:, i].tolist())
-        label = counts.most_common(1)[0][0] if counts else b"-"
-        out.append(label.decode() if isinstance(label, bytes) else str(label))
+    cache: dict[tuple[str, str, str], float] = {}
+    out = np.empty(atoms.array_length())
+    for i, key in enumerate(zip(atoms.res_name, atoms.atom_name, atoms.element, strict=True)):
+        if key not in cache:
+            res, name, element = (str(k) for k in key)
+            try:
+                radius = vdw_radius_protor(res, name)
+            except (KeyError, ValueError):
+                radius = None
+            cache[key] = radius or vdw_radius_single(element) or FALLBACK_RADIUS
+        out[i] = cache[key]
     return out
 
 
-def ingest_domain(f: h5py.File, domain: str) -> tuple[Residues, pd.DataFrame]:
-    """(backbone residues, CSV rows) of one domain, or InputDataError saying why not."""
+def protein_residues(atoms):
+    """(heavy atoms of the standard amino acids, residue starts, which residues have a CA).
+    `atoms` must be standardized; mdCATH's per-residue arrays follow the residues with a CA."""
     import biotite.structure as struc
 
+    protein = atoms[np.isin(atoms.res_name, list(STANDARD)) & (atoms.element != "H")]
+    if protein.array_length() == 0:
+        return protein, np.zeros(0, int), np.zeros(0, bool)
+    starts = struc.get_residue_starts(protein)
+    has_ca = struc.apply_residue_wise(protein, protein.atom_name == "CA", np.any)
+    return protein, starts, np.asarray(has_ca, bool)
+
+
+def relative_accessibility(protein, starts: np.ndarray) -> np.ndarray:
+    """Per residue: SASA (heavy atoms, `sasa_radii`) over the residue type's maximum."""
+    import biotite.structure as struc
+
+    sasa = struc.sasa(protein, vdw_radii=sasa_radii(protein))
+    per_res = struc.apply_residue_wise(protein, sasa, np.nansum)
+    max_asa = np.array([MAX_ASA[str(n)] for n in protein.res_name[starts]])
+    return per_res / max_asa
+
+
+def _states(frames: np.ndarray) -> np.ndarray:
+    """DSSP array of bytes/str (frames, residues) -> indices into DSSP_STATES."""
+    uniq, inverse = np.unique(frames, return_inverse=True)  # a handful of distinct states
+    codes = np.empty(len(uniq), dtype=np.int8)
+    for j, value in enumerate(uniq.tolist()):
+        state = (value.decode() if isinstance(value, bytes) else str(value)).strip()
+        state = "C" if state in _COIL else state
+        if len(state) != 1 or state not in DSSP_STATES:
+            raise InputDataError(f"unknown DSSP state {value!r}")
+        codes[j] = DSSP_STATES.index(state)
+    return codes[inverse].reshape(frames.shape)
+
+
+def most_frequent_state(dssp: list[np.ndarray]) -> list[str]:
+    """The most frequent DSSP state per residue over all frames of all replicas."""
+    codes = np.concatenate([_states(d) for d in dssp])  # (frames of all replicas, residues)
+    counts = np.stack([(codes == k).sum(axis=0) for k in range(len(DSSP_STATES))])
+    return [DSSP_STATES[k] for k in counts.argmax(axis=0)]
+
+
+def _temperature_rows(group, temp: str, n_res: int) -> tuple[np.ndarray, list[str]]:
+    """(replica-mean RMSF, DSSP label) per residue at one temperature, or InputDataError."""
+    reps = sorted((r for r in group[temp] if r.isdigit()), key=int)
+    rmsf, dssp = [], []
+    for rep in reps:
+        g = group[temp][rep]
+        if "rmsf" not in g:
+            continue
+        values = np.asarray(g["rmsf"][()], dtype=np.float64)
+        if values.shape != (n_res,):
+            raise InputDataError(
+                f"rmsf at {temp} K replica {rep} has shape {values.shape} for {n_res} residues"
+            )
+        if not np.isfinite(values).all():
+            raise InputDataError(f"rmsf at {temp} K replica {rep} has non-finite values")
+        rmsf.append(values)
+        if "dssp" in g:
+            states = np.asarray(g["dssp"][()])
+            if states.ndim != 2 or states.shape[1] != n_res:
+                raise InputDataError(
+                    f"dssp at {temp} K replica {rep} has shape {states.shape}: "
+                    f"{n_res} residues expected"
+                )
+            dssp.append(states)
+    if not rmsf:
+        raise InputDataError(f"no rmsf at {temp} K")
+    labels = most_frequent_state(dssp) if dssp else ["C"] * n_res
+    return np.mean(rmsf, axis=0), labels
+
+
+def ingest_domain(f: h5py.File, domain: str):
+    """(voxelized residues, CSV rows) of one domain, or InputDataError saying why not."""
     if domain not in f:
         raise InputDataError(f"no group /{domain}")
     group = f[domain]
@@ -111,104 +192,129 @@ def ingest_domain(f: h5py.File, domain: str) -> tuple[Residues, pd.DataFrame]:
         raise InputDataError("no pdbProteinAtoms")
     atoms = read_structure(f"{domain}.pdb", text=_text(group["pdbProteinAtoms"]))
     residues = backbone_residues(atoms, domain)
-    heavy, rel_acc = relative_accessibility(atoms)
-    starts = struc.get_residue_starts(heavy)
+    protein, starts, has_ca = protein_residues(standardize(atoms))
+    rel_acc = relative_accessibility(protein, starts)[has_ca]
+    starts = starts[has_ca]  # mdCATH's rmsf and dssp have one column per C-alpha
     n_res = len(starts)
-    rows = []
+    chain = protein.chain_id[starts].astype(str)
+    resid = protein.res_id[starts]
+    icode = protein.ins_code[starts]
+    keys = [f"{c}/{n}{i.strip()}" for c, n, i in zip(chain, resid, icode, strict=True)]
+    framed = {f"{c}/{k}" for c, k in zip(residues.chain, residues.resid_str, strict=True)}
+    keep = np.array([k in framed for k in keys], dtype=bool)
     temps = sorted((k for k in group if k.isdigit()), key=int)
     if not temps:
         raise InputDataError("no temperature groups")
+    rows = []
     for temp in temps:
-        reps = [group[temp][r] for r in sorted(group[temp])]
-        rmsf = [np.asarray(r["rmsf"][()], dtype=float) for r in reps if "rmsf" in r]
-        if not rmsf:
-            raise InputDataError(f"no rmsf at {temp} K")
-        bad = [len(x) for x in rmsf if len(x) != n_res]
-        if bad:
-            raise InputDataError(f"rmsf at {temp} K has {bad[0]} values for {n_res} residues")
-        dssp = [np.asarray(r["dssp"][()]) for r in reps if "dssp" in r]
-        labels = _most_frequent(dssp, n_res) if dssp else ["-"] * n_res
+        rmsf, labels = _temperature_rows(group, temp, n_res)
         rows.append(
             pd.DataFrame(
                 {
                     "domain_id": domain,
-                    "resid": heavy.res_id[starts],
-                    "resname": heavy.res_name[starts],
+                    "resid": resid[keep],
+                    "resname": protein.res_name[starts][keep],
                     "temperature_feature": float(temp),
-                    "target_rmsf": np.mean(rmsf, axis=0),
-                    "dssp": labels,
-                    "relative_accessibility": np.round(rel_acc, 4),
+                    "target_rmsf": rmsf[keep],
+                    "dssp": np.asarray(labels, dtype=object)[keep],
+                    "relative_accessibility": np.round(rel_acc[keep], 4),
                 }
             )
         )
     return residues, pd.concat(rows, ignore_index=True)
 
 
-def _list_sources(src: str) -> list[str]:
+def list_sources(src: str) -> list[str]:
+    """Every `mdcath_dataset_<domain>.h5` in `src` or one folder below it (the public
+    per-domain layout), sorted by domain; a domain found twice is an error."""
     fs, path = url_to_fs(src)
-    found = sorted(fs.glob(posixpath.join(path.rstrip("/"), PATTERN)))
+    root = path.rstrip("/")
+    found = [*fs.glob(posixpath.join(root, PATTERN)), *fs.glob(posixpath.join(root, "*", PATTERN))]
     if not found:
-        raise InputDataError(f"no {PATTERN} files in {src}")
+        raise InputDataError(f"no {PATTERN} files in {src} (or in its domain folders)")
+    by_domain: dict[str, str] = {}
+    for p in found:
+        d = domain_of(p)
+        if d in by_domain:
+            raise InputDataError(f"domain {d} is in {src} twice: {by_domain[d]} and {p}")
+        by_domain[d] = p
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return [p if protocol in ("file", "local") else f"{protocol}://{p}" for p in found]
+    local = protocol in ("file", "local")
+    return [by_domain[d] if local else f"{protocol}://{by_domain[d]}" for d in sorted(by_domain)]
 
 
-def _domain_of(path: str) -> str:
+def domain_of(path: str) -> str:
     return posixpath.basename(path).removeprefix("mdcath_dataset_").removesuffix(".h5")
 
 
-class _Ledger:
-    """One ingest folder's bookkeeping: domains done (frames and CSV part written) and
-    failed (with the reason), appended one line at a time so a crash loses nothing."""
+class Parts:
+    """The per-domain parts under `<out>/_ingest/parts/`: `<d>.h5` (frames), `<d>.csv`
+    (rows; written last, so its presence means done), `<d>.skipped` and `<d>.failed`.
+    Every part is written whole (atomic.replacing), so writers never see half of one."""
 
-    def __init__(self, parts: Path) -> None:
-        self.parts = parts
-        parts.mkdir(parents=True, exist_ok=True)
-        self.done_file, self.failed_file = parts / "done.txt", parts / "failed.tsv"
-        self.done = set(self.done_file.read_text().split()) if self.done_file.exists() else set()
-        self.failed: dict[str, str] = {}
-        if self.failed_file.exists():
-            lines = self.failed_file.read_text().splitlines()
-            self.failed = dict(line.split("\t", 1) for line in lines)
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "_ingest" / "parts"
+        self.dir.mkdir(parents=True, exist_ok=True)
 
-    def mark_done(self, domain: str) -> None:
-        with self.done_file.open("a") as fh:  # last: the domain's outputs are all written
-            fh.write(f"{domain}\n")
-        self.done.add(domain)
+    def clean(self) -> None:
+        """Remove what writers killed before a rename left (never while shard writers run:
+        only the plain run, which comes after them, calls this)."""
+        for folder in (self.dir, self.dir.parent.parent):
+            for leftover in folder.glob("*.tmp-*"):
+                if atomic.is_temp(leftover):
+                    leftover.unlink(missing_ok=True)
 
-    def mark_failed(self, domain: str, why: str) -> None:
-        with self.failed_file.open("a") as fh:
-            fh.write(f"{domain}\t{why}\n")
-        self.failed[domain] = why
+    def path(self, domain: str, kind: str) -> Path:
+        return self.dir / f"{domain}.{kind}"
+
+    def done(self) -> set[str]:
+        return {p.stem for p in self.dir.glob("*.csv")}
+
+    def failed(self) -> dict[str, str]:
+        return {p.stem: p.read_text() for p in self.dir.glob("*.failed")}
 
     def settled(self, domain: str) -> bool:
-        return domain in self.done or domain in self.failed
+        return self.path(domain, "csv").exists() or self.path(domain, "failed").exists()
+
+    def write_failed(self, domain: str, why: str) -> None:
+        atomic.write_text(self.path(domain, "failed"), why)
+
+    def write_done(self, domain: str, residues, rows: pd.DataFrame) -> None:
+        with atomic.replacing(self.path(domain, "h5")) as tmp, h5py.File(tmp, "w") as h5:
+            write_residues(h5, residues, voxelize_residues(residues))
+            crashpoint("ingest.part_h5")  # half a domain's frames in the temp file
+        skipped = "".join(f"{w}\t{why}\n" for w, why in residues.skipped.items())
+        atomic.write_text(self.path(domain, "skipped"), skipped)
+        crashpoint("ingest.before_csv")  # frames written, the domain not yet done
+        with atomic.replacing(self.path(domain, "csv")) as tmp:
+            rows.to_csv(tmp, index=False)
+        self.path(domain, "failed").unlink(missing_ok=True)  # from an earlier failed try
+
+    def forget(self, domain: str) -> None:
+        for kind in ("csv", "h5", "skipped", "failed"):
+            self.path(domain, kind).unlink(missing_ok=True)
 
 
-def _ingest(sources: list[str], voxel_file: Path, ledger: _Ledger, desc: str) -> None:
-    """Ingest the domains of `sources` not yet settled in `ledger`, one at a time."""
+def _ingest(sources: list[str], parts: Parts, desc: str) -> None:
+    """Ingest the domains of `sources` not yet settled, one at a time."""
     import fsspec
 
-    todo = [s for s in sources if not ledger.settled(_domain_of(s))]
+    todo = [s for s in sources if not parts.settled(domain_of(s))]
     if len(todo) < len(sources):
-        log.info(
-            "resuming: %d of %d domains already settled", len(sources) - len(todo), len(sources)
-        )
-    with h5py.File(voxel_file, "a") as h5:
-        h5.attrs.update(FILE_ATTRS)
-        for path in progress(todo, desc=desc, unit="domain"):
-            domain = _domain_of(path)
-            try:
-                with fsspec.open(path, "rb") as fh, h5py.File(fh, "r") as f:
-                    residues, rows = ingest_domain(f, domain)
-            except (InputDataError, OSError, KeyError, ValueError) as exc:
-                log.warning("domain %s failed: %s", domain, exc)
-                ledger.mark_failed(domain, str(exc))
-                continue
-            write_residues(h5, residues, voxelize(residues))
-            h5.flush()
-            rows.to_csv(ledger.parts / f"{domain}.csv", index=False)
-            ledger.mark_done(domain)
+        done = len(sources) - len(todo)
+        log.info("resuming: %d of %d domains already settled", done, len(sources))
+    for path in progress(todo, desc=desc, unit="domain"):
+        domain = domain_of(path)
+        try:
+            with fsspec.open(path, "rb") as fh, h5py.File(fh, "r") as f:
+                residues, rows = ingest_domain(f, domain)
+        except Exception as exc:  # one bad domain never stops the run: it is listed
+            why = str(exc) if isinstance(exc, InputDataError) else f"{type(exc).__name__}: {exc}"
+            log.warning("domain %s failed: %s", domain, why)
+            log.debug("domain %s", domain, exc_info=True)
+            parts.write_failed(domain, why)
+            continue
+        parts.write_done(domain, residues, rows)
 
 
 def shard_sources(sources: list[str], shard: int, shards: int) -> list[str]:
@@ -219,74 +325,78 @@ def shard_sources(sources: list[str], shard: int, shards: int) -> list[str]:
     return sources[shard * n // shards : (shard + 1) * n // shards]
 
 
-def _merge_shards(root: Path, voxel_file: Path, ledger: _Ledger) -> int:
-    """Move what shard writers finished into the main outputs: their domains' frame groups
-    copied into voxels.hdf5, their CSV parts and failures into the main ledger. A shard
-    folder goes once merged; re-running after a crash merges what is left."""
-    merged = 0
-    for folder in sorted(root.glob("_ingest/shard-*-of-*")):
-        shard = _Ledger(folder)
-        with h5py.File(voxel_file, "a") as h5:
-            h5.attrs.update(FILE_ATTRS)
-            if shard.done - ledger.done:
-                with h5py.File(folder / "voxels.hdf5", "r") as part:
-                    for domain in sorted(shard.done - ledger.done):
-                        if domain in h5:  # half-copied by a crashed merge
-                            del h5[domain]
-                        h5.copy(part[domain], h5, name=domain)
-                        h5.flush()
-                        shutil.copy(folder / f"{domain}.csv", ledger.parts / f"{domain}.csv")
-                        ledger.mark_done(domain)
-                        merged += 1
-        for domain, why in shard.failed.items():
-            if not ledger.settled(domain):
-                ledger.mark_failed(domain, why)
-        shutil.rmtree(folder)
-    if merged:
-        log.info("merged %d domains from shard writers", merged)
-    return merged
+def _readable(path: Path) -> bool:
+    try:
+        with h5py.File(path, "r"):
+            return True
+    except OSError:
+        return False
+
+
+def _assemble(root: Path, parts: Parts, domains: list[str]) -> tuple[Path, Path, pd.DataFrame]:
+    """voxels.hdf5 and aggregated_rmsf.csv from the done parts of `domains`, each written
+    whole; returns their paths and the table."""
+    voxel_file, csv = root / "voxels.hdf5", root / "aggregated_rmsf.csv"
+    with atomic.replacing(voxel_file) as tmp, h5py.File(tmp, "w") as h5:
+        h5.attrs.update(FILE_ATTRS)
+        for i, domain in enumerate(progress(domains, desc="assemble voxels", unit="domain")):
+            with h5py.File(parts.path(domain, "h5"), "r") as part:
+                h5.copy(part[domain], h5, name=domain)
+            if i == len(domains) // 2:
+                crashpoint("ingest.assemble")  # half the domains in the temp voxel file
+    tables = [pd.read_csv(parts.path(d, "csv"), dtype={"domain_id": str}) for d in domains]
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=CSV_COLUMNS)
+    with atomic.replacing(csv) as tmp:
+        table[CSV_COLUMNS].to_csv(tmp, index=False, float_format="%.6g")
+    return voxel_file, csv, table
 
 
 def run(src: str, out: str, shard: tuple[int, int] | None = None) -> IngestResult:
     """Ingest every domain of `src` into `out`. With `shard=(k, n)` ingest only the k-th of
-    n contiguous runs of the domains, into a folder of its own (writers run side by side);
-    a later plain run merges the shards, ingests anything left and writes the CSV."""
-    sources = _list_sources(src)
+    n contiguous runs of the domains (writers run side by side); a later plain run ingests
+    anything left and writes the outputs."""
+    sources = list_sources(src)
     root = Path(out)
+    parts = Parts(root)
     if shard is not None:
         k, n = shard
-        folder = root / "_ingest" / f"shard-{k}-of-{n}"
-        ledger = _Ledger(folder)
         mine = shard_sources(sources, k, n)
-        _ingest(mine, folder / "voxels.hdf5", ledger, f"ingest mdCATH {k}/{n}")
-        return IngestResult(
-            str(folder / "voxels.hdf5"),
-            "",
-            str(ledger.failed_file),
-            len(ledger.done),
-            len(ledger.failed),
-            0,
-        )
-    ledger = _Ledger(root / "_ingest")
-    voxel_file = root / "voxels.hdf5"
-    _merge_shards(root, voxel_file, ledger)
-    _ingest(sources, voxel_file, ledger, "ingest mdCATH")
-    done, failed = ledger.done, ledger.failed
-    csv = root / "aggregated_rmsf.csv"
-    parts = ledger.parts
-    tables = [pd.read_csv(parts / f"{d}.csv", dtype={"domain_id": str}) for d in sorted(done)]
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=CSV_COLUMNS)
-    table[CSV_COLUMNS].to_csv(csv, index=False, float_format="%.6g")
+        _ingest(mine, parts, f"ingest mdCATH {k}/{n}")
+        names = {domain_of(s) for s in mine}
+        failed = {d: why for d, why in parts.failed().items() if d in names}
+        done = parts.done() & names
+        return IngestResult("", "", str(parts.dir), len(done), len(failed), 0)
+    parts.clean()
+    _ingest(sources, parts, "ingest mdCATH")
+    names = [domain_of(s) for s in sources]
+    # a part that cannot be opened (a disk fault, not a kill: parts are renamed in whole)
+    broken = [d for d in sorted(parts.done() & set(names)) if not _readable(parts.path(d, "h5"))]
+    for domain in broken:
+        log.warning("domain %s: its frames part is unreadable; ingesting it again", domain)
+        parts.forget(domain)
+    if broken:
+        _ingest(sources, parts, "ingest mdCATH (again)")
+    done = sorted(parts.done() & set(names))
+    failed = {d: why for d, why in sorted(parts.failed().items()) if d in names}
+    voxel_file, csv, table = _assemble(root, parts, done)
+    n_rows, n_res = len(table), len(table.drop_duplicates(["domain_id", "resid"]))
     failed_txt = root / "failed_ingest_domains.txt"
-    failed_txt.write_text("".join(f"{d}\t{why}\n" for d, why in sorted(failed.items())))
+    atomic.write_text(failed_txt, "".join(f"{d}\t{why}\n" for d, why in failed.items()))
+    skipped = "".join(
+        f"{d}\t{line}\n" for d in done for line in parts.path(d, "skipped").read_text().splitlines()
+    )
+    atomic.write_text(root / "skipped_ingest_residues.txt", skipped)
+    n_skipped = skipped.count("\n")
     log.info(
-        "ingested %d domains (%d failed, see %s) -> %s, %s",
+        "ingested %d domains (%d residues; %d failed, see %s; %d residues skipped) -> %s, %s",
         len(done),
+        n_res,
         len(failed),
         failed_txt,
+        n_skipped,
         voxel_file,
         csv,
     )
     return IngestResult(
-        str(voxel_file), str(csv), str(failed_txt), len(done), len(failed), len(table)
+        str(voxel_file), str(csv), str(failed_txt), len(done), len(failed), n_rows, n_res, n_skipped
     )
