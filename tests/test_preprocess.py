@@ -153,3 +153,59 @@ def test_missing_voxel_file_is_named(edge_config: Path) -> None:
     cfg = load_config(str(edge_config), ["input.voxel_file=/no/such/file.h5"])
     with pytest.raises(InputDataError, match="'input.voxel_file' not found: /no/such/file.h5"):
         preprocess.run(cfg)
+
+
+def _two_chain_config(tmp_path: Path, csv_rows: list[tuple], with_chain: bool) -> Path:
+    """One domain whose voxels have chains A and B with the same residue numbers."""
+    import h5py
+
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        for chain, names in (("A", ("ALA", "GLY", "SER")), ("B", ("LYS", "HIS", "TRP"))):
+            for i, name in enumerate(names, start=1):
+                ds = f.create_dataset(f"d1/{chain}/{i}", data=grid(10 * i + ord(chain)))
+                ds.attrs["label"] = name
+        f.create_dataset("d2/A/1", data=grid(3)).attrs["label"] = "ALA"
+    cols = ["domain_id", "chain_id", "resid", "resname", "temperature_feature", "target_rmsf"]
+    table = pd.DataFrame(csv_rows, columns=cols)
+    (table if with_chain else table.drop(columns="chain_id")).to_csv(tmp_path / "r.csv")
+    (tmp_path / "train.txt").write_text("d1\n")
+    (tmp_path / "val.txt").write_text("d2\n")
+    (tmp_path / "test.txt").write_text("")
+    cfg = {
+        "input": {
+            "voxel_file": "v.h5",
+            "aggregated_rmsf_file": "r.csv",
+            **{f"{s}_split_file": f"{s}.txt" for s in ("train", "val", "test")},
+        },
+        "data": {"processed_dir": "processed"},
+        "output": {"base_dir": "outputs"},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    return tmp_path / "c.yaml"
+
+
+def test_a_chain_column_keys_residues_of_several_chains(tmp_path: Path) -> None:
+    rows = [("d1", c, i, n, 320.0, 0.1 * i + (0.5 if c == "B" else 0)) for c, names in
+            (("A", ("ALA", "GLY", "SER")), ("B", ("LYS", "HSD", "TRP")))
+            for i, n in enumerate(names, start=1)]  # fmt: skip
+    rows.append(("d2", "A", 1, "ALA", 320.0, 0.2))
+    res = preprocess.run(load_config(str(_two_chain_config(tmp_path, rows, with_chain=True))))
+    master = pd.read_parquet(res.master_samples).query("domain_id == 'd1'")
+    keys = zip(master.chain_id, master.resid, strict=True)
+    got = dict(zip(keys, master.target_rmsf, strict=True))
+    assert got == pytest.approx({("A", 1): 0.1, ("A", 2): 0.2, ("A", 3): 0.3,
+                                 ("B", 1): 0.6, ("B", 2): 0.7, ("B", 3): 0.8})  # fmt: skip
+    assert res.counts["ambiguous_voxel_residues"] == 0
+    assert res.counts["resname_label_mismatches"] == 0  # HSD is HIS
+
+
+def test_csv_resnames_that_differ_from_the_voxel_labels_are_counted_and_skipped(
+    tmp_path: Path,
+) -> None:
+    rows = [("d1", "A", 1, "ALA", 320.0, 0.1), ("d1", "A", 2, "PRO", 320.0, 0.2),
+            ("d1", "A", 3, "SER", 320.0, 0.3), ("d2", "A", 1, "ALA", 320.0, 0.2)]  # fmt: skip
+    res = preprocess.run(load_config(str(_two_chain_config(tmp_path, rows, with_chain=False))))
+    master = pd.read_parquet(res.master_samples).query("domain_id == 'd1'")
+    assert res.counts["resname_label_mismatches"] == 1  # resid 2: GLY in the voxels
+    assert sorted(master.resid) == [1, 3] and set(master.chain_id) == {"A"}
+    assert res.counts["ambiguous_voxel_residues"] == 3  # chain B shares A's numbers

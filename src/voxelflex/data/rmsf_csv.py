@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 REQUIRED = ("domain_id", "resid", "resname", "temperature_feature", "target_rmsf")
 OPTIONAL = ("relative_accessibility", "dssp", "secondary_structure_encoded")
+# where a domain's voxels have several chains, a `chain_id` column keys residues by chain too
+CHAIN = "chain_id"
 
 
 def read_rmsf_csv(uri: str) -> pd.DataFrame:
@@ -27,12 +29,12 @@ def read_rmsf_csv(uri: str) -> pd.DataFrame:
                 f"it has: {', '.join(map(str, header))}"
             )
         fh.seek(0)
-        usecols = [c for c in (*REQUIRED, *OPTIONAL) if c in header]
+        usecols = [c for c in (*REQUIRED, *OPTIONAL, CHAIN) if c in header]
         df = pd.read_csv(
             fh,
             usecols=usecols,
             engine="pyarrow",
-            dtype={"domain_id": "string", "resname": "string", "dssp": "string"},
+            dtype={"domain_id": "string", "resname": "string", "dssp": "string", CHAIN: "string"},
         )
     for col in ("resid", "temperature_feature", "target_rmsf"):
         converted = pd.to_numeric(df[col], errors="coerce")
@@ -49,6 +51,8 @@ def read_rmsf_csv(uri: str) -> pd.DataFrame:
         raise InputDataError(f"RMSF CSV {uri}: column 'resid' must hold whole numbers")
     df["resid"] = df["resid"].astype(np.int64)
     df["domain_id"] = df["domain_id"].astype(str)
+    if CHAIN in df.columns:
+        df[CHAIN] = df[CHAIN].astype(str)
     df["temperature_feature"] = df["temperature_feature"].astype(np.float64)
     df["target_rmsf"] = df["target_rmsf"].astype(np.float64)
     return df
@@ -64,7 +68,8 @@ def clean_rmsf_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     counts["non_finite_or_negative_target"] = int(bad_target.sum())
     counts["non_finite_temperature"] = int((bad_temp & ~bad_target).sum())
     df = df.loc[~(bad_target | bad_temp)]
-    dup = df.duplicated(subset=["domain_id", "resid", "temperature_feature"], keep="first")
+    keys = ["domain_id", *([CHAIN] if CHAIN in df.columns else []), "resid", "temperature_feature"]
+    dup = df.duplicated(subset=keys, keep="first")
     counts["duplicate_rows"] = int(dup.sum())
     df = df.loc[~dup].reset_index(drop=True)
     return df, counts

@@ -332,18 +332,23 @@ class StructureVoxelSource:
     def domain_ids(self) -> list[str]:
         return list(self.residues)
 
-    def list_residues(self, domains: list[str]):
+    def list_residues(self, domains: list[str], labels: bool = False):
         import pandas as pd
 
         rows = [
-            (name, chain, key)
+            (name, chain, key, label)
             for name in domains
             if name in self.residues
-            for chain, key in zip(
-                self.residues[name].chain, self.residues[name].resid_str, strict=True
+            for chain, key, label in zip(
+                self.residues[name].chain,
+                self.residues[name].resid_str,
+                self.residues[name].resname,
+                strict=True,
             )
         ]
-        return pd.DataFrame(rows, columns=["domain_id", "chain_id", "resid_str"], dtype=object)
+        columns = ["domain_id", "chain_id", "resid_str", "label"]
+        table = pd.DataFrame(rows, columns=columns, dtype=object)
+        return table if labels else table.drop(columns="label")
 
     def read_domain(self, domain_id: str, chain_ids, resid_strs) -> tuple[np.ndarray, np.ndarray]:
         from voxelflex.data.voxels import VOXEL_SHAPE

@@ -31,8 +31,9 @@ class VoxelSource(Protocol):
 
     def domain_ids(self) -> list[str]: ...
 
-    def list_residues(self, domains: list[str]) -> pd.DataFrame:
-        """Columns domain_id, chain_id, resid_str for the listed domains present in the source."""
+    def list_residues(self, domains: list[str], labels: bool = False) -> pd.DataFrame:
+        """Columns domain_id, chain_id, resid_str for the listed domains present in the source;
+        with `labels`, also `label`: the residue name stored with the grid (None: not stored)."""
         ...
 
     def read_domain(
@@ -79,10 +80,11 @@ class HDF5VoxelSource:
     def domain_ids(self) -> list[str]:
         return list(self.file.keys())
 
-    def list_residues(self, domains: list[str]) -> pd.DataFrame:
+    def list_residues(self, domains: list[str], labels: bool = False) -> pd.DataFrame:
         dom_col: list[str] = []
         chain_col: list[str] = []
         res_col: list[str] = []
+        label_col: list[str | None] = []
         for domain in progress(domains, desc="listing voxel residues", unit="domain"):
             if domain not in self.file:
                 continue
@@ -92,7 +94,11 @@ class HDF5VoxelSource:
                 dom_col.extend([domain] * len(keys))
                 chain_col.extend([chain] * len(keys))
                 res_col.extend(keys)
+                if labels:  # one attribute read per residue: only when asked
+                    label_col.extend(_label(group[chain][k]) for k in keys)
         cols = {"domain_id": dom_col, "chain_id": chain_col, "resid_str": res_col}
+        if labels:
+            cols["label"] = label_col
         return pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in cols.items()})
 
     def read_domain(
@@ -139,6 +145,33 @@ class HDF5VoxelSource:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+def _label(ds: Any) -> str | None:
+    value = ds.attrs.get("label")
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def synthetic_note(uri: str) -> str | None:
+    """What made the voxels where they are synthetic (the demo writes it into the file, a
+    packed store points back at its source); None for real data or where it cannot tell."""
+    from voxelflex.data.demo import SYNTHETIC_ATTR
+    from voxelflex.data.packed_source import PackedVoxelSource
+
+    try:
+        source = open_voxel_source(uri)
+        if isinstance(source, PackedVoxelSource):
+            origin = source.array.attrs.get("source")
+            return synthetic_note(str(origin)) if origin and origin != uri else None
+        if isinstance(source, HDF5VoxelSource):
+            note = source.file.attrs.get(SYNTHETIC_ATTR)
+            source.close()
+            return None if note is None else str(note)
+    except (InputDataError, OSError):
+        return None
+    return None
 
 
 def open_voxel_source(uri: str | None, key: str = "input.voxel_file") -> VoxelSource:

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 
 from voxelflex.config import Config, save_resolved_config
-from voxelflex.data.rmsf_csv import OPTIONAL, clean_rmsf_rows, read_rmsf_csv
+from voxelflex.data.rmsf_csv import CHAIN, OPTIONAL, clean_rmsf_rows, read_rmsf_csv
 from voxelflex.data.splits import SPLITS, read_splits
+from voxelflex.data.structure import RESNAME_ALIASES
 from voxelflex.data.temperature import TemperatureScaler
 from voxelflex.data.uri import open_uri, require_file
 from voxelflex.data.voxels import open_voxel_source
@@ -56,14 +57,44 @@ def parse_residue_keys(residues: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return out, int((~ok).sum())
 
 
-def pick_one_residue_per_resid(residues: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """The CSV keys residues by integer resid only; where a domain has several voxel residues
-    for one resid (insertion codes, several chains), keep the plain one of the first chain."""
+def pick_one_residue_per_resid(
+    residues: pd.DataFrame, by_chain: bool = False
+) -> tuple[pd.DataFrame, int]:
+    """The CSV keys residues by integer resid (and chain, where it has a `chain_id` column);
+    where a domain has several voxel residues for one key (insertion codes; several chains
+    and no chain in the CSV), keep the plain one of the first chain."""
     ranked = residues.assign(_has_icode=residues["icode"] != "").sort_values(
         ["domain_id", "resid", "_has_icode", "chain_id", "icode"], kind="stable"
     )
-    dup = ranked.duplicated(subset=["domain_id", "resid"], keep="first")
+    keys = ["domain_id", "chain_id", "resid"] if by_chain else ["domain_id", "resid"]
+    dup = ranked.duplicated(subset=keys, keep="first")
     return ranked.loc[~dup].drop(columns="_has_icode"), int(dup.sum())
+
+
+def _standard(names: pd.Series) -> pd.Series:
+    return names.astype(str).str.strip().str.upper().replace(RESNAME_ALIASES)
+
+
+def drop_resname_mismatches(master: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Rows whose CSV `resname` is not the residue the voxels were made of (their `label`
+    attribute; force-field names such as HSD count as their standard name); returns the rest
+    and the number of residues dropped. Grids without a label are not checked."""
+    known = master["label"].notna()
+    bad = known & (_standard(master["resname"]) != _standard(master["label"].fillna("")))
+    n_bad = len(master.loc[bad].drop_duplicates(["domain_id", "chain_id", "resid_str"]))
+    if n_bad:
+        example = master.loc[bad].iloc[0]
+        log.warning(
+            "%d residues skipped: the CSV resname differs from the voxel label, e.g. %s/%s/%s "
+            "%s in the CSV, %s in the voxel file",
+            n_bad,
+            example["domain_id"],
+            example["chain_id"],
+            example["resid_str"],
+            example["resname"],
+            example["label"],
+        )
+    return master.loc[~bad].drop(columns="label"), n_bad
 
 
 def _write_failed(uri: str, failed: dict[str, str]) -> None:
@@ -104,19 +135,22 @@ def run(cfg: Config) -> PreprocessResult:
             failed[d] = "no rows in RMSF CSV"
     present = [d for d in wanted if d not in failed]
 
-    residues = source.list_residues(present)
+    residues = source.list_residues(present, labels=True)
     source.close()
     counts["voxel_residues_listed"] = len(residues)
     residues, counts["unparseable_residue_keys"] = parse_residue_keys(residues)
-    residues, counts["ambiguous_voxel_residues"] = pick_one_residue_per_resid(residues)
+    by_chain = CHAIN in rmsf.columns
+    residues, counts["ambiguous_voxel_residues"] = pick_one_residue_per_resid(residues, by_chain)
+    join = ["domain_id", "chain_id", "resid"] if by_chain else ["domain_id", "resid"]
 
     # residue-level counts only within domains not already reported as failed
-    csv_keys = rmsf.loc[rmsf["domain_id"].isin(present), ["domain_id", "resid"]].drop_duplicates()
-    matched = residues.merge(csv_keys, on=["domain_id", "resid"], how="outer", indicator=True)
+    csv_keys = rmsf.loc[rmsf["domain_id"].isin(present), join].drop_duplicates()
+    matched = residues.merge(csv_keys, on=join, how="outer", indicator=True)
     counts["voxel_residues_not_in_csv"] = int((matched["_merge"] == "left_only").sum())
     counts["csv_residues_not_in_voxels"] = int((matched["_merge"] == "right_only").sum())
 
-    master = residues.drop(columns="icode").merge(rmsf, on=["domain_id", "resid"], how="inner")
+    master = residues.drop(columns="icode").merge(rmsf, on=join, how="inner")
+    master, counts["resname_label_mismatches"] = drop_resname_mismatches(master)
     master = master.rename(columns={"temperature_feature": "raw_temp"})
     master["split"] = split_of.reindex(master["domain_id"]).to_numpy()
     extra = [c for c in OPTIONAL if c in master.columns]
