@@ -250,3 +250,23 @@ def test_predict_on_a_blank_chain_structure_names_files_by_segment(tmp_path: Pat
 def write_text(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+@pytest.mark.parametrize("bad", ["nan", "0", "-5", "inf"])
+def test_predict_rejects_temperatures_that_are_not_kelvin(tmp_path: Path, capsys, bad) -> None:
+    ckpt = write_tiny_checkpoint(tmp_path / "model.pt")
+    residues = [("ALA", "A", i + 1, ideal_residue([3.8 * i, 0, 0])) for i in range(3)]
+    structure = write_pdb(tmp_path / "mine.pdb", residues)
+    argv = ["predict", "--structure", str(structure), "--model", ckpt, "--temperature", bad]
+    assert main([*argv, "--out", str(tmp_path / "p"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "kelvin above 0" in err and "\n" not in err
+
+
+def test_predict_outside_the_training_range_warns(tmp_path: Path, capsys) -> None:
+    ckpt = write_tiny_checkpoint(tmp_path / "model.pt")  # trained on 320-450 K
+    residues = [("ALA", "A", i + 1, ideal_residue([3.8 * i, 0, 0])) for i in range(3)]
+    structure = write_pdb(tmp_path / "mine.pdb", residues)
+    argv = ["predict", "--structure", str(structure), "--model", ckpt, "--temperature", "290"]
+    assert main([*argv, "--out", str(tmp_path / "p"), "-q"]) == 0
+    assert "290 K outside the training range 320-450 K" in capsys.readouterr().err

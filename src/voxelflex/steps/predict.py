@@ -11,6 +11,7 @@ the parts into the one output file, the same as a single process writes, and rem
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -106,6 +107,17 @@ def predict_table(
     return out
 
 
+def check_temperatures(temperatures: list[float]) -> None:
+    """Kelvin, finite and above zero: anything else is a one-line user error."""
+    if not temperatures:
+        raise InputDataError("give at least one --temperature (K)")
+    for t in temperatures:
+        if not math.isfinite(t) or t <= 0:
+            raise InputDataError(
+                f"--temperature must be a temperature in kelvin above 0, not {t:g}"
+            )
+
+
 def warn_outside_range(scaler: TemperatureScaler, temperatures: list[float]) -> None:
     outside = [t for t in temperatures if scaler.outside(np.array([t])).item()]
     if outside:
@@ -191,8 +203,7 @@ def run(
 ) -> PredictResult:
     if (domains is None) == (split is None):
         raise InputDataError("give either domains or a split to predict for")
-    if not temperatures:
-        raise InputDataError("give at least one --temperature (K)")
+    check_temperatures(temperatures)
     with distributed(cfg.training.device) as (d, device):
         return _run(cfg, temperatures, domains, split, model, out, d, device)
 

@@ -29,7 +29,12 @@ from voxelflex.data.uri import join_uri, open_uri
 from voxelflex.data.voxels import HDF5VoxelSource, VoxelSource
 from voxelflex.errors import InputDataError
 from voxelflex.paths import RunPaths
-from voxelflex.steps.predict import load_for_inference, predict_table, warn_outside_range
+from voxelflex.steps.predict import (
+    check_temperatures,
+    load_for_inference,
+    predict_table,
+    warn_outside_range,
+)
 from voxelflex.steps.voxelize import VOXEL_FILE
 
 log = logging.getLogger(__name__)
@@ -99,8 +104,7 @@ def run(
 ) -> StructurePredictResult:
     """`voxels`: the folder where `voxelize` wrote frames of the same structures (the
     pipeline's first step); without it the structures are voxelized here, in memory."""
-    if not temperatures:
-        raise InputDataError("give at least one --temperature (K)")
+    check_temperatures(temperatures)
     out = Path(out_dir or Path(RunPaths.from_config(cfg).run_dir) / "structures")
     out.mkdir(parents=True, exist_ok=True)
     residues = [structure_residues(s) for s in structures]
