@@ -86,6 +86,9 @@ def pipeline_arguments(
         args["mirror_to_zarr"] = True
         args["mirror_uri"] = mirror_uri
     if temperatures:
+        from voxelflex.steps.predict import check_temperatures
+
+        check_temperatures(temperatures)  # before any step runs, not after training
         args["predict_temperatures"] = [float(t) for t in temperatures]
     return args
 
@@ -101,6 +104,40 @@ def _collect(run_dir: Path) -> dict[str, dict[str, dict[str, Any]]]:
             art = entry["artifacts"][0]
             out.setdefault(task, {})[name] = {"uri": art["uri"], "metadata": art.get("metadata")}
     return out
+
+
+def publish(cfg: Config, run: LocalRun) -> str:
+    """Copy the main pipeline's outputs where the step commands look for them: the config's
+    run folder (models, metrics, visualizations, history) and `data.processed_dir` (the
+    sample metadata), so `voxelflex predict|evaluate|visualize --config` work after a local
+    pipeline run. Each step's log is appended to the run's log. Returns the run folder."""
+    from fsspec.core import url_to_fs
+
+    from voxelflex.data.uri import join_uri, local_path
+    from voxelflex.paths import RunPaths
+
+    paths = RunPaths.from_config(cfg)
+    logs: list[str] = []
+    for task, outputs in run.artifacts.items():
+        for art in outputs.values():
+            folder = Path(local_path(art["uri"]))
+            if not folder.is_dir():  # metrics, markdown, HTML: single-file artifacts
+                continue
+            for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+                rel = file.relative_to(folder).as_posix()
+                if rel.startswith("logs/"):
+                    logs.append(f"==> {task}: {rel}\n{file.read_text(errors='replace')}")
+                    continue
+                base = paths.processed_dir if rel == "master_samples.parquet" else paths.run_dir
+                fs, dst = url_to_fs(join_uri(base, rel))
+                fs.makedirs(dst.rsplit("/", 1)[0], exist_ok=True)
+                fs.put_file(str(file), dst)
+    if logs:
+        fs, dst = url_to_fs(paths.log_file)
+        fs.makedirs(dst.rsplit("/", 1)[0], exist_ok=True)
+        with fs.open(dst, "w") as fh:
+            fh.write("\n".join(logs))
+    return paths.run_dir
 
 
 def _strip_retries(node: Any) -> None:

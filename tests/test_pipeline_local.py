@@ -95,6 +95,22 @@ def test_pipeline_runs_locally_end_to_end(tmp_path: Path, demo_data, capsys) -> 
     assert len(pngs) >= 5
     page = (run / "visualize" / "plots").read_text()
     assert page.count("data:image/png;base64,") == len(pngs)
+    assert "Synthetic data." in page  # the demo says so, through the packed store too
+
+    # the step commands of README work as written after a pipeline run: its outputs are
+    # published to the config's run folder, and the report is a file a browser opens
+    from voxelflex.config import load_config
+    from voxelflex.paths import RunPaths
+
+    paths = RunPaths.from_config(load_config(str(cfg)))
+    report = Path(paths.run_dir) / "visualizations" / "index.html"
+    assert f"report (open in a browser): {report}" in printed
+    assert report.read_text() == page
+    assert Path(paths.master_samples).is_file() and Path(paths.best_model).is_file()
+    base = ["--config", str(cfg), "-q"]
+    assert main(["predict", *base, "--split", "test", "--temperature", "310"]) == 0
+    assert main(["visualize", *base]) == 0
+    assert "Synthetic data." in report.read_text()
 
 
 @pytest.mark.slow

@@ -199,7 +199,7 @@ def cmd_pipeline_compile(args: argparse.Namespace) -> None:
 
 
 def cmd_pipeline_run(args: argparse.Namespace) -> None:
-    from voxelflex.data.uri import is_local, join_uri, local_path
+    from voxelflex.data.uri import is_local, join_uri, local_path, uri_exists
     from voxelflex.paths import RunPaths
     from voxelflex.pipelines.local import run_local
     from voxelflex.pipelines.submit import parse_params
@@ -230,6 +230,14 @@ def cmd_pipeline_run(args: argparse.Namespace) -> None:
             for key, value in (art["metadata"] or {}).items():
                 shown = f"{value:.4g}" if isinstance(value, float) else value
                 print(f"      {key} = {shown}")
+    if args.pipeline == "voxelflex_pipeline":
+        from voxelflex.pipelines.local import publish
+
+        run_dir = publish(cfg, run)
+        print(f"outputs (what `voxelflex predict|evaluate|visualize --config` use): {run_dir}")
+        report = join_uri(run_dir, "visualizations", "index.html")
+        if uri_exists(report):
+            print(f"report (open in a browser): {report}")
 
 
 def _kfp_args(q: argparse.ArgumentParser, pipeline: str) -> None:
