@@ -53,6 +53,37 @@ def packed_store(demo_data: DemoDataset, tmp_path_factory: pytest.TempPathFactor
     return str(dst)
 
 
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 API on loopback (moto's server; in-process mocks do not reach s3fs)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint, monkeypatch):
+    import s3fs
+
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_endpoint,
+    }.items():
+        monkeypatch.setenv(key, value)
+    # no instance-cache clearing: dropping live filesystems leaves aiohttp sessions to be
+    # collected after logging shuts down; the endpoint is fixed for the whole session anyway
+    fs = s3fs.S3FileSystem()
+    if not fs.exists("voxelflex"):
+        fs.mkdir("voxelflex")
+    return fs
+
+
 def write_config(path: Path, data: DemoDataset, extra: dict | None = None) -> Path:
     """A config for `data` whose outputs go under `path` (so tests never share outputs)."""
     cfg = yaml.safe_load(data.config.read_text())

@@ -175,37 +175,6 @@ def test_mirror_cli(demo_data, tmp_path: Path, capsys) -> None:
     assert "absent.h5" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    """A real S3 API on loopback (moto's server; in-process mocks do not reach s3fs)."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3(s3_endpoint, monkeypatch):
-    import s3fs
-
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": s3_endpoint,
-    }.items():
-        monkeypatch.setenv(key, value)
-    # no instance-cache clearing: dropping live filesystems leaves aiohttp sessions to be
-    # collected after logging shuts down; the endpoint is fixed for the whole module anyway
-    fs = s3fs.S3FileSystem()
-    if not fs.exists("voxelflex"):
-        fs.mkdir("voxelflex")
-    return fs
-
-
 def test_s3_round_trip(demo_data, s3, tmp_path: Path) -> None:
     src = str(demo_data.voxel_file)
     dst = "s3://voxelflex/mirrors/demo"

@@ -95,7 +95,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print("\n".join([*res.plots, *res.structures]))
         return
     if args.config is None:
-        raise ValueError("predict --domains/--split needs --config (the run's inputs)")
+        raise VoxelFlexError("predict --domains/--split needs --config (the run's inputs)")
     from voxelflex.training.distributed import from_env
 
     res = predict.run(
@@ -146,7 +146,7 @@ def _shard(value: str | None) -> tuple[int, int] | None:
         return None
     k, sep, n = value.partition("/")
     if not sep or not k.isdigit() or not n.isdigit():
-        raise ValueError(f"--shard must look like 0/4, not {value!r}")
+        raise VoxelFlexError(f"--shard must look like 0/4, not {value!r}")
     return int(k), int(n)
 
 
@@ -205,14 +205,14 @@ def cmd_pipeline_run(args: argparse.Namespace) -> None:
     from voxelflex.pipelines.submit import parse_params
 
     if not args.local:
-        raise ValueError(
+        raise VoxelFlexError(
             "pipeline run needs --local (kfp.local on this machine); on a cluster, upload "
             "pipelines/compiled/voxelflex_pipeline.yaml in the Kubeflow UI"
         )
     cfg = _prepare(args)
     root = args.pipeline_root or join_uri(RunPaths.from_config(cfg).run_dir, "kfp_local")
     if not is_local(root):
-        raise ValueError(f"--pipeline-root must be a local folder for kfp.local, not {root}")
+        raise VoxelFlexError(f"--pipeline-root must be a local folder for kfp.local, not {root}")
     mirror_uri = (args.mirror_uri or "") if args.mirror or args.mirror_uri else None
     run = run_local(
         cfg,
@@ -464,17 +464,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(exc: BaseException) -> str:
+    """A user error's message; raised in a DataLoader worker, torch re-raises it in the main
+    process with the worker's traceback in the message: keep its last line, the message."""
+    text = str(exc)
+    if "Original Traceback" not in text:
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    return last.split(": ", 1)[1] if ": " in last else last
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except VoxelFlexError as exc:
-        # user errors: one line that names the key or file to fix, no traceback
-        print(f"voxelflex: error: {exc}", file=sys.stderr)
+        # user errors: one line that names the key or file to fix, no traceback (internal
+        # bugs, any other exception, keep theirs)
+        print(f"voxelflex: error: {one_line(exc)}", file=sys.stderr)
         log.debug("details", exc_info=True)
-        return 2
-    except ValueError as exc:
-        print(f"voxelflex: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("voxelflex: interrupted", file=sys.stderr)

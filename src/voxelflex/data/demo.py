@@ -34,6 +34,7 @@ import pandas as pd
 import yaml
 
 from voxelflex.data.voxels import CHANNELS
+from voxelflex.errors import InputDataError
 
 TEMPERATURES = (320.0, 348.0, 379.0, 413.0, 450.0)
 SYNTHETIC_ATTR = "synthetic"  # voxel file attribute: what made the data, said in reports
@@ -176,9 +177,9 @@ def make_demo_dataset(
     from voxelflex.steps import voxelize
 
     if n_domains < 3:
-        raise ValueError("the demo needs at least 3 domains (one per split)")
+        raise InputDataError("the demo needs at least 3 domains (one per split)")
     if not 1 <= min_residues <= max_residues:
-        raise ValueError("need 1 <= min_residues <= max_residues")
+        raise InputDataError("need 1 <= min_residues <= max_residues")
     root = Path(out)
     (root / "structures").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -4,6 +4,7 @@ whole chunks (one decompression serves every wanted residue in it)."""
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ import pandas as pd
 
 from voxelflex.data import packed
 from voxelflex.data.samples import SampleIndex
+from voxelflex.data.uri import ADVICE, storage_failure
 from voxelflex.data.voxels import VOXEL_SHAPE
 from voxelflex.errors import InputDataError
 
@@ -37,6 +39,16 @@ class ChunkPlan:
         return len(self.chunk_ids)
 
 
+REMIRROR = "re-create it with `voxelflex mirror` (a re-run rewrites missing chunks)"
+
+
+def read_failure(exc: BaseException) -> tuple[str, str]:
+    """(what failed, what to do) for a chunk that could not be read: only corrupt data calls
+    for re-mirroring; a network or permission problem is not the store's fault."""
+    kind, what = storage_failure(exc)
+    return f"cannot be read: {what}", ADVICE.get(kind, REMIRROR)
+
+
 class PackedVoxelSource:
     """A packed store (zarr or HDF5, local or object storage) behind the VoxelSource interface."""
 
@@ -44,16 +56,26 @@ class PackedVoxelSource:
         self.uri = uri.rstrip("/")
         self._array: packed.ChunkArray | None = None
         self._index: pd.DataFrame | None = None
+        self._pid = os.getpid()
 
     def __getstate__(self) -> dict[str, Any]:
         # workers reopen the store themselves; the index stays behind (plans carry arrays)
-        return {"uri": self.uri, "_array": None, "_index": None}
+        return {"uri": self.uri, "_array": None, "_index": None, "_pid": os.getpid()}
 
     @property
     def array(self) -> packed.ChunkArray:
+        if self._pid != os.getpid():
+            # a forked DataLoader worker: the parent's handle (an s3fs session bound to the
+            # parent's event loop, an HDF5 file) is not ours to use or close; open our own
+            self._array, self._pid = None, os.getpid()
         if self._array is None:
-            array = packed.open_chunks(self.uri)
-            attrs = array.attrs
+            try:
+                array = packed.open_chunks(self.uri)
+                attrs = array.attrs
+            except InputDataError:
+                raise
+            except Exception as exc:
+                raise self._open_error(exc) from None
             if attrs.get("format") != packed.FORMAT:
                 raise InputDataError(f"{self.uri} is not a VoxelFlex packed voxel store")
             if attrs.get("format_version") != packed.FORMAT_VERSION:
@@ -73,7 +95,10 @@ class PackedVoxelSource:
     def index(self) -> pd.DataFrame:
         if self._index is None:
             self.array  # noqa: B018  (checks the store before its index is trusted)
-            self._index = packed.read_index(self.uri)
+            try:
+                self._index = packed.read_index(self.uri)
+            except Exception as exc:
+                raise self._open_error(exc) from None
         return self._index
 
     def domain_ids(self) -> list[str]:
@@ -126,13 +151,20 @@ class PackedVoxelSource:
         try:
             rows = array.read_chunk(chunk_id)
         except Exception as exc:  # codec and store errors differ by backend
-            raise self._chunk_error(chunk_id, lo, hi, f"cannot be read ({exc})") from None
+            raise self._chunk_error(chunk_id, lo, hi, *read_failure(exc)) from None
         empty = int((~rows[used].any(axis=1)).sum())
         if empty:
-            raise self._chunk_error(chunk_id, lo, hi, f"has {empty} empty residue rows")
+            raise self._chunk_error(chunk_id, lo, hi, f"has {empty} empty residue rows", REMIRROR)
         return rows
 
-    def _chunk_error(self, chunk_id: int, lo: int, hi: int, what: str) -> InputDataError:
+    def _open_error(self, exc: BaseException) -> InputDataError:
+        kind, what = storage_failure(exc)
+        advice = ADVICE.get(kind, REMIRROR)
+        return InputDataError(f"packed store {self.uri} cannot be opened: {what}; {advice}")
+
+    def _chunk_error(
+        self, chunk_id: int, lo: int, hi: int, what: str, advice: str
+    ) -> InputDataError:
         try:
             idx = packed.read_index(self.uri) if self._index is None else self._index
             doms = pd.unique(idx.loc[(idx["row"] >= lo) & (idx["row"] < hi), "domain_id"])
@@ -141,7 +173,7 @@ class PackedVoxelSource:
             names = "unknown (index unreadable)"
         return InputDataError(
             f"packed store {self.uri}: chunk {chunk_id} (rows {lo}-{hi - 1}, domains {names}) "
-            f"{what}; re-create it with `voxelflex mirror` (a re-run rewrites missing chunks)"
+            f"{what}; {advice}"
         )
 
     def read_domain(
@@ -168,6 +200,8 @@ class PackedVoxelSource:
         return out, ok
 
     def close(self) -> None:
+        if self._pid != os.getpid():  # inherited from the parent: not ours to close
+            self._array = None
         if self._array is not None:
             self._array.close()
             self._array = None

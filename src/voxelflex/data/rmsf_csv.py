@@ -18,9 +18,29 @@ OPTIONAL = ("relative_accessibility", "dssp", "secondary_structure_encoded")
 CHAIN = "chain_id"
 
 
+def _not_text(uri: str, head: bytes) -> str | None:
+    """Why the file's first bytes are not a UTF-8 CSV, or None."""
+    if not head.strip():
+        return "it is empty"
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(head) > 1 and head[1:2] == b"\x00"):
+        return "it is UTF-16 text: save it as UTF-8 (CSV UTF-8 in a spreadsheet)"
+    if b"\x00" in head:
+        return "it is binary, not text"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the end of the sample
+            return f"it is not UTF-8 text (byte {exc.start}): save it as UTF-8"
+    return None
+
+
 def read_rmsf_csv(uri: str) -> pd.DataFrame:
     """Required and optional contract columns with checked types; rows are not yet cleaned."""
     with open_uri(uri, "rb") as fh:
+        why = _not_text(uri, fh.read(4096))
+        if why:
+            raise InputDataError(f"RMSF CSV {uri} cannot be read: {why}")
+        fh.seek(0)
         header = pd.read_csv(fh, nrows=0).columns
         missing = [c for c in REQUIRED if c not in header]
         if missing:

@@ -66,6 +66,29 @@ def open_uri(uri: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:
     return fsspec.open(uri, mode, **kwargs).open()
 
 
+def storage_failure(exc: BaseException) -> tuple[str, str]:
+    """(kind, description) of an error from reading stored data: kind is "permission",
+    "network" (the service did not answer, after the client's own retries) or "corrupt"
+    (anything else: the bytes came but could not be decoded)."""
+    import asyncio
+
+    text = f"{type(exc).__name__}: {exc}".strip()
+    lowered = text.lower()
+    if isinstance(exc, PermissionError) or "access denied" in lowered or "forbidden" in lowered:
+        return "permission", f"permission denied ({text})"
+    network = (ConnectionError, TimeoutError, asyncio.TimeoutError)
+    words = ("connect", "timeout", "timed out", "unreachable", "http client", "endpoint url")
+    if isinstance(exc, network) or any(w in lowered for w in words):
+        return "network", f"the storage service did not answer ({text})"
+    return "corrupt", f"corrupt data ({text})"
+
+
+ADVICE = {
+    "permission": "check the storage credentials",
+    "network": "check the network and the storage endpoint, then run again",
+}
+
+
 def require_file(uri: str | None, key: str) -> str:
     """Return `uri` if it names an existing file, else a clear error naming the config key."""
     if not uri:

@@ -8,13 +8,21 @@ they hold only their URI until first use and open their file handle inside each 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Protocol
 
 import h5py
 import numpy as np
 import pandas as pd
 
-from voxelflex.data.uri import is_local, local_path, open_uri, require_file
+from voxelflex.data.uri import (
+    ADVICE,
+    is_local,
+    local_path,
+    open_uri,
+    require_file,
+    storage_failure,
+)
 from voxelflex.errors import InputDataError
 from voxelflex.progress import progress
 
@@ -60,12 +68,17 @@ class HDF5VoxelSource:
         self._file: h5py.File | None = None
         self._fh: Any = None
         self._warned_shapes = 0
+        self._pid = os.getpid()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"uri": self.uri, "_file": None, "_fh": None, "_warned_shapes": 0}
+        return {"uri": self.uri, "_file": None, "_fh": None, "_warned_shapes": 0, "_pid": 0}
 
     @property
     def file(self) -> h5py.File:
+        if self._pid != os.getpid():
+            # a forked DataLoader worker: the parent's handles (HDF5 over an s3fs file bound
+            # to the parent's event loop) are not ours to use or close; open our own
+            self._file, self._fh, self._pid = None, None, os.getpid()
         if self._file is None:
             try:
                 if is_local(self.uri):
@@ -73,8 +86,11 @@ class HDF5VoxelSource:
                 else:
                     self._fh = open_uri(self.uri, "rb")
                     self._file = h5py.File(self._fh, "r")
-            except OSError as exc:
-                raise InputDataError(f"cannot open voxel HDF5 {self.uri}: {exc}") from None
+            except Exception as exc:  # h5py, fsspec and the S3 client each raise their own
+                kind, what = storage_failure(exc)
+                advice = ADVICE.get(kind, "is it an HDF5 file? copy it again if it is damaged")
+                what = f"cannot open voxel HDF5 {self.uri}: {what}; {advice}"
+                raise InputDataError(what) from None
         return self._file
 
     def domain_ids(self) -> list[str]:
@@ -89,8 +105,8 @@ class HDF5VoxelSource:
             if domain not in self.file:
                 continue
             group = self.file[domain]
-            for chain in group:
-                keys = list(group[chain].keys())
+            for chain in _members(self.uri, group, f"/{domain}", "chains"):
+                keys = list(_members(self.uri, group[chain], f"/{domain}/{chain}", "residues"))
                 dom_col.extend([domain] * len(keys))
                 chain_col.extend([chain] * len(keys))
                 res_col.extend(keys)
@@ -120,16 +136,27 @@ class HDF5VoxelSource:
             except KeyError:
                 log.warning("residue %s/%s/%s missing from %s", domain_id, chain, key, self.uri)
                 continue
-            if ds.shape != HDF5_SHAPE:
-                self._warn_shape(domain_id, chain, key, ds.shape)
+            if not isinstance(ds, h5py.Dataset) or ds.shape != HDF5_SHAPE:
+                self._warn_shape(domain_id, chain, key, getattr(ds, "shape", "a group"))
                 continue
-            out[i] = to_channel_first(ds[()])
+            try:
+                out[i] = to_channel_first(ds[()])
+            except Exception as exc:  # a corrupt chunk, or the storage service gone
+                kind, what = storage_failure(exc)
+                advice = ADVICE.get(kind, "the file is damaged: copy or re-create it")
+                raise InputDataError(
+                    f"voxel HDF5 {self.uri}: residue {domain_id}/{chain}/{key} cannot be read: "
+                    f"{what}; {advice}"
+                ) from None
             ok[i] = True
         return out, ok
 
-    def _warn_shape(self, domain: str, chain: Any, key: Any, shape: tuple[int, ...]) -> None:
+    def _warn_shape(self, domain: str, chain: Any, key: Any, shape: Any) -> None:
         self._warned_shapes += 1
-        log.warning(
+        if self._warned_shapes == 6:
+            log.warning("more residues with a wrong voxel shape in %s: listed at DEBUG", self.uri)
+        log.log(
+            logging.WARNING if self._warned_shapes <= 5 else logging.DEBUG,
             "skipping residue %s/%s/%s: voxel shape %s, expected %s",
             domain,
             chain,
@@ -139,12 +166,26 @@ class HDF5VoxelSource:
         )
 
     def close(self) -> None:
+        if self._pid != os.getpid():  # inherited from the parent: not ours to close
+            self._file, self._fh = None, None
+            return
         if self._file is not None:
             self._file.close()
             self._file = None
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+def _members(uri: str, node: Any, path: str, what: str) -> Any:
+    """A group's member names; a dataset where the layout has a group is a one-line error
+    (file[domain][chain][residue]: e.g. a file written with two levels swapped)."""
+    if not isinstance(node, h5py.Group):
+        raise InputDataError(
+            f"voxel HDF5 {uri}: {path} is a dataset where the layout has a group of {what} "
+            "(file[domain][chain][residue] = (21, 21, 21, 5) grid)"
+        )
+    return node.keys()
 
 
 def _label(ds: Any) -> str | None:

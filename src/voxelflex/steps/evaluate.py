@@ -24,6 +24,7 @@ from voxelflex.paths import RunPaths
 from voxelflex.steps.predict import (
     PREDICTION_COLUMNS,
     inference_stream,
+    keep_predicted,
     load_for_inference,
     predict_table,
 )
@@ -214,7 +215,7 @@ def run(
             desc=f"evaluate {split}",
             metrics=metrics,
         )
-    test = test.loc[test["predicted_rmsf"].notna()]
+    test = keep_predicted(test, f"the {split} split")
     df = add_baselines(test, master.loc[master["split"] == "train"])
     report: dict[str, Any] = {
         "split": split,

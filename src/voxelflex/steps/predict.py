@@ -107,6 +107,27 @@ def predict_table(
     return out
 
 
+def keep_predicted(table: pd.DataFrame, what: str) -> pd.DataFrame:
+    """Rows with a prediction. A row without one (its grid could not be read, or the model
+    gave a non-finite value) is left out with a warning; none left is an error, so a run that
+    produced nothing never succeeds."""
+    missing = ~np.isfinite(table["predicted_rmsf"].to_numpy(dtype=float))
+    if missing.all():
+        raise InputDataError(
+            f"no prediction for {what}: none of its {len(table)} rows has a readable grid and "
+            "a finite model output (see the warnings above for the residues skipped)"
+        )
+    if missing.any():
+        log.warning(
+            "%d of %d rows of %s have no prediction (unreadable grid or non-finite output) "
+            "and are left out",
+            int(missing.sum()),
+            len(table),
+            what,
+        )
+    return table.loc[~missing]
+
+
 def check_temperatures(temperatures: list[float]) -> None:
     """Kelvin, finite and above zero: anything else is a one-line user error."""
     if not temperatures:
@@ -235,6 +256,7 @@ def _run(
             return PredictResult(uri, len(table))
         predicted = merge_parts(uri, d.world_size, len(table))
     table["predicted_rmsf"] = predicted
+    table = keep_predicted(table, f"{split or ', '.join(domains or [])}")
     cols = list(PREDICTION_COLUMNS)
     if known is not None:
         targets = known[["domain_id", "chain_id", "resid_str", "raw_temp", "target_rmsf"]]
