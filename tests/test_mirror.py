@@ -233,3 +233,34 @@ def test_parallel_shards_make_the_same_store(demo_data, tmp_path: Path) -> None:
     runs = [mirror.shard_chunks(total, k, 3) for k in range(3)]
     assert [i for r in runs for i in r] == list(range(total))  # a partition, in order
     assert max(map(len, runs)) - min(map(len, runs)) <= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "point",
+    [
+        "atomic.replace:1",  # the row plan (index.parquet) whole, not yet in place
+        "mirror.before_marker:2",  # a chunk stored, its progress marker not yet written
+        "atomic.replace:3",  # a progress marker whole, not yet in place
+        "atomic.replace:6",  # the final index.parquet (valid flags), not yet in place
+    ],
+)
+def test_kill_9_during_mirror_then_a_rerun_completes_the_store(demo_data, tmp_path, point):
+    """A real `voxelflex mirror` process killed with SIGKILL at a write point; the re-run,
+    without --overwrite, ends with the store an uninterrupted run makes."""
+    import os
+    import subprocess
+    import sys
+
+    src = str(demo_data.voxel_file)
+    whole = str(tmp_path / "whole")
+    mirror.run(src, whole, chunk_rows=64)  # 4 chunks: plan, 4 markers, index, domains
+    dst = tmp_path / "killed"
+    cli = [sys.executable, "-m", "voxelflex", "mirror", "--src", src, "--dst", str(dst)]
+    cli += ["--chunk-rows", "64", "-q"]
+    env = {**os.environ, "VOXELFLEX_CRASH_AT": point}
+    assert subprocess.run(cli, env=env, timeout=120).returncode == -9
+    assert subprocess.run(cli, timeout=120).returncode == 0
+    contents = _store_contents(str(dst))
+    assert not [name for name in contents if ".tmp-" in name]
+    assert contents == _store_contents(whole)

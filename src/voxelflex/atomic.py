@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Any
 
 from voxelflex.faults import crashpoint
 
@@ -24,6 +25,19 @@ def temp_name(path: str | Path) -> Path:
 def is_temp(path: str | Path) -> bool:
     """Whether `path` is a leftover of `replacing` (a writer killed before its rename)."""
     return ".tmp-" in Path(path).name
+
+
+def remove_leftovers(folder: str | Path) -> int:
+    """Delete what writers killed before their rename left in `folder` (local paths; object
+    stores get whole uploads, never temporaries). Call it only when no writer is running."""
+    from voxelflex.data.uri import is_local, local_path
+
+    if not is_local(str(folder)) or not Path(local_path(str(folder))).is_dir():
+        return 0
+    found = [p for p in Path(local_path(str(folder))).glob("*.tmp-*") if is_temp(p)]
+    for leftover in found:
+        leftover.unlink(missing_ok=True)
+    return len(found)
 
 
 def fsync_path(path: str | Path) -> None:
@@ -55,3 +69,20 @@ def write_text(path: str | Path, text: str) -> None:
     """`path` holds exactly `text` afterwards, or (after a crash) what it held before."""
     with replacing(path) as tmp:
         tmp.write_text(text)
+
+
+@contextmanager
+def replacing_uri(uri: str, mode: str = "wb") -> Iterator[IO[Any]]:
+    """An open file for `uri` that appears whole or not at all: on a local path through
+    `replacing`; in object storage the upload itself (one PUT on close) is all-or-nothing."""
+    from voxelflex.data.uri import ensure_dir, is_local, local_path, open_uri
+
+    if not is_local(uri):
+        with open_uri(uri, mode) as fh:
+            yield fh
+        return
+    path = Path(local_path(uri))
+    ensure_dir(str(path.parent))
+    with replacing(path) as tmp, open(tmp, mode) as fh:
+        yield fh
+        fh.flush()

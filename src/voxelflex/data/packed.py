@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from voxelflex.atomic import replacing_uri
 from voxelflex.data.uri import ensure_dir, is_local, join_uri, local_path, open_uri, uri_exists
 from voxelflex.data.voxels import CHANNELS, VOXEL_SHAPE
 from voxelflex.errors import InputDataError
@@ -274,7 +275,7 @@ def write_table(df: pd.DataFrame, uri: str, schema: dict[str, str]) -> None:
 
     arrow = pa.schema([(name, getattr(pa, kind)()) for name, kind in schema.items()])
     table = pa.Table.from_pandas(df[list(schema)], schema=arrow, preserve_index=False)
-    with open_uri(uri, "wb") as fh:
+    with replacing_uri(uri, "wb") as fh:  # a reader never sees half an index
         pq.write_table(table.replace_schema_metadata(None), fh)
 
 

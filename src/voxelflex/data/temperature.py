@@ -43,7 +43,9 @@ class TemperatureScaler:
         return asdict(self)
 
     def save(self, uri: str) -> None:
-        with open_uri(uri, "w") as fh:
+        from voxelflex.atomic import replacing_uri
+
+        with replacing_uri(uri, "w") as fh:
             json.dump(self.to_dict(), fh, indent=2)
 
     @classmethod

@@ -260,9 +260,7 @@ class Parts:
         """Remove what writers killed before a rename left (never while shard writers run:
         only the plain run, which comes after them, calls this)."""
         for folder in (self.dir, self.dir.parent.parent):
-            for leftover in folder.glob("*.tmp-*"):
-                if atomic.is_temp(leftover):
-                    leftover.unlink(missing_ok=True)
+            atomic.remove_leftovers(folder)
 
     def path(self, domain: str, kind: str) -> Path:
         return self.dir / f"{domain}.{kind}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +22,12 @@ import numpy as np
 import pandas as pd
 from fsspec.core import url_to_fs
 
+from voxelflex.atomic import remove_leftovers, replacing_uri
 from voxelflex.data import packed
 from voxelflex.data.uri import join_uri, open_uri, require_file
 from voxelflex.data.voxels import HDF5VoxelSource
 from voxelflex.errors import InputDataError
+from voxelflex.faults import crashpoint
 from voxelflex.progress import progress
 
 log = logging.getLogger(__name__)
@@ -102,6 +105,9 @@ def residue_order(residues: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+_MARKER = re.compile(r"chunk-(\d{8})\.json")
+
+
 def _marker(dst: str, chunk: int) -> str:
     return join_uri(dst, packed.PROGRESS, f"chunk-{chunk:08d}.json")
 
@@ -139,7 +145,9 @@ def _done_chunks(dst: str) -> set[int]:
     fs, path = url_to_fs(join_uri(dst, packed.PROGRESS))
     if not fs.exists(path):
         return set()
-    return {int(p.rsplit("-", 1)[1].split(".")[0]) for p in fs.ls(path, detail=False)}
+    # whole markers only: a writer killed before its rename leaves `<marker>.tmp-*` behind
+    found = (_MARKER.fullmatch(p.rsplit("/", 1)[-1]) for p in fs.ls(path, detail=False))
+    return {int(m.group(1)) for m in found if m}
 
 
 def _read_marker(dst: str, chunk: int) -> dict[str, Any]:
@@ -253,6 +261,9 @@ def run(
         raise InputDataError(f"--chunk-rows must be positive, not {chunk_rows}")
     src = require_file(src, "--src")
     dst = dst.rstrip("/")
+    if shard is None:  # no writer runs beside a plain or planning run
+        for folder in (dst, join_uri(dst, packed.PROGRESS)):
+            remove_leftovers(folder)
     fingerprint = _fingerprint(src)
     array, index = _start(src, dst, fmt, chunk_rows, fingerprint, overwrite)
     total = packed.n_chunks(array.n_rows, array.chunk_rows)
@@ -271,7 +282,8 @@ def run(
             lo, hi = packed.chunk_bounds(i, array.n_rows, array.chunk_rows)
             rows, marker = _build_chunk(source, index, lo, hi)
             array.write_chunk(i, rows)
-            with open_uri(_marker(dst, i), "w") as fh:  # only after the chunk is stored
+            crashpoint("mirror.before_marker")  # the chunk stored, its marker not yet
+            with replacing_uri(_marker(dst, i), "w") as fh:  # only after the chunk is stored
                 json.dump(marker, fh)
         source.close()
         written = len(todo)

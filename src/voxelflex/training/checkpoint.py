@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from fsspec.core import url_to_fs
 from torch import nn
 
+from voxelflex.atomic import replacing_uri
 from voxelflex.data.temperature import TemperatureScaler
 from voxelflex.data.uri import open_uri
 from voxelflex.errors import InputDataError
@@ -33,12 +33,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(uri: str, payload: dict[str, Any]) -> None:
-    """Write to a temporary name and move into place, so a crash never leaves half a file."""
-    tmp = uri + ".tmp"
-    with open_uri(tmp, "wb") as fh:
+    """Whole or not at all (a unique temporary name, fsync, rename), so a kill never leaves
+    half a file and two writers never share a temporary file."""
+    with replacing_uri(uri, "wb") as fh:
         torch.save({"format_version": FORMAT_VERSION, **payload}, fh)
-    fs, path = url_to_fs(uri)
-    fs.mv(path + ".tmp", path)
 
 
 def load_checkpoint(uri: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
