@@ -140,26 +140,32 @@ def publish(cfg: Config, run: LocalRun) -> str:
     return paths.run_dir
 
 
-def _strip_retries(node: Any) -> None:
+def _for_this_machine(node: Any) -> None:
+    """No retry policies, and metrics on any free port instead of the pods' fixed one (a
+    second local run, or a test beside a demo, would find it taken)."""
+    from voxelflex.monitoring import ENV_PORT
+
     if isinstance(node, dict):
         node.pop("retryPolicy", None)
+        if node.get("name") == ENV_PORT and "value" in node:
+            node["value"] = "0"
         for value in node.values():
-            _strip_retries(value)
+            _for_this_machine(value)
     elif isinstance(node, list):
         for value in node:
-            _strip_retries(value)
+            _for_this_machine(value)
 
 
 def _without_retries(func: Any, workdir: Path) -> Any:
-    """The pipeline as compiled for the cluster, minus its retry policies: kfp.local honours
+    """The pipeline as compiled for the cluster, minus its retry policies (kfp.local honours
     them, and a mistake here should fail in seconds, not after two 60 s and 120 s backoffs
-    meant for a node lost on a cluster."""
+    meant for a node lost on a cluster) and with metrics on a free port."""
     from kfp import compiler, components
 
     path = workdir / "pipeline.yaml"
     compiler.Compiler().compile(func, str(path))
     spec = next(yaml.safe_load_all(path.read_text()))  # the platform (Kubernetes) part is unused
-    _strip_retries(spec)
+    _for_this_machine(spec)
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return components.load_component_from_file(str(path))
 

@@ -48,3 +48,20 @@ def test_gate_cli_first_run_pass_fail_and_promotion(tmp_path: Path, capsys) -> N
     assert json.loads(accepted.read_text()) == json.loads(Path(good).read_text())
     assert main([*argv, "--metrics", fine]) == 0
     assert json.loads(accepted.read_text()) == json.loads(Path(fine).read_text())
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_metrics_never_pass_on_either_side(tmp_path: Path, capsys, bad) -> None:
+    accepted = tmp_path / "accepted.json"
+    argv = ["gate", "--accepted", str(accepted), "--max-drop", "0.05"]
+    diverged = metrics_report({"320": bad, "450": 0.70})
+    diverged["model"]["pooled"]["pearson"] = bad
+    nan_run = write_json(tmp_path / "nan.json", diverged)
+    assert main([*argv, "--metrics", nan_run]) == 2  # not even as the first baseline
+    assert "non-finite" in capsys.readouterr().err and not accepted.exists()
+    # an accepted file that holds NaN (from before this check) is no baseline either
+    accepted.write_text(Path(nan_run).read_text())
+    good = write_json(tmp_path / "good.json", metrics_report({"320": 0.80, "450": 0.70}))
+    assert main([*argv, "--metrics", good]) == 2
+    err = capsys.readouterr().err
+    assert "accepted metrics" in err and "non-finite" in err

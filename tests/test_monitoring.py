@@ -97,3 +97,40 @@ def test_metrics_are_pushed_grouped_by_run_id(tmp_path, demo_data) -> None:
     final = _values(_Receiver.pushes[-1][2])
     assert final["voxelflex_samples_total"] == 2 * n_train
     assert final["voxelflex_epoch"] == 2
+
+
+def test_a_taken_metrics_port_warns_once_and_training_goes_on(
+    tmp_path, demo_data, capsys, monkeypatch
+) -> None:
+    """Another process holds the port (a second run, a demo beside the tests)."""
+    import socket
+
+    from voxelflex import monitoring
+    from voxelflex.cli import main
+
+    monkeypatch.setattr(monitoring, "_warned_bind", False)
+
+    with socket.socket() as holder:
+        holder.bind(("0.0.0.0", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        cfg = write_config(
+            tmp_path,
+            demo_data,
+            {"training": {"num_epochs": 1}, "monitoring": {"metrics_port": port}},
+        )
+        preprocess.run(load_config(str(cfg)))
+        assert main(["train", "--config", str(cfg), "-q"]) == 0
+        assert main(["evaluate", "--config", str(cfg), "-q", "--split", "val"]) == 0
+    err = capsys.readouterr().err
+    assert err.count(f"metrics not served: port {port} is taken") == 1
+
+
+def test_local_pipeline_runs_serve_metrics_on_a_free_port() -> None:
+    from voxelflex.monitoring import ENV_PORT, METRICS_PORT
+    from voxelflex.pipelines.local import _for_this_machine
+
+    spec = {"executors": {"e": {"container": {"env": [{"name": ENV_PORT, "value": METRICS_PORT}]}}}}
+    spec["retryPolicy"] = {"maxRetryCount": 2}
+    _for_this_machine(spec)
+    assert spec == {"executors": {"e": {"container": {"env": [{"name": ENV_PORT, "value": "0"}]}}}}

@@ -120,6 +120,30 @@ def _setting(value: Any, env: str) -> Any:
     return value if value not in (None, "") else os.environ.get(env) or None
 
 
+_warned_bind = False
+
+
+def _serve(port: int, metrics: StepMetrics, step: str) -> Any:
+    """The metrics endpoint on `port` (0: any free port), or None where the port is taken:
+    monitoring never stops a step (a second local run, a test beside a demo)."""
+    global _warned_bind
+    try:
+        server, _ = start_http_server(port, registry=metrics.registry)
+    except OSError as exc:
+        if not _warned_bind:
+            log.warning(
+                "metrics not served: port %d is taken (%s); the step goes on (set "
+                "monitoring.metrics_port or %s to another port, or 0 for any free one)",
+                port,
+                exc.strerror or exc,
+                ENV_PORT,
+            )
+            _warned_bind = True
+        return None
+    log.info("metrics for %s at http://0.0.0.0:%d/metrics", step, server.server_port)
+    return server
+
+
 @contextmanager
 def step_metrics(cfg: Config, step: str, export: bool = True) -> Iterator[StepMetrics]:
     """Metrics for one step, served and/or pushed as the config and environment say;
@@ -128,10 +152,7 @@ def step_metrics(cfg: Config, step: str, export: bool = True) -> Iterator[StepMe
     run_id = _setting(mon.run_id, ENV_RUN_ID) or cfg.output.run_name
     metrics = StepMetrics(step, str(run_id))
     port = _setting(mon.metrics_port, ENV_PORT) if export else None
-    server = None
-    if port is not None:
-        server, _ = start_http_server(int(port), registry=metrics.registry)
-        log.info("metrics for %s at http://0.0.0.0:%s/metrics", step, port)
+    server = _serve(int(port), metrics, step) if port is not None else None
     metrics._gateway = _setting(mon.pushgateway_url, ENV_PUSHGATEWAY) if export else None
     try:
         yield metrics

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from voxelflex.config import Config
 from voxelflex.data.uri import join_uri
 
+TEMP_SCALING = "temp_scaling_params.json"
+
 
 @dataclass(frozen=True)
 class RunPaths:
@@ -30,7 +32,14 @@ class RunPaths:
 
     @property
     def temp_scaling(self) -> str:
-        return join_uri(self.models_dir, "temp_scaling_params.json")
+        """The run's copy, beside its models (what predict and evaluate read)."""
+        return join_uri(self.models_dir, TEMP_SCALING)
+
+    @property
+    def processed_temp_scaling(self) -> str:
+        """The scaling kept with the sample metadata it was fitted on: every run that trains
+        on one preprocess (a sweep) starts from it."""
+        return join_uri(self.processed_dir, TEMP_SCALING)
 
     @property
     def best_model(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from voxelflex.errors import ConfigError
@@ -107,7 +108,11 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         _check(self.batch_size > 0, "training.batch_size", "must be > 0")
-        _check(self.learning_rate > 0, "training.learning_rate", "must be > 0")
+        _check(
+            math.isfinite(self.learning_rate) and self.learning_rate > 0,
+            "training.learning_rate",
+            "must be a finite number > 0",
+        )
         _check(self.weight_decay >= 0, "training.weight_decay", "must be >= 0")
         _check(self.num_epochs > 0, "training.num_epochs", "must be > 0")
         _check(self.chunk_size > 0, "training.chunk_size", "must be > 0")

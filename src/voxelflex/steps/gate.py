@@ -41,6 +41,21 @@ def _per_temperature(report: dict[str, Any]) -> dict[str, float | None]:
     return {t: m.get(KEY) for t, m in report["model"]["per_temperature"].items()}
 
 
+def non_finite(report: dict[str, Any]) -> list[str]:
+    """Headline numbers of an evaluation report that are NaN or infinite (a per-temperature r
+    may be undefined, null, where too few residues; the pooled numbers may not): a model with
+    any is never accepted, and an accepted file with any is never a baseline."""
+    per_t = _per_temperature(report).items()
+    bad = [f"{t} K per-domain r" for t, v in per_t if v is not None and not _finite(v)]
+    pooled = report["model"].get("pooled", {})
+    bad += [f"pooled {k}" for k in ("pearson", "rmse") if not _finite(pooled.get(k))]
+    return bad
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
 def compare(
     current: dict[str, Any], accepted: dict[str, Any], max_drop: float
 ) -> tuple[dict[str, float], list[str]]:
@@ -81,6 +96,15 @@ def run(metrics: str, accepted: str, max_drop: float = 0.05, promote: bool = Tru
     if max_drop < 0:
         raise VoxelFlexError(f"--max-drop must be >= 0, not {max_drop}")
     current = _read(require_file(metrics, "--metrics"))
+    bad = non_finite(current)
+    if bad:
+        raise GateFailed(f"evaluation gate failed: {metrics} has non-finite {', '.join(bad)}")
+    if uri_exists(accepted) and non_finite(_read(accepted)):
+        bad = non_finite(_read(accepted))
+        raise GateFailed(
+            f"evaluation gate failed: the accepted metrics {accepted} have non-finite "
+            f"{', '.join(bad)}; replace them with a good model's metrics"
+        )
     if not uri_exists(accepted):
         log.info("gate: no accepted metrics at %s yet: this run sets the baseline", accepted)
         result = GateResult(True, True)

@@ -187,6 +187,7 @@ def run(cfg: Config) -> PreprocessResult:
 
     with open_uri(paths.master_samples, "wb") as fh:
         master.to_parquet(fh, index=False)
+    scaler.save(paths.processed_temp_scaling)  # with the metadata: any later run finds it
     scaler.save(paths.temp_scaling)
     _write_failed(paths.failed_domains, failed)
     n_res = len(master.drop_duplicates(["domain_id", "chain_id", "resid_str"]))

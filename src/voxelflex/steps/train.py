@@ -22,16 +22,19 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from voxelflex.atomic import replacing_uri
 from voxelflex.config import Config, save_resolved_config
 from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader, to_device
 from voxelflex.data.samples import SampleIndex, read_master_samples
 from voxelflex.data.temperature import TemperatureScaler
-from voxelflex.data.uri import open_uri, uri_exists
+from voxelflex.data.uri import uri_exists
 from voxelflex.data.voxels import open_voxel_source
-from voxelflex.errors import InputDataError
+from voxelflex.errors import InputDataError, VoxelFlexError
+from voxelflex.faults import crashpoint
 from voxelflex.models import create_model
 from voxelflex.monitoring import step_metrics
 from voxelflex.paths import RunPaths
+from voxelflex.runlock import run_lock
 from voxelflex.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from voxelflex.training.distributed import (
     SINGLE,
@@ -130,7 +133,7 @@ def _validate(model, stream: VoxelStream, device, amp: bool, d: Dist) -> dict[st
 
 
 def _save_history(uri: str, history: list[dict[str, Any]]) -> None:
-    with open_uri(uri, "w") as fh:
+    with replacing_uri(uri, "w") as fh:
         json.dump(history, fh, indent=2)
 
 
@@ -150,11 +153,47 @@ def _combine(d: Dist, stats: dict[str, float]) -> dict[str, float]:
     }
 
 
+class TrainingDiverged(VoxelFlexError):
+    """The loss became NaN or infinite: nothing of that epoch is kept."""
+
+
 def run(cfg: Config, resume: bool | str = False) -> TrainResult:
     """Train; `resume=True` continues from latest_model.pt, `"auto"` does so when it exists
-    (a restarted job), else starts afresh."""
+    (a restarted job), else starts afresh. The run folder is held for the whole run (rank 0
+    holds it under torchrun): a second writer fails at once, naming this one."""
     with distributed(cfg.training.device) as (d, device):
-        return _run(cfg, resume, d, device)
+        if not d.is_main:
+            return _run(cfg, resume, d, device)
+        with run_lock(RunPaths.from_config(cfg).run_dir, "voxelflex train"):
+            return _run(cfg, resume, d, device)
+
+
+def load_scaling(paths: RunPaths, write_copy: bool) -> TemperatureScaler:
+    """The temperature scaling of the sample metadata (kept with it since preprocess, so runs
+    of a sweep share it; an older preprocess left it only in its own run's models/), copied
+    beside this run's models."""
+    source = paths.processed_temp_scaling
+    if not uri_exists(source):
+        source = paths.temp_scaling
+    scaler = TemperatureScaler.load(source)
+    if write_copy and source != paths.temp_scaling:
+        scaler.save(paths.temp_scaling)
+    return scaler
+
+
+def _reconcile(paths: RunPaths, ckpt: dict[str, Any], every: int) -> None:
+    """Make best_model.pt, the epoch checkpoint and training_history.json agree with
+    latest_model.pt, the commit point of an epoch: a kill after it but before the others
+    leaves them one epoch behind, and this brings them up to it."""
+    epoch = ckpt["epoch"]
+    if ckpt.get("best_epoch") == epoch:  # this epoch improved: best is this same payload
+        best = load_checkpoint(paths.best_model) if uri_exists(paths.best_model) else None
+        if best is None or best["epoch"] != epoch:
+            log.info("best_model.pt brought up to epoch %d from latest_model.pt", epoch + 1)
+            save_checkpoint(paths.best_model, ckpt)
+    if every and (epoch + 1) % every == 0 and not uri_exists(paths.epoch_model(epoch + 1)):
+        save_checkpoint(paths.epoch_model(epoch + 1), ckpt)
+    _save_history(paths.training_history, ckpt["history"])
 
 
 def _run(cfg: Config, resume: bool | str, d: Dist, device: torch.device) -> TrainResult:
@@ -163,7 +202,7 @@ def _run(cfg: Config, resume: bool | str, d: Dist, device: torch.device) -> Trai
         save_resolved_config(cfg, paths.resolved_config("train"))
     t = cfg.training
     amp = amp_enabled(device, t.mixed_precision)
-    scaler = TemperatureScaler.load(paths.temp_scaling)
+    scaler = load_scaling(paths, write_copy=d.is_main)
     train_stream, val_stream = _streams(cfg, scaler, d)
 
     torch.manual_seed(t.seed)
@@ -174,14 +213,24 @@ def _run(cfg: Config, resume: bool | str, d: Dist, device: torch.device) -> Trai
     scheduler = _scheduler(cfg, optimizer)
     grad_scaler = torch.amp.GradScaler(device.type, enabled=amp)
     history: list[dict[str, Any]] = []
-    best, stale, start_epoch = -math.inf, 0, 0
+    best, stale, start_epoch, best_epoch = -math.inf, 0, 0, -1
 
     if resume == "auto":
         resume = uri_exists(paths.latest_model)
     if resume:
         if not uri_exists(paths.latest_model):
             raise InputDataError(f"--resume: no checkpoint at {paths.latest_model}")
-        ckpt = load_checkpoint(paths.latest_model, map_location=device)
+        # on the CPU: RNG states must stay CPU tensors; weights and optimizer state are
+        # copied onto the model's device by load_state_dict
+        ckpt = load_checkpoint(paths.latest_model, map_location="cpu")
+        if ckpt["temp_scaling"] != scaler.to_dict():
+            raise InputDataError(
+                f"{paths.latest_model} was trained with temperature scaling "
+                f"{ckpt['temp_scaling']}, the sample metadata now has {scaler.to_dict()}: "
+                "the data changed since; train into a new output.run_name"
+            )
+        if d.is_main:
+            _reconcile(paths, ckpt, t.checkpoint_every)
         model.load_state_dict(ckpt["model_state"])
         optimizer.load_state_dict(ckpt["optimizer_state"])
         scheduler.load_state_dict(ckpt["scheduler_state"])
@@ -189,6 +238,7 @@ def _run(cfg: Config, resume: bool | str, d: Dist, device: torch.device) -> Trai
         set_rng_state(ckpt["rng_state"])
         history = list(ckpt["history"])
         best, stale, start_epoch = ckpt["best_val_pearson"], ckpt["stale_epochs"], ckpt["epoch"] + 1
+        best_epoch = ckpt.get("best_epoch", -1)
         log.info("resuming from %s after epoch %d", paths.latest_model, ckpt["epoch"] + 1)
 
     # DDP broadcasts rank 0's weights at construction and all-reduces gradients each step;
@@ -234,12 +284,24 @@ def _run(cfg: Config, resume: bool | str, d: Dist, device: torch.device) -> Trai
             stats = _combine(d, stats)
             val = _validate(model, val_stream, device, amp, d)
             lr = optimizer.param_groups[0]["lr"]
+            if not (math.isfinite(stats["train_loss"]) and math.isfinite(val["val_loss"])):
+                kept = (
+                    f"{paths.latest_model} (epoch {epoch}) is the last finite checkpoint"
+                    if epoch > start_epoch or resume
+                    else "no checkpoint was written"
+                )
+                raise TrainingDiverged(
+                    f"training diverged in epoch {epoch + 1}: train loss {stats['train_loss']}, "
+                    f"validation loss {val['val_loss']}; nothing of this epoch was saved and "
+                    f"{kept}; lower training.learning_rate (now {t.learning_rate:g})"
+                )
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(val["val_pearson"] if math.isfinite(val["val_pearson"]) else -1.0)
             else:
                 scheduler.step()
             improved = math.isfinite(val["val_pearson"]) and val["val_pearson"] > best
             best, stale = (val["val_pearson"], 0) if improved else (best, stale + 1)
+            best_epoch = epoch if improved else best_epoch
             history.append({"epoch": epoch + 1, "learning_rate": lr, **stats, **val})
             log.info(
                 "epoch %d: train loss %.5f, val loss %.5f, val r %.4f, %.0f samples/s%s",
@@ -261,15 +323,20 @@ def _run(cfg: Config, resume: bool | str, d: Dist, device: torch.device) -> Trai
                 "rng_state": rng_state(),
                 "history": history,
                 "best_val_pearson": best,
+                "best_epoch": best_epoch,
                 "stale_epochs": stale,
                 "val_metrics": val,
             }
             if d.is_main:
+                # latest_model.pt is the epoch's commit point; what follows is derived from
+                # it and `_reconcile` redoes it on resume if a kill came in between
                 save_checkpoint(paths.latest_model, payload)
+                crashpoint("train.after_latest")
                 if improved:
                     save_checkpoint(paths.best_model, payload)
                 if t.checkpoint_every and (epoch + 1) % t.checkpoint_every == 0:
                     save_checkpoint(paths.epoch_model(epoch + 1), payload)
+                crashpoint("train.before_history")
                 _save_history(paths.training_history, history)
             metrics.pass_done({**stats, **val}, epoch=epoch + 1)
             barrier(d)  # no rank runs ahead of a checkpoint it might need on restart
@@ -293,7 +360,7 @@ def smoke_check(cfg: Config) -> dict[str, float]:
     """Forward and backward on one real training batch, no workers: seconds, not hours."""
     paths = RunPaths.from_config(cfg)
     device = resolve_device(cfg.training.device)
-    scaler = TemperatureScaler.load(paths.temp_scaling)
+    scaler = load_scaling(paths, write_copy=False)
     train_stream, _ = _streams(cfg, scaler)
     batch = next(iter(make_loader(train_stream, 0)))
     model = build_model(cfg).to(device)
