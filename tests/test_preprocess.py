@@ -209,3 +209,26 @@ def test_csv_resnames_that_differ_from_the_voxel_labels_are_counted_and_skipped(
     assert res.counts["resname_label_mismatches"] == 1  # resid 2: GLY in the voxels
     assert sorted(master.resid) == [1, 3] and set(master.chain_id) == {"A"}
     assert res.counts["ambiguous_voxel_residues"] == 3  # chain B shares A's numbers
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["atomic.replace:1", "atomic.replace:2"])
+def test_kill_9_during_preprocess_then_a_rerun_writes_the_same(demo_config: Path, point) -> None:
+    """master_samples.parquet (1) and the processed scaling (2) whole, not yet in place."""
+    import os
+    import subprocess
+    import sys
+
+    paths = RunPaths.from_config(load_config(str(demo_config)))
+    cmd = [sys.executable, "-m", "voxelflex", "preprocess", "--config", str(demo_config), "-q"]
+    env = {**os.environ, "VOXELFLEX_CRASH_AT": point}
+    assert subprocess.run(cmd, env=env, timeout=120).returncode == -9
+    if Path(paths.master_samples).exists():  # never half a file
+        pd.read_parquet(paths.master_samples)
+    assert subprocess.run(cmd, timeout=120).returncode == 0
+    first = Path(paths.master_samples).read_bytes()
+    assert subprocess.run(cmd, timeout=120).returncode == 0  # an uninterrupted run: the same
+    assert Path(paths.master_samples).read_bytes() == first
+    assert json.loads(Path(paths.processed_temp_scaling).read_text()) == json.loads(
+        Path(paths.temp_scaling).read_text()
+    )

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from voxelflex.atomic import replacing_uri
 from voxelflex.config import Config, save_resolved_config
 from voxelflex.data.rmsf_csv import CHAIN, OPTIONAL, clean_rmsf_rows, read_rmsf_csv
 from voxelflex.data.splits import SPLITS, read_splits
 from voxelflex.data.structure import RESNAME_ALIASES
 from voxelflex.data.temperature import TemperatureScaler
-from voxelflex.data.uri import open_uri, require_file
+from voxelflex.data.uri import require_file
 from voxelflex.data.voxels import open_voxel_source
 from voxelflex.errors import InputDataError
 from voxelflex.paths import RunPaths
@@ -98,7 +99,7 @@ def drop_resname_mismatches(master: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
 
 def _write_failed(uri: str, failed: dict[str, str]) -> None:
-    with open_uri(uri, "w") as fh:
+    with replacing_uri(uri, "w") as fh:
         fh.write("# domain_id\treason\n")
         for domain, reason in failed.items():
             fh.write(f"{domain}\t{reason}\n")
@@ -185,7 +186,7 @@ def run(cfg: Config) -> PreprocessResult:
             "training split has one temperature (%.1f K): scaling range set to 1 K", scaler.temp_min
         )
 
-    with open_uri(paths.master_samples, "wb") as fh:
+    with replacing_uri(paths.master_samples, "wb") as fh:  # whole, or the previous one
         master.to_parquet(fh, index=False)
     scaler.save(paths.processed_temp_scaling)  # with the metadata: any later run finds it
     scaler.save(paths.temp_scaling)
