@@ -99,25 +99,32 @@ def test_ingest_writes_the_input_contract(mdcath_dir, tmp_path: Path, capsys) ->
     source.close()
 
     # ...and they are training inputs: preprocess joins them without a single skip
+    res = preprocess_ingested(
+        out, tmp_path, {"train": "1abcA00", "val": "2defB01", "test": "4ghiD00"}
+    )
+    assert res.n_samples == len(table)
+    assert res.counts["voxel_residues_not_in_csv"] == res.counts["csv_residues_not_in_voxels"] == 0
+
+
+def preprocess_ingested(out: Path, tmp_path: Path, splits: dict[str, str]):
+    """preprocess over what ingest-mdcath wrote to `out`, one domain list per split."""
     from voxelflex.config import config_from_dict
     from voxelflex.steps import preprocess
 
-    for split, domain in (("train", "1abcA00"), ("val", "2defB01"), ("test", "4ghiD00")):
-        (tmp_path / f"{split}.txt").write_text(domain + "\n")
+    for split, domains in splits.items():
+        (tmp_path / f"{split}.txt").write_text(domains + "\n")
     cfg = config_from_dict(
         {
             "input": {
                 "voxel_file": str(out / "voxels.hdf5"),
                 "aggregated_rmsf_file": str(out / "aggregated_rmsf.csv"),
-                **{f"{s}_split_file": str(tmp_path / f"{s}.txt") for s in ("train", "val", "test")},
+                **{f"{s}_split_file": str(tmp_path / f"{s}.txt") for s in splits},
             },
             "data": {"processed_dir": str(tmp_path / "processed")},
             "output": {"base_dir": str(tmp_path / "outputs")},
         }
     )
-    res = preprocess.run(cfg)
-    assert res.n_samples == len(table)
-    assert res.counts["voxel_residues_not_in_csv"] == res.counts["csv_residues_not_in_voxels"] == 0
+    return preprocess.run(cfg)
 
 
 def assert_same_outputs(want: Path, got: Path) -> None:
@@ -294,23 +301,7 @@ def test_real_layout_ingests_every_residue_with_exact_rmsf(real_mdcath, tmp_path
     source.close()
 
     # ...and preprocess takes them with nothing skipped
-    from voxelflex.config import config_from_dict
-    from voxelflex.steps import preprocess
-
-    for split, domains in (("train", "4akeA00"), ("val", "1capA00"), ("test", "")):
-        (tmp_path / f"{split}.txt").write_text(domains + "\n")
-    cfg = config_from_dict(
-        {
-            "input": {
-                "voxel_file": str(out / "voxels.hdf5"),
-                "aggregated_rmsf_file": str(out / "aggregated_rmsf.csv"),
-                **{f"{s}_split_file": str(tmp_path / f"{s}.txt") for s in ("train", "val", "test")},
-            },
-            "data": {"processed_dir": str(tmp_path / "processed")},
-            "output": {"base_dir": str(tmp_path / "outputs")},
-        }
-    )
-    res = preprocess.run(cfg)
+    res = preprocess_ingested(out, tmp_path, {"train": "4akeA00", "val": "1capA00", "test": ""})
     assert res.n_samples == len(table)
     skipped = {
         k: v for k, v in res.counts.items() if k not in ("csv_rows", "voxel_residues_listed")
