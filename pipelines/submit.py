@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,12 +69,43 @@ def load_params(path: str | None, pairs: list[str]) -> dict[str, Any]:
     return params
 
 
+UNAUTHORIZED = "set KFP_TOKEN or KFP_COOKIES"
+
+
+def _unauthorized(host: str, status: int) -> VoxelFlexError:
+    return VoxelFlexError(f"unauthorized (HTTP {status}) at {host}: {UNAUTHORIZED}")
+
+
 def connect(host: str) -> kfp.Client:
-    return kfp.Client(
-        host=host.rstrip("/"),
-        existing_token=os.environ.get(ENV_TOKEN) or None,
-        cookies=os.environ.get(ENV_COOKIES) or None,
-    )
+    """A client for `host`, after one request that says at once whether the server lets us
+    in (kfp.Client's own check retries a refusal for half a minute, then times out)."""
+    import requests
+
+    host = host.rstrip("/")
+    token, cookies = os.environ.get(ENV_TOKEN) or None, os.environ.get(ENV_COOKIES) or None
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if cookies:
+        headers["Cookie"] = cookies
+    try:
+        answer = requests.get(f"{host}/apis/v2beta1/healthz", headers=headers, timeout=30)
+    except requests.RequestException as exc:
+        raise VoxelFlexError(f"cannot reach the Kubeflow Pipelines API at {host}: {exc}") from None
+    if answer.status_code in (401, 403):
+        raise _unauthorized(host, answer.status_code)
+    return kfp.Client(host=host, existing_token=token, cookies=cookies)
+
+
+@contextmanager
+def api_errors(host: str) -> Iterator[None]:
+    """A refusal later on (a token that expired while waiting) is the same one line."""
+    from kfp_server_api.exceptions import ApiException
+
+    try:
+        yield
+    except ApiException as exc:
+        if exc.status in (401, 403):
+            raise _unauthorized(host, exc.status) from None
+        raise
 
 
 def _package(pipeline: str, package: str | None, params: dict[str, Any], workdir: str) -> str:
@@ -126,7 +159,7 @@ def submit(
     metrics_uri: str | None = None,
 ) -> SubmitResult:
     """Create a run; with `wait`, wait for it and fail unless it succeeded."""
-    with tempfile.TemporaryDirectory() as workdir:
+    with tempfile.TemporaryDirectory() as workdir, api_errors(host):
         path = _package(pipeline, package, params, workdir)
         client = connect(host)
         created = client.create_run_from_pipeline_package(
@@ -141,7 +174,8 @@ def submit(
     log.info("created run %s: %s", run_id, url)
     if not wait:
         return SubmitResult(run_id, url)
-    run = client.wait_for_run_completion(run_id, timeout=timeout)
+    with api_errors(host):
+        run = client.wait_for_run_completion(run_id, timeout=timeout)
     details = getattr(run, "run_details", None)
     tasks = {t.display_name: t.state for t in (getattr(details, "task_details", None) or [])}
     if run.state != "SUCCEEDED":
@@ -182,7 +216,7 @@ def schedule(
     service_account: str | None = None,
 ) -> str:
     """Create a recurring run (no catch-up, one at a time); returns its id."""
-    with tempfile.TemporaryDirectory() as workdir:
+    with tempfile.TemporaryDirectory() as workdir, api_errors(host):
         path = _package(pipeline, package, params, workdir)
         client = connect(host)
         exp = client.create_experiment(experiment)

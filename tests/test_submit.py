@@ -24,6 +24,7 @@ class FakeKFP(BaseHTTPRequestHandler):
     requests: ClassVar[list[dict[str, Any]]] = []
     experiments: ClassVar[list[dict[str, Any]]] = []
     final_state: ClassVar[str] = "SUCCEEDED"
+    refuse: ClassVar[int] = 0  # 401/403: the server turns every request away
 
     def _reply(self, body: dict[str, Any], code: int = 200) -> None:
         data = json.dumps(body).encode()
@@ -50,6 +51,8 @@ class FakeKFP(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         req = self._record()
+        if self.refuse:
+            return self._reply({"error": "unauthorized", "code": 16}, self.refuse)
         if req["path"] == f"{API}/healthz":
             return self._reply({"multi_user": False})
         if req["path"] == f"{API}/experiments":
@@ -73,6 +76,8 @@ class FakeKFP(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         req = self._record()
+        if self.refuse:
+            return self._reply({"error": "unauthorized", "code": 16}, self.refuse)
         body = req["body"] or {}
         if req["path"] == f"{API}/experiments":
             exp = {"experiment_id": f"exp-{len(self.experiments) + 1}", **body}
@@ -91,6 +96,7 @@ class FakeKFP(BaseHTTPRequestHandler):
 @pytest.fixture
 def kfp_server(monkeypatch):
     FakeKFP.requests, FakeKFP.experiments, FakeKFP.final_state = [], [], "SUCCEEDED"
+    FakeKFP.refuse = 0
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeKFP)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("KFP_TOKEN", "secret-token-123")
@@ -257,3 +263,18 @@ def test_ci_workflow_runs_only_commands_that_exist() -> None:
     text = (root / ".github" / "workflows" / "retrain.yml").read_text()
     assert "secrets.KFP_TOKEN" in text and "KFP_TOKEN:" in text
     assert "secret-token" not in text
+
+
+@pytest.mark.parametrize("code", [401, 403])
+@pytest.mark.parametrize("command", ["submit", "schedule"])
+def test_a_server_that_refuses_says_how_to_authenticate(kfp_server, capsys, code, command) -> None:
+    FakeKFP.refuse = code
+    argv = ["pipeline", command, "--host", kfp_server, *_flags(EVAL_PARAMS)]
+    if command == "submit":
+        argv += ["--pipeline", "voxelflex_evaluation_pipeline"]
+    else:
+        argv += ["--cron", "0 3 * * *"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"unauthorized (HTTP {code})" in err and "set KFP_TOKEN or KFP_COOKIES" in err
