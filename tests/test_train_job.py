@@ -11,6 +11,7 @@ from pathlib import Path
 
 import kubernetes_validate
 import pytest
+import torch
 
 from conftest import free_port
 from voxelflex.config import load_config
@@ -21,6 +22,7 @@ from voxelflex.steps.train_job import (
     GPU_PRODUCT_LABEL,
     TrainJobFailed,
     TrainJobSpec,
+    _log_excerpt,
     failure_report,
     job_name,
     run,
@@ -370,3 +372,57 @@ def test_a_stopped_step_still_deletes_its_job(tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "deleted voxelflex-train-abc" in out
+
+
+FAILING_NODE = """
+import sys
+kind = sys.argv[1]
+if kind == "oom":
+    raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 47.5 GiB total)")
+if kind == "os":
+    raise OSError(28, "No space left on device", "/outputs/run/models/latest_model.pt")
+if kind == "value":
+    raise ValueError("operands could not be broadcast together with shapes (3,) (4,)")
+raise KeyError("temp_scaling")
+"""
+
+
+def test_the_failure_report_shows_the_exception_not_torchruns_noise(tmp_path: Path) -> None:
+    """Real torchrun launches of a failing program: the excerpt leads with the exception."""
+    script = tmp_path / "node.py"
+    script.write_text(FAILING_NODE)
+    want = {
+        "oom": "RuntimeError: CUDA out of memory",
+        "os": "OSError: [Errno 28] No space left on device",
+        "value": "ValueError: operands could not be broadcast",
+        "key": "KeyError: 'temp_scaling'",
+    }
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = {
+        kind: subprocess.Popen(
+            [*cmd, str(script), kind], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        for kind in want
+    }
+    for kind, proc in runs.items():
+        log = proc.communicate(timeout=120)[0].decode()
+        assert proc.returncode != 0 and "ChildFailedError" in log  # torchrun's noise is there
+        excerpt = _log_excerpt(log)
+        assert any(line.startswith(want[kind]) for line in excerpt), excerpt
+        assert not any("ChildFailedError" in line or "elastic" in line for line in excerpt)
+
+
+@pytest.mark.slow
+def test_a_trainjob_whose_node_raises_reports_the_exception(demo_config: Path, tmp_path) -> None:
+    cfg = load_config(str(demo_config))
+    preprocess.run(cfg)
+    paths = RunPaths.from_config(cfg)
+    Path(paths.models_dir).mkdir(parents=True, exist_ok=True)
+    torch.save({"epoch": 0}, paths.latest_model)  # not a VoxelFlex checkpoint: --auto-resume
+    cluster = LocalTrainer(tmp_path)
+    spec = _job_spec(str(Path(paths.run_dir) / "train_job_config.yaml"))
+    with pytest.raises(TrainJobFailed) as err:
+        run(cfg, spec, cluster, poll_s=1, timeout_s=240)
+    assert "KeyError: 'temp_scaling'" in str(err.value)
+    assert "ChildFailedError" not in str(err.value)

@@ -218,15 +218,28 @@ def _pod_problem(pod: Mapping[str, Any]) -> str | None:
     return None
 
 
-ERROR_LINE = re.compile(r"^(ERROR|CRITICAL)\b|\b(error|Error):|^Traceback|^\w*Exception\b")
+# what says why a node failed: a Python exception line (OSError:, KeyError:, RuntimeError:
+# CUDA out of memory, voxelflex.errors.InputDataError:, ...), a logged ERROR, our one-line
+# user error, the kernel's OOM kill
+ERROR_LINE = re.compile(
+    r"^[\w.]*(Error|Exception|Interrupt|Exit)\b:?|^(ERROR|CRITICAL)\b|^voxelflex: error:"
+    r"|out of memory|^Killed\b"
+)
+# where torchrun's own report of a failed child begins (its traceback, ChildFailedError and
+# the summary block say only that a child failed, not why)
+TORCHRUN_REPORT = re.compile(r"torch/distributed/elastic/|ChildFailedError|^=+$")
 
 
 def _log_excerpt(text: str, errors: int = 10, tail: int = 5) -> list[str]:
-    """The lines that say what went wrong (torchrun's own summary of a failed child would
-    otherwise fill a plain tail), then the last few."""
+    """The lines that say what went wrong, then the last few lines the node's own program
+    wrote before torchrun's report of its failure."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
-    picked = [line for line in lines[:-tail] if ERROR_LINE.search(line)][-errors:]
-    return picked + lines[-tail:]
+    cut = next((i for i, line in enumerate(lines) if TORCHRUN_REPORT.search(line)), len(lines))
+    while cut > 0 and lines[cut - 1].startswith("Traceback"):  # torchrun's own traceback
+        cut -= 1
+    own = lines[:cut] or lines
+    picked = [line for line in own[:-tail] if ERROR_LINE.search(line)][-errors:]
+    return picked + own[-tail:]
 
 
 def failure_report(
