@@ -32,7 +32,10 @@ def train(
             scaling), training_history.json and the training log.
         metrics: best validation Pearson r, epochs run, final losses and samples/s.
     """
+    import os
+
     from voxelflex import kfp_io
+    from voxelflex.runlock import OWNER_ENV
     from voxelflex.steps import train as step
 
     cfg = kfp_io.component_config(
@@ -44,7 +47,10 @@ def train(
         ),
     )
     kfp_io.copy_files(metadata, model, ["models/temp_scaling_params.json"])
-    result = step.run(cfg)
+    # a retried task writes to the same artifact: it resumes from the checkpoint its failed
+    # attempt left there (none on the first attempt: it starts), and takes over its lease
+    os.environ[OWNER_ENV] = model.uri
+    result = step.run(cfg, resume="auto")
     kfp_io.log_metrics(
         metrics,
         {

@@ -51,16 +51,22 @@ RESOURCES = {
 }
 RETRIES = {"num_retries": 2, "backoff_duration": "60s", "backoff_factor": 2.0}
 RETRY_MAX_BACKOFF = "900s"
+# steps whose failure cannot be transient (they read a few parameters or a small file and
+# decide): a retry would only repeat the same answer three times, minutes apart
+DETERMINISTIC = {"evaluation_gate", "gpu_node_selector", "original_voxels"}
 
 
 def configure_step(
     task: dsl.PipelineTask, step: str, secret_name: str | None, cache: bool = False
 ) -> dsl.PipelineTask:
-    """Resources, retries with backoff, caching and (steps that read data) S3 credentials."""
+    """Resources, retries with backoff (steps that can fail transiently: storage, network, a
+    lost node; a retried train resumes from its own checkpoint), caching and (steps that read
+    data) S3 credentials."""
     cpu_req, cpu_lim, mem_req, mem_lim = RESOURCES[step]
     task.set_cpu_request(cpu_req).set_cpu_limit(cpu_lim)
     task.set_memory_request(mem_req).set_memory_limit(mem_lim)
-    task.set_retry(**RETRIES, backoff_max_duration=RETRY_MAX_BACKOFF)
+    if step not in DETERMINISTIC:
+        task.set_retry(**RETRIES, backoff_max_duration=RETRY_MAX_BACKOFF)
     task.set_caching_options(cache)
     if secret_name is not None:
         kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=S3_SECRET_ENV)

@@ -86,6 +86,16 @@ def test_gpu_steps_request_a_gpu_on_the_chosen_nodes(docs) -> None:
         assert not k8s[step].tolerations
 
 
+def test_deterministic_steps_are_not_retried(docs) -> None:
+    from voxelflex.pipelines.voxelflex_pipeline import DETERMINISTIC
+
+    spec, _ = docs
+    tasks = _tasks(spec)
+    for step in DETERMINISTIC - {"original_voxels"}:  # that one lives in a condition's sub-DAG
+        name = step.replace("_", "-")
+        assert name in tasks and not tasks[name].HasField("retry_policy"), name
+
+
 def test_every_step_has_resources_retries_and_secret_env(docs) -> None:
     spec, k8s = docs
     tasks = _tasks(spec)
@@ -190,7 +200,8 @@ def test_evaluation_pipeline_gates_an_imported_model() -> None:
     gate_inputs = tasks["evaluation-gate"].inputs
     assert gate_inputs.artifacts["evaluation"].task_output_artifact.producer_task == "evaluate"
     assert gate_inputs.parameters["max_drop"].component_input_parameter == "max_drop"
-    assert tasks["evaluation-gate"].retry_policy.max_retry_count >= 1
+    # deciding on a small file: a failure is not transient, and is not retried
+    assert not tasks["evaluation-gate"].HasField("retry_policy")
 
 
 STEP_MODULES = {

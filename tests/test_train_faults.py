@@ -134,3 +134,52 @@ def test_a_lease_holds_an_object_storage_run_folder(s3, monkeypatch) -> None:
     with runlock.run_lock(run_dir, "voxelflex train"):
         held = json.loads(s3.cat_file("voxelflex/leases/run/.voxelflex.lock"))
         assert held["pid"] == os.getpid() and held["expires"] > time.time()
+    # a retry of the same pipeline task (same owner) takes over a lease that has not expired
+    monkeypatch.setenv(runlock.OWNER_ENV, "s3://lab/run/train/model")
+    alive = {**stale, "expires": time.time() + 600, "owner": "s3://lab/run/train/model"}
+    s3.pipe_file("voxelflex/leases/run/.voxelflex.lock", json.dumps(alive).encode())
+    with runlock.run_lock(run_dir, "voxelflex train"):
+        assert json.loads(s3.cat_file("voxelflex/leases/run/.voxelflex.lock"))["pid"] == os.getpid()
+    alive["owner"] = "s3://lab/other/train/model"  # another task's live lease: busy
+    s3.pipe_file("voxelflex/leases/run/.voxelflex.lock", json.dumps(alive).encode())
+    busy = pytest.raises(runlock.RunFolderBusy, match="pid 1 on gone")
+    with busy, runlock.run_lock(run_dir, "voxelflex train"):
+        pass
+
+
+RETRIED_TRAIN = """
+import sys
+from kfp import dsl
+from voxelflex.components import train
+
+meta, model_dir, metrics_file, settings = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+import json
+train.python_func(
+    metadata=dsl.Dataset(uri=meta), voxel_file=sys.argv[5], architecture="multipath_rmsf_net",
+    num_epochs=3, batch_size=32, learning_rate=0.003, settings=json.loads(settings),
+    model=dsl.Model(uri=model_dir), metrics=dsl.Metrics(uri=metrics_file),
+)
+"""
+
+
+@pytest.mark.slow
+def test_a_retried_train_task_resumes_from_its_own_checkpoint(prepared: Path, demo_data) -> None:
+    """The train component as KFP runs it, killed after epoch 2 and run again on the same
+    output artifact (what a retry does): it continues at epoch 3 instead of starting over."""
+    from conftest import FAST
+
+    paths = RunPaths.from_config(load_config(str(prepared)))
+    script = prepared.parent / "task.py"
+    script.write_text(RETRIED_TRAIN)
+    model_dir = prepared.parent / "task" / "model"
+    settings = {k: v for k, v in FAST.items() if k in ("model", "training", "logging")}
+    argv = [sys.executable, str(script), paths.processed_dir, str(model_dir)]
+    argv += [str(prepared.parent / "task" / "metrics"), json.dumps(settings)]
+    argv += [str(demo_data.voxel_file)]
+    env = {**os.environ, "VOXELFLEX_CRASH_AT": "train.after_latest:2"}
+    assert subprocess.run(argv, env=env, timeout=300).returncode == -9
+    retried = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert retried.returncode == 0, retried.stderr[-2000:]
+    assert "resuming from" in retried.stderr and "after epoch 2" in retried.stderr
+    history = json.loads((model_dir / "training_history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]

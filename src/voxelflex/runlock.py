@@ -5,7 +5,9 @@
 - Object storage: a lease object at the same key, created only if absent (S3 conditional
   write, `If-None-Match: *`), renewed by a background thread every `TTL_S / 3` seconds and
   deleted on exit. A holder that died stops renewing; once its lease has expired the next
-  writer takes it over.
+  writer takes it over. A writer that names the same owner (`VOXELFLEX_LOCK_OWNER`: a
+  pipeline task's output URI, the same for every retry of that task) takes it over at once:
+  a retried pod replaces the one that died, and must not wait out its lease.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__)
 
 LOCK = ".voxelflex.lock"
 TTL_S = 120.0
+OWNER_ENV = "VOXELFLEX_LOCK_OWNER"
 
 
 class RunFolderBusy(VoxelFlexError):
@@ -34,11 +38,14 @@ class RunFolderBusy(VoxelFlexError):
 
 
 def _holder(what: str) -> dict[str, Any]:
+    host, pid = socket.gethostname(), os.getpid()
     return {
         "what": what,
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
+        "pid": pid,
+        "host": host,
         "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        # no owner named: this acquisition alone (never mistaken for a retry of another)
+        "owner": os.environ.get(OWNER_ENV) or f"{host}:{pid}:{uuid.uuid4().hex}",
     }
 
 
@@ -111,11 +118,15 @@ def _lease(run_dir: str, what: str) -> Iterator[None]:
                 held = json.loads(fs.cat_file(key))
             except (FileNotFoundError, json.JSONDecodeError):
                 held = {"expires": 0}
-            if held.get("expires", 0) > time.time():
+            if held.get("owner") == me["owner"]:
+                log.warning(
+                    "run folder %s: a retry of %s takes over its lease", run_dir, me["owner"]
+                )
+            elif held.get("expires", 0) > time.time():
                 raise _busy(run_dir, held) from None
-            log.warning(
-                "run folder %s: taking over the expired lease of %s", run_dir, _describe(held)
-            )
+            else:
+                what = _describe(held)
+                log.warning("run folder %s: taking over the expired lease of %s", run_dir, what)
             fs.rm_file(key)
     else:
         raise _busy(run_dir, {"what": "another writer, which took the expired lease first"})

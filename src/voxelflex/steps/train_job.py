@@ -40,6 +40,7 @@ from voxelflex.monitoring import (
     SCRAPE_LABELS,
 )
 from voxelflex.paths import RunPaths
+from voxelflex.runlock import OWNER_ENV
 from voxelflex.steps.train import TrainResult
 
 log = logging.getLogger(__name__)
@@ -452,7 +453,8 @@ def pipeline_spec(
         gpu_product=gpu_product,
         secret_name=secret_name or None,
         secret_env=S3_SECRET_ENV,
-        env={ENV_PORT: METRICS_PORT, ENV_RUN_ID: run_id},
+        # every restart of the job is the same writer of the run folder (see runlock)
+        env={ENV_PORT: METRICS_PORT, ENV_RUN_ID: run_id, OWNER_ENV: run_uri},
         pod_labels=SCRAPE_LABELS,
         pod_annotations=SCRAPE_ANNOTATIONS,
         resources_per_node=getattr(forwarded, "resources", None) or None,
