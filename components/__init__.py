@@ -1,6 +1,7 @@
 """KFP components, one per step; each calls `voxelflex.steps.<step>.run`."""
 
 from voxelflex.components.evaluate import evaluate
+from voxelflex.components.fingerprint import fingerprint_inputs
 from voxelflex.components.gate import evaluation_gate
 from voxelflex.components.gpu import gpu_node_selector
 from voxelflex.components.images import CPU_IMAGE, GPU_IMAGE, IMAGE_VERSION
@@ -19,6 +20,7 @@ __all__ = [
     "IMAGE_VERSION",
     "evaluate",
     "evaluation_gate",
+    "fingerprint_inputs",
     "gpu_node_selector",
     "mirror",
     "mirror_plan",

@@ -15,6 +15,7 @@ def preprocess(
     test_split_file: str,
     max_domains: int,
     settings: dict,
+    inputs_fingerprint: str,
     metadata: Output[Dataset],
     metrics: Output[Metrics],
 ):
@@ -29,6 +30,8 @@ def preprocess(
         test_split_file: URI of the test domain list.
         max_domains: keep at most this many domains per split; 0 keeps all.
         settings: further config sections (model, training, prediction, logging).
+        inputs_fingerprint: what the input files hold (the fingerprint step's digest): part
+            of the cache key only, so a changed input is never served from the cache.
         metadata: master_samples.parquet, temperature scaling (training split only) and
             failed_preprocess_domains.txt.
         metrics: sample, residue and skipped-record counts.

@@ -7,12 +7,16 @@ from voxelflex.components.images import CPU_IMAGE, GPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def voxelize_structures(structures: list, settings: dict, voxels: Output[Dataset]):
+def voxelize_structures(
+    structures: list, settings: dict, inputs_fingerprint: str, voxels: Output[Dataset]
+):
     """Voxelize PDB/mmCIF structures into aposteriori-layout frames.
 
     Args:
         structures: URIs of PDB or mmCIF files (plain or .gz).
         settings: further config sections (logging).
+        inputs_fingerprint: what the structure files hold (the fingerprint step's digest):
+            part of the cache key only.
         voxels: voxels.hdf5 (file[structure][chain][resid]) and voxels.hdf5.skipped.txt.
     """
     from voxelflex import kfp_io

@@ -4,7 +4,7 @@ RMSF at each temperature, profiles and B-factor-coloured structures out."""
 from kfp import dsl
 
 from voxelflex.components import predict_structures, voxelize_structures
-from voxelflex.pipelines.voxelflex_pipeline import S3_SECRET, configure_step
+from voxelflex.pipelines.voxelflex_pipeline import S3_SECRET, configure_step, fingerprint_step
 
 PIPELINE_NAME = "voxelflex-structure-prediction"
 
@@ -32,8 +32,11 @@ def voxelflex_structure_pipeline(
         settings: further config sections merged over the defaults.
     """
     model = dsl.importer(artifact_uri=model_uri, artifact_class=dsl.Model, reimport=False)
+    held = fingerprint_step(structures, settings, s3_secret_name)  # the cache key's content part
     voxels = configure_step(
-        voxelize_structures(structures=structures, settings=settings),
+        voxelize_structures(
+            structures=structures, settings=settings, inputs_fingerprint=held.output
+        ),
         "voxelize_structures",
         s3_secret_name,
         cache=True,

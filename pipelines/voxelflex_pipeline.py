@@ -11,6 +11,7 @@ from kfp import dsl, kubernetes
 from voxelflex.components import (
     evaluate,
     evaluation_gate,
+    fingerprint_inputs,
     gpu_node_selector,
     mirror,
     mirror_plan,
@@ -46,6 +47,7 @@ RESOURCES = {
     "gpu_node_selector": ("100m", "500m", "256Mi", "1Gi"),
     "original_voxels": ("100m", "500m", "256Mi", "1Gi"),
     "evaluation_gate": ("100m", "1", "512Mi", "2Gi"),
+    "fingerprint_inputs": ("100m", "1", "512Mi", "2Gi"),
     "voxelize_structures": ("1", "2", "2Gi", "4Gi"),
     "predict_structures": ("2", "4", "4Gi", "8Gi"),
 }
@@ -102,6 +104,13 @@ def on_gpu(task: dsl.PipelineTask, node_selector: dsl.PipelineTask) -> dsl.Pipel
     return task
 
 
+def fingerprint_step(uris: list, settings, secret_name) -> dsl.PipelineTask:
+    """What `uris` hold now, for a cached step's key; never cached itself."""
+    return configure_step(
+        fingerprint_inputs(uris=uris, settings=settings), "fingerprint_inputs", secret_name
+    )
+
+
 def preprocess_step(
     voxel_file,
     aggregated_rmsf_file,
@@ -111,8 +120,14 @@ def preprocess_step(
     max_domains,
     settings,
     secret_name,
+    source_voxel_file=None,
 ) -> dsl.PipelineTask:
-    """The preprocess task every pipeline that evaluates or trains starts from (cached)."""
+    """The preprocess task every pipeline that evaluates or trains starts from, cached on
+    what its inputs hold (their fingerprint), not only on their URIs. `source_voxel_file`:
+    the voxel file a mirror was made from, fingerprinted where `voxel_file` is the choice
+    between mirror and original (a dsl.OneOf goes into no list)."""
+    inputs = [source_voxel_file or voxel_file, aggregated_rmsf_file]
+    inputs += [train_split_file, val_split_file, test_split_file]
     return configure_step(
         preprocess(
             voxel_file=voxel_file,
@@ -122,6 +137,7 @@ def preprocess_step(
             test_split_file=test_split_file,
             max_domains=max_domains,
             settings=settings,
+            inputs_fingerprint=fingerprint_step(inputs, settings, secret_name).output,
         ),
         "preprocess",
         secret_name,
@@ -328,6 +344,7 @@ def voxelflex_pipeline(
         max_domains,
         settings,
         s3_secret_name,
+        source_voxel_file=voxel_file,
     )
     training = dict(  # what either trainer takes
         metadata=prep.outputs["metadata"],

@@ -145,4 +145,5 @@ def test_a_failing_local_run_fails_fast_with_one_line(tmp_path: Path, demo_data,
     assert main([*argv, "--set", f"input.voxel_file={tmp_path / 'absent.hdf5'}", "-q"]) == 2
     assert time.monotonic() - start < 60  # no retry backoffs locally
     err = capsys.readouterr().err
-    assert "local pipeline run failed" in err and "preprocess" in err
+    # the first step that reads the inputs fails: the fingerprint of what they hold
+    assert "local pipeline run failed" in err and "fingerprint-inputs" in err

@@ -193,7 +193,13 @@ def test_evaluation_pipeline_gates_an_imported_model() -> None:
     )
     spec = json_format.ParseDict(spec_doc, pipeline_spec_pb2.PipelineSpec())
     tasks = _tasks(spec)
-    assert set(tasks) == {"importer", "preprocess", "evaluate", "evaluation-gate"}
+    assert set(tasks) == {
+        "importer",
+        "fingerprint-inputs",
+        "preprocess",
+        "evaluate",
+        "evaluation-gate",
+    }
     importer = spec.deployment_spec["executors"]["exec-importer"]["importer"]
     assert importer["artifactUri"]["runtimeParameter"] == "uri"
     assert tasks["importer"].inputs.parameters["uri"].component_input_parameter == "model_uri"
@@ -214,13 +220,36 @@ STEP_MODULES = {
 }
 
 
+def _assert_cached_on_content(tasks, step: str) -> None:
+    """`step` is cached, with the fingerprint of its inputs (an uncached task) in its key."""
+    assert tasks[step].caching_options.enable_cache
+    held = tasks[step].inputs.parameters["inputs_fingerprint"].task_output_parameter
+    assert held.producer_task == "fingerprint-inputs"
+    assert not tasks["fingerprint-inputs"].caching_options.enable_cache
+
+
+def test_preprocess_is_cached_on_what_its_inputs_hold(docs) -> None:
+    spec, _ = docs
+    tasks = _tasks(spec)
+    _assert_cached_on_content(tasks, "preprocess")
+    uris = tasks["fingerprint-inputs"].inputs.parameters["uris"]
+    # the voxel file as given (a mirror is made from it), the CSV and the three split files
+    assert "voxel_file" in json_format.MessageToJson(uris)
+
+
 def test_structure_pipeline_voxelizes_then_predicts() -> None:
     path = COMPILED_DIR / "voxelflex_structure_pipeline.yaml"
     spec = json_format.ParseDict(
         next(yaml.safe_load_all(path.read_text())), pipeline_spec_pb2.PipelineSpec()
     )
     tasks = _tasks(spec)
-    assert set(tasks) == {"importer", "voxelize-structures", "predict-structures"}
+    assert set(tasks) == {
+        "importer",
+        "fingerprint-inputs",
+        "voxelize-structures",
+        "predict-structures",
+    }
+    _assert_cached_on_content(tasks, "voxelize-structures")
     voxels = tasks["predict-structures"].inputs.artifacts["voxels"].task_output_artifact
     assert voxels.producer_task == "voxelize-structures"
     params = spec.root.input_definitions.parameters
