@@ -2,7 +2,7 @@
 
 from voxelflex.components.evaluate import evaluate
 from voxelflex.components.fingerprint import fingerprint_inputs
-from voxelflex.components.gate import evaluation_gate
+from voxelflex.components.gate import evaluation_gate, model_to_evaluate
 from voxelflex.components.gpu import gpu_node_selector
 from voxelflex.components.images import CPU_IMAGE, GPU_IMAGE, IMAGE_VERSION
 from voxelflex.components.mirror import mirror, mirror_plan, mirror_shard
@@ -25,6 +25,7 @@ __all__ = [
     "mirror",
     "mirror_plan",
     "mirror_shard",
+    "model_to_evaluate",
     "original_voxels",
     "predict",
     "predict_structures",

@@ -48,6 +48,7 @@ RESOURCES = {
     "original_voxels": ("100m", "500m", "256Mi", "1Gi"),
     "evaluation_gate": ("100m", "1", "512Mi", "2Gi"),
     "fingerprint_inputs": ("100m", "1", "512Mi", "2Gi"),
+    "model_to_evaluate": ("100m", "500m", "256Mi", "1Gi"),
     "voxelize_structures": ("1", "2", "2Gi", "4Gi"),
     "predict_structures": ("2", "4", "4Gi", "8Gi"),
 }
@@ -166,16 +167,25 @@ def evaluate_step(
 
 
 def gate_step(
-    evaluated: dsl.PipelineTask, split, accepted_metrics_uri, max_drop, promote, settings, secret
+    evaluated: dsl.PipelineTask,
+    model,
+    split,
+    accepted_metrics_uri,
+    max_drop,
+    promote,
+    settings,
+    secret,
 ) -> dsl.PipelineTask:
-    """The evaluation gate on an evaluate task's metrics."""
+    """The evaluation gate on an evaluate task's metrics; a pass promotes `model`."""
     return configure_step(
         evaluation_gate(
             evaluation=evaluated.outputs["evaluation"],
+            model=model,
             split=split,
             accepted_metrics_uri=accepted_metrics_uri,
             max_drop=max_drop,
             promote=promote,
+            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             settings=settings,
         ),
         "evaluation_gate",
@@ -215,7 +225,7 @@ def use_model(
         model, metadata, voxels, split, permutation_importance, settings, secret
     )
     with dsl.If(accepted_metrics_uri != ""):
-        gate_step(evaluated, split, accepted_metrics_uri, max_drop, True, settings, secret)
+        gate_step(evaluated, model, split, accepted_metrics_uri, max_drop, True, settings, secret)
     configure_step(
         visualize(
             model=model,

@@ -13,41 +13,65 @@ from voxelflex.steps import gate
 
 
 def test_compare_flags_each_temperature_that_dropped_too_far() -> None:
-    accepted = metrics_report({"320": 0.80, "450": 0.70, "379": None})
+    reference = metrics_report({"320": 0.80, "450": 0.70, "379": None})
     drops, bad = gate.compare(
-        metrics_report({"320": 0.78, "450": 0.60, "379": 0.5}), accepted, 0.05
+        metrics_report({"320": 0.78, "450": 0.60, "379": 0.5}), reference, 0.05
     )
     assert drops == pytest.approx({"320": 0.02, "450": 0.10})
     assert len(bad) == 1 and bad[0].startswith("450 K")
-    _, bad = gate.compare(metrics_report({"320": 0.80}), accepted, 0.05)
-    assert bad == ["450 K: per-domain r undefined now (accepted 0.7000)"]
+    _, bad = gate.compare(metrics_report({"320": 0.80}), reference, 0.05)
+    assert bad == ["450 K: per-domain r undefined now (reference 0.7000)"]
 
 
-def test_gate_cli_first_run_pass_fail_and_promotion(tmp_path: Path, capsys) -> None:
-    accepted = tmp_path / "accepted.json"
-    good = write_json(tmp_path / "good.json", metrics_report({"320": 0.80, "450": 0.70}))
-    argv = ["gate", "--accepted", str(accepted), "--max-drop", "0.05"]
-    assert main([*argv, "--metrics", good]) == 0
+def _r(tmp_path: Path, name: str, r320: float, r450: float) -> str:
+    return write_json(tmp_path / f"{name}.json", metrics_report({"320": r320, "450": r450}))
+
+
+def test_the_baseline_is_pinned_so_small_drops_do_not_add_up(tmp_path: Path, capsys) -> None:
+    record = tmp_path / "promotion.json"
+    argv = ["gate", "--accepted", str(record), "--max-drop", "0.05"]
+    assert main([*argv, "--metrics", _r(tmp_path, "m0", 0.80, 0.70), "--model", "s3://m/0"]) == 0
     assert "baseline set" in capsys.readouterr().out
-    assert json.loads(accepted.read_text()) == json.loads(Path(good).read_text())
-
-    worse = write_json(tmp_path / "worse.json", metrics_report({"320": 0.79, "450": 0.60}))
-    assert main([*argv, "--metrics", worse]) == 2
+    # three models, each 0.03 below the last: each passes against the last pass, but the
+    # third is 0.09 below the pinned baseline and fails
+    assert main([*argv, "--metrics", _r(tmp_path, "m1", 0.77, 0.67), "--model", "s3://m/1"]) == 0
+    assert main([*argv, "--metrics", _r(tmp_path, "m2", 0.76, 0.66), "--model", "s3://m/2"]) == 0
+    before = record.read_bytes()
+    assert main([*argv, "--metrics", _r(tmp_path, "m3", 0.71, 0.61), "--model", "s3://m/3"]) == 2
     err = capsys.readouterr().err
-    assert "gate failed" in err and "450 K" in err and "320 K" not in err
+    assert "gate failed against the baseline" in err and "320 K" in err and "450 K" in err
+    assert record.read_bytes() == before  # a failing model is never recorded
+    kept = json.loads(before)
     assert (
-        json.loads(accepted.read_text())["model"]["per_temperature"]["450"][
-            "mean_per_domain_pearson"
-        ]
-        == 0.70
-    )  # a failing model never becomes the accepted one
+        kept["baseline"]["model_uri"] == "s3://m/0" and kept["accepted"]["model_uri"] == "s3://m/2"
+    )
+    assert kept["best"]["model_uri"] == "s3://m/0"
+    assert gate.accepted_model(str(record)) == "s3://m/2"
 
-    fine = write_json(tmp_path / "fine.json", metrics_report({"320": 0.79, "450": 0.69}))
-    assert main([*argv, "--metrics", fine, "--no-promote"]) == 0
-    assert "largest per-domain r drop 0.0100" in capsys.readouterr().out
-    assert json.loads(accepted.read_text()) == json.loads(Path(good).read_text())
-    assert main([*argv, "--metrics", fine]) == 0
-    assert json.loads(accepted.read_text()) == json.loads(Path(fine).read_text())
+
+def test_against_best_and_judging_without_promoting(tmp_path: Path, capsys) -> None:
+    record = tmp_path / "promotion.json"
+    argv = ["gate", "--accepted", str(record), "--max-drop", "0.05"]
+    assert main([*argv, "--metrics", _r(tmp_path, "m0", 0.70, 0.60), "--model", "s3://m/0"]) == 0
+    assert main([*argv, "--metrics", _r(tmp_path, "m1", 0.90, 0.80), "--model", "s3://m/1"]) == 0
+    mid = _r(tmp_path, "m2", 0.80, 0.70)  # fine against the baseline, 0.10 below the best
+    assert main([*argv, "--metrics", mid, "--against", "best"]) == 2
+    assert "against the best" in capsys.readouterr().err
+    before = record.read_bytes()
+    assert main([*argv, "--metrics", mid, "--no-promote"]) == 0
+    assert record.read_bytes() == before
+    assert main([*argv, "--metrics", mid, "--model", "s3://m/2", "--rebaseline"]) == 0
+    assert json.loads(record.read_text())["baseline"]["model_uri"] == "s3://m/2"
+
+
+def test_an_older_accepted_metrics_file_is_read_as_the_baseline(tmp_path: Path) -> None:
+    old = tmp_path / "accepted.json"
+    old.write_text(json.dumps(metrics_report({"320": 0.80, "450": 0.70})))  # a bare report
+    with pytest.raises(gate.GateFailed, match="450 K"):
+        gate.run(_r(tmp_path, "worse", 0.80, 0.60), str(old), 0.05)
+    result = gate.run(_r(tmp_path, "fine", 0.79, 0.69), str(old), 0.05, model_uri="s3://m/9")
+    assert result.promoted and result.record["accepted"]["model_uri"] == "s3://m/9"
+    assert result.record["baseline"]["model_uri"] is None  # the old file's model is unknown
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
@@ -64,4 +88,4 @@ def test_non_finite_metrics_never_pass_on_either_side(tmp_path: Path, capsys, ba
     good = write_json(tmp_path / "good.json", metrics_report({"320": 0.80, "450": 0.70}))
     assert main([*argv, "--metrics", good]) == 2
     err = capsys.readouterr().err
-    assert "accepted metrics" in err and "non-finite" in err
+    assert "the baseline in" in err and "non-finite" in err

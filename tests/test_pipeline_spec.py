@@ -194,6 +194,7 @@ def test_evaluation_pipeline_gates_an_imported_model() -> None:
     spec = json_format.ParseDict(spec_doc, pipeline_spec_pb2.PipelineSpec())
     tasks = _tasks(spec)
     assert set(tasks) == {
+        "model-to-evaluate",
         "importer",
         "fingerprint-inputs",
         "preprocess",
@@ -202,8 +203,14 @@ def test_evaluation_pipeline_gates_an_imported_model() -> None:
     }
     importer = spec.deployment_spec["executors"]["exec-importer"]["importer"]
     assert importer["artifactUri"]["runtimeParameter"] == "uri"
-    assert tasks["importer"].inputs.parameters["uri"].component_input_parameter == "model_uri"
+    # the model given, else the one the promotion record says is accepted
+    uri = tasks["importer"].inputs.parameters["uri"].task_output_parameter
+    assert uri.producer_task == "model-to-evaluate"
+    chooser = tasks["model-to-evaluate"].inputs.parameters
+    assert chooser["model_uri"].component_input_parameter == "model_uri"
+    assert spec.root.input_definitions.parameters["model_uri"].is_optional
     gate_inputs = tasks["evaluation-gate"].inputs
+    assert gate_inputs.artifacts["model"].task_output_artifact.producer_task == "importer"
     assert gate_inputs.artifacts["evaluation"].task_output_artifact.producer_task == "evaluate"
     assert gate_inputs.parameters["max_drop"].component_input_parameter == "max_drop"
     # deciding on a small file: a failure is not transient, and is not retried

@@ -302,7 +302,16 @@ def cmd_gate(args: argparse.Namespace) -> None:
     from voxelflex.steps import gate
 
     setup_logging("INFO")
-    res = gate.run(args.metrics, args.accepted, args.max_drop, promote=not args.no_promote)
+    res = gate.run(
+        args.metrics,
+        args.accepted,
+        args.max_drop,
+        promote=not args.no_promote,
+        model_uri=args.model,
+        run_id=args.run_id,
+        against=args.against,
+        rebaseline=args.rebaseline,
+    )
     worst = max(res.drops.values(), default=0.0)
     what = "baseline set" if res.first_run else f"largest per-domain r drop {worst:.4f}"
     print(f"gate passed ({what})" + (f"; {args.accepted} updated" if res.promoted else ""))
@@ -455,11 +464,22 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--name", default="voxelflex-scheduled-evaluation")
     q.set_defaults(func=cmd_pipeline_schedule)
 
-    p = sub.add_parser("gate", help="fail when per-domain r dropped against accepted metrics")
+    p = sub.add_parser("gate", help="fail on a per-domain r drop; promote a passing model")
     p.add_argument("--metrics", required=True, help="evaluation_metrics_<split>.json to judge")
-    p.add_argument("--accepted", required=True, help="last accepted metrics JSON (URI)")
+    p.add_argument("--accepted", required=True, help="the promotion record (URI)")
     p.add_argument("--max-drop", type=float, default=0.05, help="allowed fall of per-domain r")
-    p.add_argument("--no-promote", action="store_true", help="do not accept a passing result")
+    p.add_argument("--no-promote", action="store_true", help="judge only; record nothing")
+    p.add_argument("--model", help="URI of the model the metrics are of (recorded on promotion)")
+    p.add_argument("--run-id", help="the run that produced the model (recorded on promotion)")
+    p.add_argument(
+        "--against",
+        default="baseline",
+        choices=["baseline", "best"],
+        help="compare with the pinned baseline (default) or the best model accepted so far",
+    )
+    p.add_argument(
+        "--rebaseline", action="store_true", help="a passing model also becomes the baseline"
+    )
     p.set_defaults(func=cmd_gate)
     return parser
 

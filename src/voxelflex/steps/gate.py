@@ -1,10 +1,22 @@
-"""Evaluation gate: fail when a model's per-domain r drops against the last accepted metrics.
+"""Evaluation gate and promotion: fail on a drop against a pinned baseline; promote the model.
 
-The scheduled evaluation and CI retraining compare `evaluation_metrics_<split>.json` with
-the accepted one (a URI). At every temperature of the accepted file, the mean per-domain
-Pearson r may fall by at most `max_drop`; a temperature that is missing or undefined now
-counts as a failure. A passing result becomes the accepted one (unless told not to), so the
-next run compares with the newest good model. The first run (nothing accepted yet) passes.
+The accepted file (`accepted_metrics_uri`, a URI) is a promotion record, written in one
+piece (one upload, or temp file + rename), so promotion is one atomic act:
+
+    {"format": "voxelflex-promotion-v1",
+     "accepted": ENTRY,   the model now accepted: what the scheduled evaluation evaluates
+     "baseline": ENTRY,   pinned: what every later model is compared with (the first accepted
+                          model, until `--rebaseline`)
+     "best": ENTRY,       the best accepted so far (mean per-domain r over temperatures)
+     "history": [{run_id, model_uri, promoted_at, mean_per_domain_r}, ...]}
+    ENTRY = {"model_uri", "run_id", "promoted_at", "metrics": <evaluation_metrics report>}
+
+At every temperature of the reference (the baseline, or `against="best"`), the mean
+per-domain Pearson r may fall by at most `max_drop`; a temperature undefined now counts as a
+failure. Comparing with a pinned reference, never with the last pass, keeps small drops from
+adding up. Non-finite metrics never pass and are never a reference. The first run (no record
+yet) passes and pins its model as the baseline. An older record that is a bare metrics report
+is read as a baseline whose model is unknown.
 """
 
 from __future__ import annotations
@@ -12,9 +24,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from voxelflex.atomic import replacing_uri
 from voxelflex.data.uri import open_uri, require_file, uri_exists
 from voxelflex.errors import VoxelFlexError
 from voxelflex.paths import RunPaths
@@ -22,29 +36,35 @@ from voxelflex.paths import RunPaths
 log = logging.getLogger(__name__)
 
 KEY = "mean_per_domain_pearson"
+FORMAT = "voxelflex-promotion-v1"
+REFERENCES = ("baseline", "best")
 
 
 class GateFailed(VoxelFlexError):
-    """The model got worse than the accepted one by more than the allowed drop."""
+    """The model got worse than the reference by more than the allowed drop."""
 
 
 @dataclass(frozen=True)
 class GateResult:
     passed: bool
     first_run: bool
-    drops: dict[str, float] = field(default_factory=dict)  # temperature -> accepted - now
+    drops: dict[str, float] = field(default_factory=dict)  # temperature -> reference - now
     violations: list[str] = field(default_factory=list)
     promoted: bool = False
+    record: dict[str, Any] = field(default_factory=dict)  # the promotion record after the gate
 
 
 def _per_temperature(report: dict[str, Any]) -> dict[str, float | None]:
     return {t: m.get(KEY) for t, m in report["model"]["per_temperature"].items()}
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
 def non_finite(report: dict[str, Any]) -> list[str]:
     """Headline numbers of an evaluation report that are NaN or infinite (a per-temperature r
-    may be undefined, null, where too few residues; the pooled numbers may not): a model with
-    any is never accepted, and an accepted file with any is never a baseline."""
+    may be undefined, null, where too few residues; the pooled numbers may not)."""
     per_t = _per_temperature(report).items()
     bad = [f"{t} K per-domain r" for t, v in per_t if v is not None and not _finite(v)]
     pooled = report["model"].get("pooled", {})
@@ -52,14 +72,15 @@ def non_finite(report: dict[str, Any]) -> list[str]:
     return bad
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
+def mean_r(report: dict[str, Any]) -> float:
+    values = [v for v in _per_temperature(report).values() if _finite(v)]
+    return sum(values) / len(values) if values else -math.inf
 
 
 def compare(
-    current: dict[str, Any], accepted: dict[str, Any], max_drop: float
+    current: dict[str, Any], reference: dict[str, Any], max_drop: float
 ) -> tuple[dict[str, float], list[str]]:
-    now, before = _per_temperature(current), _per_temperature(accepted)
+    now, before = _per_temperature(current), _per_temperature(reference)
     drops: dict[str, float] = {}
     violations: list[str] = []
     for temp, ref in before.items():
@@ -67,12 +88,12 @@ def compare(
             continue  # nothing to hold the model to at this temperature
         value = now.get(temp)
         if value is None or not math.isfinite(value):
-            violations.append(f"{temp} K: per-domain r undefined now (accepted {ref:.4f})")
+            violations.append(f"{temp} K: per-domain r undefined now (reference {ref:.4f})")
             continue
         drops[temp] = ref - value
         if ref - value > max_drop:
             violations.append(
-                f"{temp} K: per-domain r {value:.4f} vs accepted {ref:.4f} "
+                f"{temp} K: per-domain r {value:.4f} vs reference {ref:.4f} "
                 f"(drop {ref - value:.4f} > {max_drop})"
             )
     return drops, violations
@@ -92,30 +113,85 @@ def _read(uri: str) -> dict[str, Any]:
         return json.load(fh)
 
 
-def run(metrics: str, accepted: str, max_drop: float = 0.05, promote: bool = True) -> GateResult:
+def read_record(uri: str) -> dict[str, Any] | None:
+    """The promotion record at `uri` (an older bare metrics report becomes one), or None."""
+    if not uri_exists(uri):
+        return None
+    data = _read(uri)
+    if data.get("format") == FORMAT:
+        return data
+    entry = {"model_uri": None, "run_id": None, "promoted_at": None, "metrics": data}
+    return {"format": FORMAT, "accepted": entry, "baseline": entry, "best": entry, "history": []}
+
+
+def accepted_model(uri: str) -> str:
+    """The model URI the record says is accepted (what a scheduled evaluation evaluates)."""
+    record = read_record(uri)
+    model = (record or {}).get("accepted", {}).get("model_uri")
+    if not model:
+        raise VoxelFlexError(f"no accepted model recorded in {uri}: pass model_uri")
+    return str(model)
+
+
+def run(
+    metrics: str,
+    accepted: str,
+    max_drop: float = 0.05,
+    promote: bool = True,
+    model_uri: str | None = None,
+    run_id: str | None = None,
+    against: str = "baseline",
+    rebaseline: bool = False,
+) -> GateResult:
+    """Judge `metrics` (an evaluation report URI) against the record at `accepted`; on a pass
+    with `promote`, record `model_uri` (from run `run_id`) as the accepted model, in one write."""
     if max_drop < 0:
         raise VoxelFlexError(f"--max-drop must be >= 0, not {max_drop}")
+    if against not in REFERENCES:
+        raise VoxelFlexError(f"--against must be one of {REFERENCES}, not {against!r}")
     current = _read(require_file(metrics, "--metrics"))
     bad = non_finite(current)
     if bad:
         raise GateFailed(f"evaluation gate failed: {metrics} has non-finite {', '.join(bad)}")
-    if uri_exists(accepted) and non_finite(_read(accepted)):
-        bad = non_finite(_read(accepted))
-        raise GateFailed(
-            f"evaluation gate failed: the accepted metrics {accepted} have non-finite "
-            f"{', '.join(bad)}; replace them with a good model's metrics"
-        )
-    if not uri_exists(accepted):
-        log.info("gate: no accepted metrics at %s yet: this run sets the baseline", accepted)
-        result = GateResult(True, True)
+    record = read_record(accepted)
+    first_run = record is None
+    if record is None:
+        log.info("gate: no promotion record at %s yet: this model becomes the baseline", accepted)
+        drops: dict[str, float] = {}
     else:
-        drops, violations = compare(current, _read(accepted), max_drop)
+        reference = record[against]["metrics"]
+        bad = non_finite(reference)
+        if bad:
+            raise GateFailed(
+                f"evaluation gate failed: the {against} in {accepted} has non-finite "
+                f"{', '.join(bad)}; replace it with a good model's metrics"
+            )
+        drops, violations = compare(current, reference, max_drop)
         if violations:
-            raise GateFailed(f"evaluation gate failed against {accepted}: " + "; ".join(violations))
-        result = GateResult(True, False, drops, [])
+            raise GateFailed(
+                f"evaluation gate failed against the {against} in {accepted}: "
+                + "; ".join(violations)
+            )
         log.info("gate passed: largest per-domain r drop %.4f", max(drops.values(), default=0))
-    if promote:
-        with open_uri(accepted, "w") as fh:
-            json.dump(current, fh, indent=2)
-        log.info("gate: %s is now the accepted metrics (%s)", metrics, accepted)
-    return GateResult(result.passed, result.first_run, result.drops, [], promote)
+    if not promote:
+        return GateResult(True, first_run, drops, [], False, record or {})
+    entry = {
+        "model_uri": model_uri,
+        "run_id": run_id,
+        "promoted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "metrics": current,
+    }
+    if record is None or rebaseline:
+        record = {"format": FORMAT, "baseline": entry, "best": entry, "history": []}
+    if mean_r(current) > mean_r(record["best"]["metrics"]):
+        record["best"] = entry
+    record["accepted"] = entry
+    record["history"] = [
+        *record.get("history", []),
+        {k: entry[k] for k in ("run_id", "model_uri", "promoted_at")}
+        | {"mean_per_domain_r": mean_r(current)},
+    ]
+    with replacing_uri(accepted, "w") as fh:
+        json.dump(record, fh, indent=2)
+    log.info("gate: %s is now the accepted model (%s)", model_uri or metrics, accepted)
+    return GateResult(True, first_run, drops, [], True, record)
