@@ -85,10 +85,13 @@ def test_pipeline_runs_locally_end_to_end(tmp_path: Path, demo_data, capsys) -> 
     summary = run / "evaluate" / "evaluation" / "metrics" / "evaluation_summary_test.md"
     assert (run / "evaluate" / "report").read_text() == summary.read_text()
 
-    # the gate ran (first run: it sets the baseline from this evaluation)
+    # the gate ran (first run: this model is promoted and pinned as the baseline)
     assert (run / "evaluation-gate").is_dir()
     evaluated_json = run / "evaluate" / "evaluation" / "metrics" / "evaluation_metrics_test.json"
-    assert json.loads(accepted.read_text()) == json.loads(evaluated_json.read_text())
+    record = json.loads(accepted.read_text())
+    assert record["baseline"] == record["accepted"]
+    assert record["accepted"]["metrics"] == json.loads(evaluated_json.read_text())
+    assert record["accepted"]["model_uri"] == str(model_dir)
 
     figures = run / "visualize" / "figures" / "visualizations"
     pngs = list(figures.glob("*.png"))
