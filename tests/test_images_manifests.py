@@ -193,3 +193,86 @@ def test_runner_role_may_run_trainjobs() -> None:
     assert {"create", "get", "delete"} <= allowed(GROUP, PLURAL) and GROUP == "trainer.kubeflow.org"
     assert PLURAL == "trainjobs"
     assert {"list", "get"} <= allowed("", "pods") and "get" in allowed("", "pods/log")
+
+
+def _pod_specs(doc: dict) -> list[dict]:
+    """The pod specs a workload manifest makes (Deployment, StatefulSet, Job, Pod)."""
+    if doc["kind"] == "Pod":
+        return [doc["spec"]]
+    template = doc.get("spec", {}).get("template")
+    return [template["spec"]] if template else []
+
+
+def assert_hardened(pod: dict, where: str, read_only_root: bool = True) -> None:
+    """The restricted Pod Security profile, checked offline: not root, no privilege
+    escalation, every capability dropped, RuntimeDefault seccomp (pod or container)."""
+    pod_sec = pod.get("securityContext", {})
+    for c in pod["containers"]:
+        sec = c.get("securityContext", {})
+        name = f"{where}/{c['name']}"
+        assert sec.get("runAsNonRoot", pod_sec.get("runAsNonRoot")) is True, name
+        assert sec.get("allowPrivilegeEscalation") is False, name
+        assert sec.get("capabilities", {}).get("drop") == ["ALL"], name
+        seccomp = sec.get("seccompProfile", pod_sec.get("seccompProfile", {}))
+        assert seccomp.get("type") == "RuntimeDefault", name
+        assert not sec.get("privileged"), name
+        if read_only_root:
+            assert sec.get("readOnlyRootFilesystem") is True, name
+
+
+def test_every_workload_manifest_is_hardened() -> None:
+    pods = [
+        (f"{path.name}:{doc['metadata']['name']}", spec)
+        for path in _resources()
+        for doc in _docs(path.read_text())
+        for spec in _pod_specs(doc)
+    ]
+    assert pods  # MinIO at least
+    for where, spec in pods:
+        assert_hardened(spec, where)
+
+
+def test_trainjob_nodes_are_hardened() -> None:
+    from voxelflex.steps.train_job import TrainJobSpec, trainjob_body
+
+    spec = TrainJobSpec(
+        name="j", namespace="ns", image="img:1", config_uri="s3://b/run/c.yaml", num_nodes=2,
+        gpus_per_node=1, runtime="torch-distributed", gpu_product="Quadro-RTX-8000",
+    )  # fmt: skip
+    body = trainjob_body(spec)
+    patch = body["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]
+    pod = patch["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+    # caches go under $HOME and /tmp: the root filesystem stays writable for training
+    assert_hardened(pod, "trainjob node", read_only_root=False)
+
+
+def test_runner_role_grants_only_what_the_steps_use() -> None:
+    role = next(d for d in _docs((BASE / "rbac.yaml").read_text()) if d["kind"] == "Role")
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert not {g for g in granted if g[1] == "persistentvolumeclaims"}  # no volumes used
+    assert {v for g, r, v in granted if r == "trainjobs"} == {"create", "get", "delete"}
+    assert not {g for g in granted if g[2] in ("*", "escalate", "bind", "impersonate")}
+    secrets = [r for r in role["rules"] if "secrets" in r["resources"]]
+    assert all(r.get("resourceNames") == ["voxelflex-s3"] for r in secrets)
+
+
+def test_the_retraining_workflow_is_least_privilege() -> None:
+    import re
+
+    text = (ROOT / ".github" / "workflows" / "retrain.yml").read_text()
+    flow = yaml.safe_load(text)
+    assert flow["permissions"] == {"contents": "read"}
+    steps = [s for job in flow["jobs"].values() for s in job["steps"]]
+    for step in steps:
+        # an expression in a script is a script injection: inputs come in through env
+        assert "${{" not in step.get("run", ""), step.get("name")
+        if "uses" in step:  # actions pinned by commit, not by a tag that can move
+            assert re.fullmatch(r"[\w./-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
+    token_steps = [s for s in steps if "KFP_TOKEN" in s.get("env", {})]
+    assert len(token_steps) == 1 and "voxelflex pipeline submit" in token_steps[0]["run"]

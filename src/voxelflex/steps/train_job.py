@@ -120,8 +120,15 @@ def trainjob_body(spec: TrainJobSpec) -> dict[str, Any]:
             for key, var in sorted(spec.secret_env.items())
         ]
     pod_spec: dict[str, Any] = {
+        "securityContext": POD_SECURITY,
         "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.shm_size}}],
-        "containers": [{"name": NODE, "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}]}],
+        "containers": [
+            {
+                "name": NODE,
+                "securityContext": CONTAINER_SECURITY,
+                "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
+            }
+        ],
     }
     if spec.tolerations:
         pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
@@ -184,6 +191,16 @@ def trainjob_body(spec: TrainJobSpec) -> dict[str, Any]:
             ],
         },
     }
+
+
+# Hardened nodes: not root (the images run as their numeric `voxelflex` user), no privilege
+# escalation, no capabilities, the runtime's default seccomp profile. The root filesystem
+# stays writable: torch, matplotlib and the CUDA driver write caches under $HOME and /tmp.
+POD_SECURITY: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
 
 
 def condition(job: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
