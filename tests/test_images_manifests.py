@@ -276,3 +276,25 @@ def test_the_retraining_workflow_is_least_privilege() -> None:
             assert re.fullmatch(r"[\w./-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
     token_steps = [s for s in steps if "KFP_TOKEN" in s.get("env", {})]
     assert len(token_steps) == 1 and "voxelflex pipeline submit" in token_steps[0]["run"]
+
+
+def test_steps_never_use_the_object_store_root() -> None:
+    """MinIO's root credentials come from their own secret, which no step and no pipeline
+    reads; the setup Job gives the steps' user the voxelflex bucket and nothing else."""
+    import json
+
+    minio = next(d for d in _docs((BASE / "minio.yaml").read_text()) if d["kind"] == "Deployment")
+    env = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in _pod_specs(minio)[0]["containers"][0]["env"]
+    }
+    assert {ref["name"] for ref in env.values()} == {"voxelflex-minio-root"}
+    (root,) = _docs((BASE / "minio-root-secret.yaml").read_text())
+    assert all(v.startswith("REPLACE-ME") for v in root["stringData"].values())
+    compiled = "".join(p.read_text() for p in (ROOT / "pipelines" / "compiled").glob("*.yaml"))
+    assert "voxelflex-minio-root" not in compiled and "voxelflex-s3" in compiled
+    setup = {d["kind"]: d for d in _docs((BASE / "minio-setup.yaml").read_text())}
+    policy = json.loads(setup["ConfigMap"]["data"]["bucket-policy.json"])
+    resources = {r for s in policy["Statement"] for r in s["Resource"]}
+    assert resources == {"arn:aws:s3:::voxelflex", "arn:aws:s3:::voxelflex/*"}
+    assert not {a for s in policy["Statement"] for a in s["Action"] if a.startswith("s3:*")}
