@@ -4,14 +4,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO ?= demo
 
-.PHONY: venv demo test lint bench compile clean
+.PHONY: venv demo test lint bench compile constraints clean
 
 # torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build.
-$(BIN)/voxelflex: pyproject.toml
+# Every other package at the version images/constraints.txt pins: the one the images install.
+$(BIN)/voxelflex: pyproject.toml images/constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,s3,kfp]'
+	$(BIN)/pip install -q -c images/constraints.txt -e '.[dev,s3,kfp]'
 	touch $(BIN)/voxelflex
 
 venv: $(BIN)/voxelflex
@@ -24,6 +25,10 @@ demo: venv
 # pipelines/compiled/*.yaml (kept in git; a test fails when it is stale)
 compile: venv
 	$(BIN)/voxelflex pipeline compile
+
+# after changing a dependency: pin what is now installed (then run the tests on it)
+constraints: venv
+	$(BIN)/python -m voxelflex.release constraints > images/constraints.txt
 
 lint: venv
 	$(BIN)/ruff check src tests bench components pipelines

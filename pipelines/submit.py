@@ -21,9 +21,11 @@ from typing import Any
 import kfp
 import yaml
 
+from voxelflex.components.images import IMAGE_VERSION
 from voxelflex.data.uri import open_uri, uri_exists
 from voxelflex.errors import ConfigError, VoxelFlexError
 from voxelflex.pipelines.compile import PIPELINES, compile_pipelines
+from voxelflex.release import DIGEST_ENV, check_released, code_digest
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,8 @@ def load_params(path: str | None, pairs: list[str]) -> dict[str, Any]:
 
 
 UNAUTHORIZED = "set KFP_TOKEN or KFP_COOKIES"
+# per released image version, the code digest it was built from (README: releases)
+RELEASED_FILE = Path(__file__).resolve().parents[1] / "images" / "released.json"
 
 
 def _unauthorized(host: str, status: int) -> VoxelFlexError:
@@ -108,9 +112,28 @@ def api_errors(host: str) -> Iterator[None]:
         raise
 
 
-def _package(pipeline: str, package: str | None, params: dict[str, Any], workdir: str) -> str:
-    """The compiled YAML (the one given, or compiled now from this checkout's code), after
-    checking `params` against its parameters, before anything is sent."""
+def stamp(path: str, digest: str) -> None:
+    """Every step of the compiled pipeline at `path` learns the code it was compiled from
+    (`VOXELFLEX_CODE_DIGEST`): a step whose image holds other code refuses to run."""
+    docs = list(yaml.safe_load_all(Path(path).read_text()))
+    for executor in docs[0]["deploymentSpec"]["executors"].values():
+        container = executor.get("container")
+        if container is not None:
+            env = [e for e in container.get("env", []) if e.get("name") != DIGEST_ENV]
+            container["env"] = [*env, {"name": DIGEST_ENV, "value": digest}]
+    Path(path).write_text(yaml.safe_dump_all(docs, sort_keys=False))
+
+
+def _package(
+    pipeline: str,
+    package: str | None,
+    params: dict[str, Any],
+    workdir: str,
+    unreleased: bool = False,
+) -> str:
+    """The compiled YAML (the one given, or compiled now from this checkout's code, which a
+    released image must hold unless `unreleased`), after checking `params` against its
+    parameters, before anything is sent."""
     if package:
         if not Path(package).is_file():
             raise ConfigError(f"--package {package} not found")
@@ -118,7 +141,10 @@ def _package(pipeline: str, package: str | None, params: dict[str, Any], workdir
     elif pipeline not in PIPELINES:
         raise ConfigError(f"--pipeline must be one of {sorted(PIPELINES)}, not {pipeline!r}")
     else:
+        if not unreleased:
+            check_released(RELEASED_FILE, IMAGE_VERSION)
         path = str({p.stem: p for p in compile_pipelines(workdir)}[pipeline])
+        stamp(path, code_digest())
     _check_params(path, params)
     return path
 
@@ -157,10 +183,11 @@ def submit(
     wait: bool = False,
     timeout: int = 24 * 3600,
     metrics_uri: str | None = None,
+    unreleased: bool = False,
 ) -> SubmitResult:
     """Create a run; with `wait`, wait for it and fail unless it succeeded."""
     with tempfile.TemporaryDirectory() as workdir, api_errors(host):
-        path = _package(pipeline, package, params, workdir)
+        path = _package(pipeline, package, params, workdir, unreleased)
         client = connect(host)
         created = client.create_run_from_pipeline_package(
             path,
@@ -214,10 +241,11 @@ def schedule(
     experiment: str = DEFAULT_EXPERIMENT,
     name: str = "voxelflex-scheduled-evaluation",
     service_account: str | None = None,
+    unreleased: bool = False,
 ) -> str:
     """Create a recurring run (no catch-up, one at a time); returns its id."""
     with tempfile.TemporaryDirectory() as workdir, api_errors(host):
-        path = _package(pipeline, package, params, workdir)
+        path = _package(pipeline, package, params, workdir, unreleased)
         client = connect(host)
         exp = client.create_experiment(experiment)
         job = client.create_recurring_run(

@@ -94,7 +94,15 @@ class FakeKFP(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def kfp_server(monkeypatch):
+def kfp_server(monkeypatch, tmp_path):
+    # this checkout's code, recorded as the released image's (a release, as README says)
+    from voxelflex.components.images import IMAGE_VERSION
+    from voxelflex.pipelines import submit
+    from voxelflex.release import code_digest
+
+    released = tmp_path / "released.json"
+    released.write_text(json.dumps({IMAGE_VERSION: code_digest()}))
+    monkeypatch.setattr(submit, "RELEASED_FILE", released)
     FakeKFP.requests, FakeKFP.experiments, FakeKFP.final_state = [], [], "SUCCEEDED"
     FakeKFP.refuse = 0
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeKFP)
@@ -278,3 +286,24 @@ def test_a_server_that_refuses_says_how_to_authenticate(kfp_server, capsys, code
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert f"unauthorized (HTTP {code})" in err and "set KFP_TOKEN or KFP_COOKIES" in err
+
+
+def test_submit_refuses_code_no_released_image_holds(kfp_server, capsys, tmp_path, monkeypatch):
+    from voxelflex.pipelines import submit
+    from voxelflex.release import DIGEST_ENV, code_digest
+
+    monkeypatch.setattr(submit, "RELEASED_FILE", tmp_path / "none.json")  # nothing released
+    argv = ["pipeline", "submit", "--host", kfp_server, *_flags(EVAL_PARAMS)]
+    argv += ["--pipeline", "voxelflex_evaluation_pipeline"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "is not what image" in err and "not released" in err and not _posts("runs")
+    # an image built from this checkout: allowed, and every step learns the code it expects
+    assert main([*argv, "--unreleased"]) == 0
+    spec = _posts("runs")[0]["body"]["pipeline_spec"]["pipeline_spec"]
+    containers = [
+        x["container"] for x in spec["deploymentSpec"]["executors"].values() if "container" in x
+    ]
+    for container in containers:  # every step
+        stamped = [e["value"] for e in container.get("env", []) if e["name"] == DIGEST_ENV]
+        assert stamped == [code_digest()]

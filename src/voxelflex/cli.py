@@ -250,6 +250,12 @@ def _kfp_args(q: argparse.ArgumentParser, pipeline: str) -> None:
     )
     q.add_argument("--params-file", help="YAML mapping of pipeline parameters (--param wins)")
     q.add_argument("--service-account", help="Kubernetes service account for the run's pods")
+    q.add_argument(
+        "--unreleased",
+        action="store_true",
+        help="compile this checkout although no released image holds its code (an image "
+        "you built from it); each step still refuses an image with other code",
+    )
     q.add_argument("-v", "--verbose", action="count", default=0)
 
 
@@ -269,6 +275,7 @@ def cmd_pipeline_submit(args: argparse.Namespace) -> None:
         wait=args.wait,
         timeout=args.timeout,
         metrics_uri=args.metrics_uri,
+        unreleased=args.unreleased,
     )
     print(f"run {res.run_id}: {res.url}")
     if res.state is not None:
@@ -293,6 +300,7 @@ def cmd_pipeline_schedule(args: argparse.Namespace) -> None:
         experiment=args.experiment,
         name=args.name,
         service_account=args.service_account,
+        unreleased=args.unreleased,
     )
     print(f"recurring run {job_id}: '{args.cron}' ({args.pipeline})")
 

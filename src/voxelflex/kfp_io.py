@@ -90,6 +90,9 @@ def component_config(
     `processed_dir` (the preprocess artifact) holds `master_samples.parquet`. Logging goes to
     the console and the run's log file (console only for a step without a run folder).
     """
+    from voxelflex.release import DIGEST_ENV, check_image
+
+    check_image(os.environ.get(DIGEST_ENV))  # this image runs the code the run was compiled from
     owned = sorted(set(settings) & set(OWNED_SECTIONS))
     if owned:
         raise ConfigError(
