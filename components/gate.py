@@ -15,6 +15,7 @@ def evaluation_gate(
     max_drop: float,
     promote: bool,
     run_id: str,
+    model_registry_url: str,
     settings: dict,
     metrics: Output[Metrics],
 ):
@@ -30,6 +31,8 @@ def evaluation_gate(
         max_drop: largest allowed fall of the mean per-domain Pearson r at any temperature.
         promote: record a passing model as the accepted one.
         run_id: the pipeline run (recorded with the model).
+        model_registry_url: a Kubeflow Model Registry (http(s)://host:port) to register a
+            promoted model in; empty: none.
         settings: further config sections (logging).
         metrics: the drop of per-domain r at each temperature (baseline minus now).
     """
@@ -39,7 +42,13 @@ def evaluation_gate(
     kfp_io.component_config(settings)
     current = step.metrics_file(kfp_io.location(evaluation), split)
     result = step.run(
-        current, accepted_metrics_uri, max_drop, promote, model_uri=model.uri, run_id=run_id
+        current,
+        accepted_metrics_uri,
+        max_drop,
+        promote,
+        model_uri=model.uri,
+        run_id=run_id,
+        registry_url=model_registry_url or None,
     )
     kfp_io.log_metrics(metrics, step.headline_metrics(result))
 

@@ -37,6 +37,7 @@ def voxelflex_evaluation_pipeline(
     eval_split: str = "test",
     max_drop: float = 0.05,
     promote: bool = True,
+    model_registry_url: str = "",
     max_domains: int = 0,
     s3_secret_name: str = S3_SECRET,
     settings: dict = {},  # noqa: B006 (KFP reads the default)
@@ -56,6 +57,8 @@ def voxelflex_evaluation_pipeline(
         eval_split: split to evaluate (train, val or test).
         max_drop: largest allowed fall of the mean per-domain r at any temperature.
         promote: make a passing evaluation the accepted one.
+        model_registry_url: a Kubeflow Model Registry (http(s)://host:port) to register a
+            promoted model in; empty: none.
         max_domains: keep at most this many domains per split; 0 keeps all.
         s3_secret_name: Kubernetes secret with the object-store credentials.
         settings: further config sections merged over the defaults.
@@ -94,6 +97,7 @@ def voxelflex_evaluation_pipeline(
         accepted_metrics_uri,
         max_drop,
         promote,
+        model_registry_url,
         settings,
         s3_secret_name,
     )

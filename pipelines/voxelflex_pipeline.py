@@ -173,10 +173,12 @@ def gate_step(
     accepted_metrics_uri,
     max_drop,
     promote,
+    model_registry_url,
     settings,
     secret,
 ) -> dsl.PipelineTask:
-    """The evaluation gate on an evaluate task's metrics; a pass promotes `model`."""
+    """The evaluation gate on an evaluate task's metrics; a pass promotes `model` (and
+    registers it in the Model Registry when `model_registry_url` is set)."""
     return configure_step(
         evaluation_gate(
             evaluation=evaluated.outputs["evaluation"],
@@ -186,6 +188,7 @@ def gate_step(
             max_drop=max_drop,
             promote=promote,
             run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            model_registry_url=model_registry_url,
             settings=settings,
         ),
         "evaluation_gate",
@@ -203,6 +206,7 @@ def use_model(
     permutation_importance,
     accepted_metrics_uri,
     max_drop,
+    model_registry_url,
     settings,
     secret,
 ) -> None:
@@ -225,7 +229,17 @@ def use_model(
         model, metadata, voxels, split, permutation_importance, settings, secret
     )
     with dsl.If(accepted_metrics_uri != ""):
-        gate_step(evaluated, model, split, accepted_metrics_uri, max_drop, True, settings, secret)
+        gate_step(
+            evaluated,
+            model,
+            split,
+            accepted_metrics_uri,
+            max_drop,
+            True,
+            model_registry_url,
+            settings,
+            secret,
+        )
     configure_step(
         visualize(
             model=model,
@@ -264,6 +278,7 @@ def voxelflex_pipeline(
     permutation_importance: bool = False,
     accepted_metrics_uri: str = "",
     max_drop: float = 0.05,
+    model_registry_url: str = "",
     gpu_product: str = DEFAULT_GPU_PRODUCT,
     distributed_training: bool = False,
     num_nodes: int = 1,
@@ -295,9 +310,12 @@ def voxelflex_pipeline(
         eval_split: split to predict, evaluate and plot (train, val or test).
         permutation_importance: also measure temperature and voxel-channel importance.
         accepted_metrics_uri: when set, gate the run: fail it when the mean per-domain r at
-            any temperature fell by more than max_drop against this accepted
-            evaluation_metrics JSON; a passing run replaces it (the first creates it).
+            any temperature fell by more than max_drop against the pinned baseline of this
+            promotion record; a passing run's model becomes the accepted one (the first
+            run's model also the baseline).
         max_drop: largest allowed fall of the mean per-domain r (with accepted_metrics_uri).
+        model_registry_url: a Kubeflow Model Registry (http(s)://host:port) to register
+            promoted models in; empty: none.
         gpu_product: nvidia.com/gpu.product label of the GPU nodes for train and predict;
             empty allows any GPU node.
         distributed_training: train data-parallel as a Kubeflow Trainer TrainJob of
@@ -376,6 +394,7 @@ def voxelflex_pipeline(
         permutation_importance,
         accepted_metrics_uri,
         max_drop,
+        model_registry_url,
         settings,
         s3_secret_name,
     )

@@ -89,3 +89,89 @@ def test_non_finite_metrics_never_pass_on_either_side(tmp_path: Path, capsys, ba
     assert main([*argv, "--metrics", good]) == 2
     err = capsys.readouterr().err
     assert "the baseline in" in err and "non-finite" in err
+
+
+def test_promotion_registers_the_model_in_the_model_registry(tmp_path: Path, capsys) -> None:
+    """Against a stand-in of the Model Registry's REST API on loopback, driven by the
+    `model-registry` client itself."""
+    from model_registry import ModelRegistry
+
+    from registry_standin import serve
+
+    server, url = serve()
+    record = tmp_path / "promotion.json"
+    argv = ["gate", "--accepted", str(record), "--registry-url", url]
+    assert (
+        main(
+            [
+                *argv,
+                "--metrics",
+                _r(tmp_path, "a", 0.80, 0.70),
+                "--model",
+                "s3://m/a",
+                "--run-id",
+                "run-a",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                *argv,
+                "--metrics",
+                _r(tmp_path, "b", 0.81, 0.71),
+                "--model",
+                "s3://m/b",
+                "--run-id",
+                "run-b",
+            ]
+        )
+        == 0
+    )
+    # a worse model: the gate fails before anything is registered
+    assert (
+        main(
+            [
+                *argv,
+                "--metrics",
+                _r(tmp_path, "c", 0.60, 0.50),
+                "--model",
+                "s3://m/c",
+                "--run-id",
+                "run-c",
+            ]
+        )
+        == 2
+    )
+    capsys.readouterr()
+
+    host, port = url.rsplit(":", 1)
+    client = ModelRegistry(host, int(port), author="test", is_secure=False)
+    versions = {v.name for v in client.get_model_versions("voxelflex")}
+    assert versions == {"run-a", "run-b"}
+    version = client.get_model_version("voxelflex", "run-b")
+    assert version.custom_properties["per_domain_r_450K"] == pytest.approx(0.71)
+    assert version.custom_properties["run_id"] == "run-b"
+    assert client.get_model_artifact("voxelflex", "run-b").uri == "s3://m/b"
+
+    # the registry down: the promotion does not happen, and the record stays as it was
+    before = record.read_bytes()
+    server.shutdown()
+    server.server_close()
+    assert (
+        main(
+            [
+                *argv,
+                "--metrics",
+                _r(tmp_path, "d", 0.82, 0.72),
+                "--model",
+                "s3://m/d",
+                "--run-id",
+                "run-d",
+            ]
+        )
+        == 2
+    )
+    assert "could not register voxelflex version run-d" in capsys.readouterr().err
+    assert record.read_bytes() == before

@@ -319,6 +319,7 @@ def cmd_gate(args: argparse.Namespace) -> None:
         run_id=args.run_id,
         against=args.against,
         rebaseline=args.rebaseline,
+        registry_url=args.registry_url,
     )
     worst = max(res.drops.values(), default=0.0)
     what = "baseline set" if res.first_run else f"largest per-domain r drop {worst:.4f}"
@@ -487,6 +488,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--rebaseline", action="store_true", help="a passing model also becomes the baseline"
+    )
+    p.add_argument(
+        "--registry-url",
+        help="also register the promoted model in this Kubeflow Model Registry (http(s)://host:port)",
     )
     p.set_defaults(func=cmd_gate)
     return parser

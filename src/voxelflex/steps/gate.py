@@ -142,9 +142,12 @@ def run(
     run_id: str | None = None,
     against: str = "baseline",
     rebaseline: bool = False,
+    registry_url: str | None = None,
 ) -> GateResult:
     """Judge `metrics` (an evaluation report URI) against the record at `accepted`; on a pass
-    with `promote`, record `model_uri` (from run `run_id`) as the accepted model, in one write."""
+    with `promote`, record `model_uri` (from run `run_id`) as the accepted model, in one write.
+    With `registry_url` the promoted model is first registered in the Kubeflow Model Registry
+    (a failure there leaves the record as it was: nothing is half promoted)."""
     if max_drop < 0:
         raise VoxelFlexError(f"--max-drop must be >= 0, not {max_drop}")
     if against not in REFERENCES:
@@ -191,7 +194,13 @@ def run(
         {k: entry[k] for k in ("run_id", "model_uri", "promoted_at")}
         | {"mean_per_domain_r": mean_r(current)},
     ]
-    with replacing_uri(accepted, "w") as fh:
+    if registry_url:
+        from voxelflex.registry import register
+
+        if not model_uri:
+            raise VoxelFlexError("registering in the model registry needs the model's URI")
+        register(registry_url, entry)
+    with replacing_uri(accepted, "w") as fh:  # the commit point of a promotion
         json.dump(record, fh, indent=2)
     log.info("gate: %s is now the accepted model (%s)", model_uri or metrics, accepted)
     return GateResult(True, first_run, drops, [], True, record)
