@@ -9,25 +9,19 @@ import itertools
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
+
+from json_http import JSONHandler
 
 API = "/api/model_registry/v1"
 
 
-class RegistryAPI(BaseHTTPRequestHandler):
+class RegistryAPI(JSONHandler):
     objects: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
     requests: ClassVar[list[tuple[str, str]]] = []
     ids = itertools.count(1)
-
-    def _reply(self, body: Any, code: int = 200) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def _not_found(self) -> None:
         self._reply({"code": "404", "message": "not found"}, 404)
@@ -122,9 +116,6 @@ class RegistryAPI(BaseHTTPRequestHandler):
             return self._not_found()
         found.update(body)
         self._reply(found)
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 def serve() -> tuple[ThreadingHTTPServer, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
@@ -14,25 +14,18 @@ import pytest
 import yaml
 
 from conftest import metrics_report, write_json
+from json_http import JSONHandler
 from voxelflex.cli import main
 from voxelflex.pipelines.submit import kfp_cron, parse_params
 
 API = "/apis/v2beta1"
 
 
-class FakeKFP(BaseHTTPRequestHandler):
+class FakeKFP(JSONHandler):
     requests: ClassVar[list[dict[str, Any]]] = []
     experiments: ClassVar[list[dict[str, Any]]] = []
     final_state: ClassVar[str] = "SUCCEEDED"
     refuse: ClassVar[int] = 0  # 401/403: the server turns every request away
-
-    def _reply(self, body: dict[str, Any], code: int = 200) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def _record(self) -> dict[str, Any]:
         length = int(self.headers.get("Content-Length") or 0)
@@ -88,9 +81,6 @@ class FakeKFP(BaseHTTPRequestHandler):
         if req["path"] == f"{API}/recurringruns":
             return self._reply({"recurring_run_id": "rr-1", **body})
         self._reply({"error": "not found"}, 404)
-
-    def log_message(self, *args) -> None:
-        pass
 
 
 @pytest.fixture
