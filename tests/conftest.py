@@ -28,6 +28,20 @@ FAST = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _fsspec_conf_per_test():
+    """Configs' storage_options go into fsspec's process-wide config (as in a CLI process);
+    a test's options (a small S3 block size, say) must not reach the tests after it."""
+    import copy
+
+    from fsspec.config import conf
+
+    saved = copy.deepcopy(conf)
+    yield
+    conf.clear()
+    conf.update(saved)
+
+
 def free_port() -> int:
     """A TCP port nothing listens on now (for metrics servers and torchrun rendezvous)."""
     with socket.socket() as s:
