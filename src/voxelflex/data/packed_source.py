@@ -13,7 +13,7 @@ import pandas as pd
 
 from voxelflex.data import packed
 from voxelflex.data.samples import SampleIndex
-from voxelflex.data.uri import ADVICE, storage_failure
+from voxelflex.data.uri import storage_failure
 from voxelflex.data.voxels import VOXEL_SHAPE
 from voxelflex.errors import InputDataError
 
@@ -40,13 +40,6 @@ class ChunkPlan:
 
 
 REMIRROR = "re-create it with `voxelflex mirror` (a re-run rewrites missing chunks)"
-
-
-def read_failure(exc: BaseException) -> tuple[str, str]:
-    """(what failed, what to do) for a chunk that could not be read: only corrupt data calls
-    for re-mirroring; a network or permission problem is not the store's fault."""
-    kind, what = storage_failure(exc)
-    return f"cannot be read: {what}", ADVICE.get(kind, REMIRROR)
 
 
 class PackedVoxelSource:
@@ -151,15 +144,15 @@ class PackedVoxelSource:
         try:
             rows = array.read_chunk(chunk_id)
         except Exception as exc:  # codec and store errors differ by backend
-            raise self._chunk_error(chunk_id, lo, hi, *read_failure(exc)) from None
+            what, advice = storage_failure(exc, REMIRROR)  # only corrupt data: re-mirror
+            raise self._chunk_error(chunk_id, lo, hi, f"cannot be read: {what}", advice) from None
         empty = int((~rows[used].any(axis=1)).sum())
         if empty:
             raise self._chunk_error(chunk_id, lo, hi, f"has {empty} empty residue rows", REMIRROR)
         return rows
 
     def _open_error(self, exc: BaseException) -> InputDataError:
-        kind, what = storage_failure(exc)
-        advice = ADVICE.get(kind, REMIRROR)
+        what, advice = storage_failure(exc, REMIRROR)
         return InputDataError(f"packed store {self.uri} cannot be opened: {what}; {advice}")
 
     def _chunk_error(

@@ -66,27 +66,28 @@ def open_uri(uri: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:
     return fsspec.open(uri, mode, **kwargs).open()
 
 
-def storage_failure(exc: BaseException) -> tuple[str, str]:
-    """(kind, description) of an error from reading stored data: kind is "permission",
-    "network" (the service did not answer, after the client's own retries) or "corrupt"
-    (anything else: the bytes came but could not be decoded)."""
+# what to do about a failed read, by what failed (corrupt data: the caller says)
+_ADVICE = {
+    "permission": "check the storage credentials",
+    "network": "check the network and the storage endpoint, then run again",
+}
+
+
+def storage_failure(exc: BaseException, if_corrupt: str) -> tuple[str, str]:
+    """(what failed, what to do) for an error reading stored data: permission denied, the
+    service did not answer (after the client's own retries), or else corrupt data (the bytes
+    came but could not be decoded), for which the caller's `if_corrupt` is the advice."""
     import asyncio
 
     text = f"{type(exc).__name__}: {exc}".strip()
     lowered = text.lower()
     if isinstance(exc, PermissionError) or "access denied" in lowered or "forbidden" in lowered:
-        return "permission", f"permission denied ({text})"
+        return f"permission denied ({text})", _ADVICE["permission"]
     network = (ConnectionError, TimeoutError, asyncio.TimeoutError)
     words = ("connect", "timeout", "timed out", "unreachable", "http client", "endpoint url")
     if isinstance(exc, network) or any(w in lowered for w in words):
-        return "network", f"the storage service did not answer ({text})"
-    return "corrupt", f"corrupt data ({text})"
-
-
-ADVICE = {
-    "permission": "check the storage credentials",
-    "network": "check the network and the storage endpoint, then run again",
-}
+        return f"the storage service did not answer ({text})", _ADVICE["network"]
+    return f"corrupt data ({text})", if_corrupt
 
 
 def require_file(uri: str | None, key: str) -> str:

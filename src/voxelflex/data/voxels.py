@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from voxelflex.data.uri import (
-    ADVICE,
     is_local,
     local_path,
     open_uri,
@@ -87,8 +86,9 @@ class HDF5VoxelSource:
                     self._fh = open_uri(self.uri, "rb")
                     self._file = h5py.File(self._fh, "r")
             except Exception as exc:  # h5py, fsspec and the S3 client each raise their own
-                kind, what = storage_failure(exc)
-                advice = ADVICE.get(kind, "is it an HDF5 file? copy it again if it is damaged")
+                what, advice = storage_failure(
+                    exc, "is it an HDF5 file? copy it again if it is damaged"
+                )
                 what = f"cannot open voxel HDF5 {self.uri}: {what}; {advice}"
                 raise InputDataError(what) from None
         return self._file
@@ -142,8 +142,7 @@ class HDF5VoxelSource:
             try:
                 out[i] = to_channel_first(ds[()])
             except Exception as exc:  # a corrupt chunk, or the storage service gone
-                kind, what = storage_failure(exc)
-                advice = ADVICE.get(kind, "the file is damaged: copy or re-create it")
+                what, advice = storage_failure(exc, "the file is damaged: copy or re-create it")
                 raise InputDataError(
                     f"voxel HDF5 {self.uri}: residue {domain_id}/{chain}/{key} cannot be read: "
                     f"{what}; {advice}"
