@@ -67,8 +67,8 @@ def replacing(path: str | Path) -> Iterator[Path]:
 
 def write_text(path: str | Path, text: str) -> None:
     """`path` holds exactly `text` afterwards, or (after a crash) what it held before."""
-    with replacing(path) as tmp:
-        tmp.write_text(text)
+    with replacing_uri(str(path), "w") as fh:
+        fh.write(text)
 
 
 @contextmanager
