@@ -28,7 +28,7 @@ compile: venv
 
 # after changing a dependency: pin what is now installed (then run the tests on it)
 constraints: venv
-	$(BIN)/python -m voxelflex.release constraints > images/constraints.txt
+	$(BIN)/python -m pipekit.release constraints > images/constraints.txt
 
 lint: venv
 	$(BIN)/ruff check src tests bench components pipelines

@@ -13,11 +13,11 @@ import time
 
 import h5py
 
+from pipekit.progress import set_progress
 from training_data import training_index
 from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader
 from voxelflex.data.samples import SampleIndex
 from voxelflex.data.voxels import open_voxel_source
-from voxelflex.progress import set_progress
 
 
 def raw_read(voxel_file: str, index: SampleIndex) -> float:

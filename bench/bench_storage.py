@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from pipekit.progress import set_progress
 from training_data import training_index
 from voxelflex.data import packed
 from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader, unpack_bits
 from voxelflex.data.samples import SampleIndex, read_master_samples
 from voxelflex.data.voxels import VOXEL_SHAPE, open_voxel_source
 from voxelflex.paths import RunPaths
-from voxelflex.progress import set_progress
 from voxelflex.steps import mirror
 
 PREBATCHED_BYTES = int(np.prod(VOXEL_SHAPE)) * 4  # one float32 tensor per residue-temperature

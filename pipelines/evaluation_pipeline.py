@@ -9,14 +9,14 @@ pinned baseline and fails the run on a drop larger than `max_drop`.
 
 from kfp import dsl
 
-from voxelflex.components import model_to_evaluate
-from voxelflex.pipelines.voxelflex_pipeline import (
+from lab_pipelines.voxelflex_pipeline import (
     S3_SECRET,
     configure_step,
     evaluate_step,
     gate_step,
     preprocess_step,
 )
+from voxelflex.components import model_to_evaluate
 
 PIPELINE_NAME = "voxelflex-evaluation"
 

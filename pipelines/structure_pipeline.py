@@ -3,8 +3,8 @@ RMSF at each temperature, profiles and B-factor-coloured structures out."""
 
 from kfp import dsl
 
+from lab_pipelines.voxelflex_pipeline import S3_SECRET, configure_step, fingerprint_step
 from voxelflex.components import predict_structures, voxelize_structures
-from voxelflex.pipelines.voxelflex_pipeline import S3_SECRET, configure_step, fingerprint_step
 
 PIPELINE_NAME = "voxelflex-structure-prediction"
 

@@ -6,8 +6,16 @@ and for a laptop (`voxelflex pipeline run --local`, through `kfp.local`). Kubern
 spec; `kfp.local` ignores them.
 """
 
-from kfp import dsl, kubernetes
+from kfp import dsl
 
+from pipekit.pipeline.tasks import (
+    DEFAULT_GPU_PRODUCT,
+    S3_SECRET,
+    configure,
+    on_gpu,
+    on_gpus,
+    scraped,
+)
 from voxelflex.components import (
     evaluate,
     evaluation_gate,
@@ -23,15 +31,9 @@ from voxelflex.components import (
     train_job,
     visualize,
 )
-from voxelflex.data.uri import S3_SECRET_ENV
-from voxelflex.monitoring import ENV_PORT, METRICS_PORT, SCRAPE_ANNOTATIONS, SCRAPE_LABELS
 
 PIPELINE_NAME = "voxelflex"
-DEFAULT_GPU_PRODUCT = "Quadro-RTX-8000"  # nvidia.com/gpu.product of the RTX 8000 nodes
 DEFAULT_TRAINER_RUNTIME = "torch-distributed"  # Kubeflow Trainer v2's PyTorch runtime
-GPU_RESOURCE = "nvidia.com/gpu"
-S3_SECRET = "voxelflex-s3"
-SHM_SIZE = "16Gi"  # DataLoader workers hand batches over through shared memory
 MIRROR_PARALLELISM = 8  # mirror writers running at once (KFP fixes this at compile time)
 
 # (cpu request, cpu limit, memory request, memory limit) per step
@@ -52,8 +54,6 @@ RESOURCES = {
     "voxelize_structures": ("1", "2", "2Gi", "4Gi"),
     "predict_structures": ("2", "4", "4Gi", "8Gi"),
 }
-RETRIES = {"num_retries": 2, "backoff_duration": "60s", "backoff_factor": 2.0}
-RETRY_MAX_BACKOFF = "900s"
 # steps whose failure cannot be transient (they read a few parameters or a small file and
 # decide): a retry would only repeat the same answer three times, minutes apart
 DETERMINISTIC = {"evaluation_gate", "gpu_node_selector", "original_voxels"}
@@ -62,47 +62,9 @@ DETERMINISTIC = {"evaluation_gate", "gpu_node_selector", "original_voxels"}
 def configure_step(
     task: dsl.PipelineTask, step: str, secret_name: str | None, cache: bool = False
 ) -> dsl.PipelineTask:
-    """Resources, retries with backoff (steps that can fail transiently: storage, network, a
-    lost node; a retried train resumes from its own checkpoint), caching and (steps that read
-    data) S3 credentials."""
-    cpu_req, cpu_lim, mem_req, mem_lim = RESOURCES[step]
-    task.set_cpu_request(cpu_req).set_cpu_limit(cpu_lim)
-    task.set_memory_request(mem_req).set_memory_limit(mem_lim)
-    if step not in DETERMINISTIC:
-        task.set_retry(**RETRIES, backoff_max_duration=RETRY_MAX_BACKOFF)
-    task.set_caching_options(cache)
-    if secret_name is not None:
-        kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=S3_SECRET_ENV)
-    return task
-
-
-def scraped(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """Serve the step's Prometheus metrics and say so to Prometheus: the prometheus.io pod
-    annotations for annotation-based scraping, a label for manifests/monitoring's PodMonitor."""
-    task.set_env_variable(ENV_PORT, METRICS_PORT)
-    for key, value in SCRAPE_ANNOTATIONS.items():
-        kubernetes.add_pod_annotation(task, key, value)
-    for key, value in SCRAPE_LABELS.items():
-        kubernetes.add_pod_label(task, key, value)
-    return task
-
-
-def on_gpus(task: dsl.PipelineTask, node_selector: dsl.PipelineTask, gpus=1) -> dsl.PipelineTask:
-    """`gpus` GPUs on a node of the chosen product, the GPU taint tolerated. On the
-    TrainJob step these describe one node of the job (the component forwards them)."""
-    task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
-    kubernetes.add_node_selector_json(task, node_selector.output)
-    kubernetes.add_toleration(task, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
-    return task
-
-
-def on_gpu(task: dsl.PipelineTask, node_selector: dsl.PipelineTask) -> dsl.PipelineTask:
-    """One GPU on a node of the chosen product, tolerated taint, memory-backed /dev/shm."""
-    on_gpus(task, node_selector)
-    kubernetes.empty_dir_mount(
-        task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=SHM_SIZE
-    )
-    return task
+    """Resources, retries (not for steps that cannot fail transiently), caching and (steps
+    that read data) S3 credentials."""
+    return configure(task, RESOURCES[step], step not in DETERMINISTIC, secret_name, cache)
 
 
 def fingerprint_step(uris: list, settings, secret_name) -> dsl.PipelineTask:

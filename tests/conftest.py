@@ -202,10 +202,10 @@ def write_pdb(path: Path, residues: list[tuple[str, str, int, dict]], extra=()) 
 
 def write_tiny_checkpoint(path: Path) -> str:
     """An untrained model of the FAST size saved as a checkpoint predict/evaluate can load."""
+    from pipekit.checkpoint import save_checkpoint
     from voxelflex.config import config_from_dict
     from voxelflex.data.temperature import TemperatureScaler
     from voxelflex.steps.train import build_model, model_config
-    from voxelflex.training.checkpoint import save_checkpoint
 
     cfg = config_from_dict({"model": FAST["model"]})
     payload = {

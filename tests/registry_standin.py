@@ -13,7 +13,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
 
-from json_http import JSONHandler
+from tests.json_http import JSONHandler
 
 API = "/api/model_registry/v1"
 

@@ -4,47 +4,33 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Sequence
 
+from pipekit.cli import (
+    add_config_args,
+    add_pipeline_commands,
+    log_level,
+    print_local_run,
+    run_main,
+)
+from pipekit.errors import InputDataError, PipelineError
 from voxelflex import __version__
-from voxelflex.errors import InputDataError, VoxelFlexError
 
 log = logging.getLogger("voxelflex")
 
 
-def _common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
-    p.add_argument(
-        "--config", required=config_required, help="YAML config merged over the defaults"
-    )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set training.batch_size=64 (repeatable)",
-    )
-    p.add_argument("-v", "--verbose", action="count", default=0, help="-v: INFO, -vv: DEBUG")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
-
-
 def _prepare(args: argparse.Namespace):
     """Load the config and set up logging (console + the run's log file) and progress bars."""
+    from pipekit.distributed import from_env
+    from pipekit.logging_setup import setup_logging
+    from pipekit.progress import set_progress
+    from pipekit.uri import apply_storage_options
     from voxelflex.config import load_config
-    from voxelflex.data.uri import apply_storage_options
-    from voxelflex.logging_setup import setup_logging
     from voxelflex.paths import RunPaths
-    from voxelflex.progress import set_progress
-    from voxelflex.training.distributed import from_env
 
     cfg = load_config(args.config, args.overrides)
     apply_storage_options(cfg.input.storage_options)
-    level = cfg.logging.level
-    if args.quiet:
-        level = "WARNING"
-    elif args.verbose:
-        level = "DEBUG" if args.verbose > 1 else "INFO"
+    level = log_level(cfg.logging.level, args)
     main = from_env().is_main  # under torchrun, rank 0 alone keeps the run's log file
     setup_logging(level, RunPaths.from_config(cfg).log_file if main else None)
     set_progress(cfg.logging.show_progress and not args.quiet and main)
@@ -52,8 +38,8 @@ def _prepare(args: argparse.Namespace):
 
 
 def cmd_demo_data(args: argparse.Namespace) -> None:
+    from pipekit.logging_setup import setup_logging
     from voxelflex.data.demo import make_demo_dataset
-    from voxelflex.logging_setup import setup_logging
 
     setup_logging("INFO")
     ds = make_demo_dataset(args.out, n_domains=args.domains, seed=args.seed)
@@ -69,8 +55,8 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from pipekit.distributed import from_env
     from voxelflex.steps import train
-    from voxelflex.training.distributed import from_env
 
     cfg = _prepare(args)
     if args.smoke:
@@ -95,8 +81,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print("\n".join([*res.plots, *res.structures]))
         return
     if args.config is None:
-        raise VoxelFlexError("predict --domains/--split needs --config (the run's inputs)")
-    from voxelflex.training.distributed import from_env
+        raise PipelineError("predict --domains/--split needs --config (the run's inputs)")
+    from pipekit.distributed import from_env
 
     res = predict.run(
         _prepare(args),
@@ -128,8 +114,8 @@ def cmd_visualize(args: argparse.Namespace) -> None:
 
 
 def cmd_voxelize(args: argparse.Namespace) -> None:
-    from voxelflex.logging_setup import setup_logging
-    from voxelflex.progress import set_progress
+    from pipekit.logging_setup import setup_logging
+    from pipekit.progress import set_progress
     from voxelflex.steps import voxelize
 
     setup_logging("WARNING" if args.quiet else "INFO")
@@ -146,13 +132,13 @@ def _shard(value: str | None) -> tuple[int, int] | None:
         return None
     k, sep, n = value.partition("/")
     if not sep or not k.isdigit() or not n.isdigit():
-        raise VoxelFlexError(f"--shard must look like 0/4, not {value!r}")
+        raise PipelineError(f"--shard must look like 0/4, not {value!r}")
     return int(k), int(n)
 
 
 def cmd_ingest_mdcath(args: argparse.Namespace) -> None:
-    from voxelflex.logging_setup import setup_logging
-    from voxelflex.progress import set_progress
+    from pipekit.logging_setup import setup_logging
+    from pipekit.progress import set_progress
     from voxelflex.steps import ingest_mdcath
 
     setup_logging("WARNING" if args.quiet else "INFO")
@@ -171,8 +157,8 @@ def cmd_ingest_mdcath(args: argparse.Namespace) -> None:
 
 
 def cmd_mirror(args: argparse.Namespace) -> None:
-    from voxelflex.logging_setup import setup_logging
-    from voxelflex.progress import set_progress
+    from pipekit.logging_setup import setup_logging
+    from pipekit.progress import set_progress
     from voxelflex.steps import mirror
 
     setup_logging("WARNING" if args.quiet else "DEBUG" if args.verbose > 1 else "INFO")
@@ -191,28 +177,21 @@ def cmd_mirror(args: argparse.Namespace) -> None:
     )
 
 
-def cmd_pipeline_compile(args: argparse.Namespace) -> None:
-    from voxelflex.pipelines.compile import COMPILED_DIR, compile_pipelines
-
-    for path in compile_pipelines(args.out or COMPILED_DIR):
-        print(f"compiled -> {path}")
-
-
 def cmd_pipeline_run(args: argparse.Namespace) -> None:
-    from voxelflex.data.uri import is_local, join_uri, local_path, uri_exists
+    from pipekit.pipeline.submit import parse_params
+    from pipekit.uri import is_local, join_uri, local_path, uri_exists
     from voxelflex.paths import RunPaths
-    from voxelflex.pipelines.local import run_local
-    from voxelflex.pipelines.submit import parse_params
+    from voxelflex.pipeline_run import publish, run_local
 
     if not args.local:
-        raise VoxelFlexError(
+        raise PipelineError(
             "pipeline run needs --local (kfp.local on this machine); on a cluster, upload "
             "pipelines/compiled/voxelflex_pipeline.yaml in the Kubeflow UI"
         )
     cfg = _prepare(args)
     root = args.pipeline_root or join_uri(RunPaths.from_config(cfg).run_dir, "kfp_local")
     if not is_local(root):
-        raise VoxelFlexError(f"--pipeline-root must be a local folder for kfp.local, not {root}")
+        raise PipelineError(f"--pipeline-root must be a local folder for kfp.local, not {root}")
     mirror_uri = (args.mirror_uri or "") if args.mirror or args.mirror_uri else None
     run = run_local(
         cfg,
@@ -223,16 +202,8 @@ def cmd_pipeline_run(args: argparse.Namespace) -> None:
         params=parse_params(args.param),
         pipeline=args.pipeline,
     )
-    print(f"pipeline run: {run.run_dir}")
-    for task, outputs in run.artifacts.items():
-        for name, art in outputs.items():
-            print(f"  {task}/{name}: {art['uri']}")
-            for key, value in (art["metadata"] or {}).items():
-                shown = f"{value:.4g}" if isinstance(value, float) else value
-                print(f"      {key} = {shown}")
+    print_local_run(run)
     if args.pipeline == "voxelflex_pipeline":
-        from voxelflex.pipelines.local import publish
-
         run_dir = publish(cfg, run)
         print(f"outputs (what `voxelflex predict|evaluate|visualize --config` use): {run_dir}")
         report = join_uri(run_dir, "visualizations", "index.html")
@@ -240,73 +211,19 @@ def cmd_pipeline_run(args: argparse.Namespace) -> None:
             print(f"report (open in a browser): {report}")
 
 
-def _kfp_args(q: argparse.ArgumentParser, pipeline: str) -> None:
-    q.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kf.lab/pipeline")
-    q.add_argument("--pipeline", default=pipeline, help=f"pipeline to use (default {pipeline})")
-    q.add_argument("--package", help="a compiled pipeline YAML instead of compiling now")
-    q.add_argument("--experiment", default="voxelflex", help="KFP experiment name")
-    q.add_argument(
-        "--param", action="append", default=[], metavar="NAME=VALUE", help="pipeline parameter"
-    )
-    q.add_argument("--params-file", help="YAML mapping of pipeline parameters (--param wins)")
-    q.add_argument("--service-account", help="Kubernetes service account for the run's pods")
-    q.add_argument(
-        "--unreleased",
-        action="store_true",
-        help="compile this checkout although no released image holds its code (an image "
-        "you built from it); each step still refuses an image with other code",
-    )
-    q.add_argument("-v", "--verbose", action="count", default=0)
+def read_metrics(uri: str) -> dict:
+    """The headline numbers of an evaluation_metrics JSON (as the UI's Metrics show them)."""
+    import json
 
+    from pipekit.uri import open_uri
+    from voxelflex.steps.evaluate import headline_metrics
 
-def cmd_pipeline_submit(args: argparse.Namespace) -> None:
-    from voxelflex.logging_setup import setup_logging
-    from voxelflex.pipelines.submit import load_params, submit
-
-    setup_logging("DEBUG" if args.verbose > 1 else "INFO" if args.verbose else "WARNING")
-    res = submit(
-        args.host,
-        load_params(args.params_file, args.param),
-        pipeline=args.pipeline,
-        package=args.package,
-        experiment=args.experiment,
-        run_name=args.run_name,
-        service_account=args.service_account,
-        wait=args.wait,
-        timeout=args.timeout,
-        metrics_uri=args.metrics_uri,
-        unreleased=args.unreleased,
-    )
-    print(f"run {res.run_id}: {res.url}")
-    if res.state is not None:
-        print(f"final state: {res.state}")
-        for task, state in res.tasks.items():
-            print(f"  {task}: {state}")
-        for key, value in res.metrics.items():
-            print(f"  {key} = {value:.4g}" if isinstance(value, float) else f"  {key} = {value}")
-
-
-def cmd_pipeline_schedule(args: argparse.Namespace) -> None:
-    from voxelflex.logging_setup import setup_logging
-    from voxelflex.pipelines.submit import load_params, schedule
-
-    setup_logging("DEBUG" if args.verbose > 1 else "INFO" if args.verbose else "WARNING")
-    job_id = schedule(
-        args.host,
-        args.cron,
-        load_params(args.params_file, args.param),
-        pipeline=args.pipeline,
-        package=args.package,
-        experiment=args.experiment,
-        name=args.name,
-        service_account=args.service_account,
-        unreleased=args.unreleased,
-    )
-    print(f"recurring run {job_id}: '{args.cron}' ({args.pipeline})")
+    with open_uri(uri, "r") as fh:
+        return headline_metrics(json.load(fh))
 
 
 def cmd_gate(args: argparse.Namespace) -> None:
-    from voxelflex.logging_setup import setup_logging
+    from pipekit.logging_setup import setup_logging
     from voxelflex.steps import gate
 
     setup_logging("INFO")
@@ -338,11 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo_data)
 
     p = sub.add_parser("preprocess", help="join voxels, RMSF CSV and splits into metadata")
-    _common(p)
+    add_config_args(p)
     p.set_defaults(func=cmd_preprocess)
 
     p = sub.add_parser("train", help="train the model")
-    _common(p)
+    add_config_args(p)
     p.add_argument("--resume", action="store_true", help="continue from latest_model.pt")
     p.add_argument(
         "--auto-resume",
@@ -353,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="per-residue RMSF at any temperature (K)")
-    _common(p, config_required=False)
+    add_config_args(p, config_required=False)
     p.add_argument("--model", help="checkpoint (default: the run's best_model.pt)")
     p.add_argument(
         "--temperature",
@@ -376,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="metrics, baselines and a summary on a split")
-    _common(p)
+    add_config_args(p)
     p.add_argument("--model", help="checkpoint (default: the run's best_model.pt)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument(
@@ -387,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("visualize", help="plots (PNG) and the data behind each (CSV)")
-    _common(p)
+    add_config_args(p)
     p.add_argument("--model", help="checkpoint (default: the run's best_model.pt)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--domains", nargs="+", help="domains for RMSF profiles (default: first two)")
@@ -427,11 +344,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pipeline", help="the Kubeflow pipeline: compile, or run it locally")
     psub = p.add_subparsers(dest="pipeline_command", required=True)
-    q = psub.add_parser("compile", help="write pipelines/compiled/*.yaml for the Kubeflow UI")
-    q.add_argument("--out", help="folder to write into (default: pipelines/compiled)")
-    q.set_defaults(func=cmd_pipeline_compile)
+    add_pipeline_commands(
+        psub,
+        "voxelflex",
+        "voxelflex_pipeline",
+        "voxelflex_evaluation_pipeline",
+        read_metrics=read_metrics,
+        schedule_name="voxelflex-scheduled-evaluation",
+    )
     q = psub.add_parser("run", help="run the whole pipeline (kfp.local with --local)")
-    _common(q, config_required=False)
+    add_config_args(q, config_required=False)
     q.add_argument(
         "--pipeline",
         default="voxelflex_pipeline",
@@ -460,19 +382,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.set_defaults(func=cmd_pipeline_run)
 
-    q = psub.add_parser("submit", help="create a run on a Kubeflow Pipelines server")
-    _kfp_args(q, "voxelflex_pipeline")
-    q.add_argument("--run-name", help="display name of the run")
-    q.add_argument("--wait", action="store_true", help="wait; fail unless the run succeeds")
-    q.add_argument("--timeout", type=int, default=24 * 3600, help="seconds to wait at most")
-    q.add_argument("--metrics-uri", help="evaluation_metrics JSON to print after --wait")
-    q.set_defaults(func=cmd_pipeline_submit)
-    q = psub.add_parser("schedule", help="create a recurring run (default: the evaluation)")
-    _kfp_args(q, "voxelflex_evaluation_pipeline")
-    q.add_argument("--cron", required=True, help='e.g. "0 3 * * *" (03:00 every day)')
-    q.add_argument("--name", default="voxelflex-scheduled-evaluation")
-    q.set_defaults(func=cmd_pipeline_schedule)
-
     p = sub.add_parser("gate", help="fail on a per-domain r drop; promote a passing model")
     p.add_argument("--metrics", required=True, help="evaluation_metrics_<split>.json to judge")
     p.add_argument("--accepted", required=True, help="the promotion record (URI)")
@@ -497,30 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def one_line(exc: BaseException) -> str:
-    """A user error's message; raised in a DataLoader worker, torch re-raises it in the main
-    process with the worker's traceback in the message: keep its last line, the message."""
-    text = str(exc)
-    if "Original Traceback" not in text:
-        return text
-    last = [line for line in text.splitlines() if line.strip()][-1]
-    return last.split(": ", 1)[1] if ": " in last else last
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except VoxelFlexError as exc:
-        # user errors: one line that names the key or file to fix, no traceback (internal
-        # bugs, any other exception, keep theirs)
-        print(f"voxelflex: error: {one_line(exc)}", file=sys.stderr)
-        log.debug("details", exc_info=True)
-        return 2
-    except KeyboardInterrupt:
-        print("voxelflex: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return run_main("voxelflex", build_parser(), argv)
 
 
 if __name__ == "__main__":

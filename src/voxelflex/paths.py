@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipekit.uri import join_uri
 from voxelflex.config import Config
-from voxelflex.data.uri import join_uri
 
 TEMP_SCALING = "temp_scaling_params.json"
 

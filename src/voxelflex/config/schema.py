@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from voxelflex.errors import ConfigError
+from pipekit.errors import ConfigError
 
 ARCHITECTURES = ("multipath_rmsf_net", "densenet3d_regression", "dilated_resnet3d")
 SCHEDULERS = ("cosine", "plateau", "none")
@@ -158,8 +158,8 @@ class LoggingConfig:
 
 @dataclass(frozen=True)
 class MonitoringConfig:
-    metrics_port: int | None = None  # serve Prometheus metrics here (or VOXELFLEX_METRICS_PORT)
-    pushgateway_url: str | None = None  # also push them (or VOXELFLEX_PUSHGATEWAY_URL)
+    metrics_port: int | None = None  # serve Prometheus metrics here (or PIPEKIT_METRICS_PORT)
+    pushgateway_url: str | None = None  # also push them (or PIPEKIT_PUSHGATEWAY_URL)
     run_id: str | None = None  # Pushgateway grouping key (default: output.run_name)
 
     def __post_init__(self) -> None:

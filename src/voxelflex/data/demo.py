@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from pipekit.errors import InputDataError
 from voxelflex.data.voxels import CHANNELS
-from voxelflex.errors import InputDataError
 
 TEMPERATURES = (320.0, 348.0, 379.0, 413.0, 450.0)
 SYNTHETIC_ATTR = "synthetic"  # voxel file attribute: what made the data, said in reports

@@ -33,11 +33,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from pipekit.errors import InputDataError
 from voxelflex.data import packed
 from voxelflex.data.packed_source import PackedVoxelSource
 from voxelflex.data.samples import SampleIndex
 from voxelflex.data.voxels import VOXEL_SHAPE, VoxelSource
-from voxelflex.errors import InputDataError
 
 log = logging.getLogger(__name__)
 

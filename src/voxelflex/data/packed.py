@@ -25,10 +25,10 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from voxelflex.atomic import replacing_uri
-from voxelflex.data.uri import ensure_dir, is_local, join_uri, local_path, open_uri, uri_exists
+from pipekit.atomic import replacing_uri
+from pipekit.errors import InputDataError
+from pipekit.uri import ensure_dir, is_local, join_uri, local_path, open_uri, uri_exists
 from voxelflex.data.voxels import CHANNELS, VOXEL_SHAPE
-from voxelflex.errors import InputDataError
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipekit.errors import InputDataError
+from pipekit.uri import storage_failure
 from voxelflex.data import packed
 from voxelflex.data.samples import SampleIndex
-from voxelflex.data.uri import storage_failure
 from voxelflex.data.voxels import VOXEL_SHAPE
-from voxelflex.errors import InputDataError
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import logging
 import numpy as np
 import pandas as pd
 
-from voxelflex.data.uri import open_uri
-from voxelflex.errors import InputDataError
+from pipekit.errors import InputDataError
+from pipekit.uri import open_uri
 
 log = logging.getLogger(__name__)
 

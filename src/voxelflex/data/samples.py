@@ -92,8 +92,8 @@ def _grouped_order(t: pd.DataFrame, temp_col: str) -> np.ndarray:
 
 def read_master_samples(uri: str, splits: tuple[str, ...] | None = None) -> pd.DataFrame:
     """The preprocess table, optionally only some splits; a clear error when it is missing."""
-    from voxelflex.data.uri import open_uri
-    from voxelflex.errors import InputDataError
+    from pipekit.errors import InputDataError
+    from pipekit.uri import open_uri
 
     try:
         with open_uri(uri, "rb") as fh:

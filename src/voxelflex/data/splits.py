@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from pipekit.errors import InputDataError
+from pipekit.uri import open_uri, require_file
 from voxelflex.config import InputConfig
-from voxelflex.data.uri import open_uri, require_file
-from voxelflex.errors import InputDataError
 
 SPLITS = ("train", "val", "test")
 

@@ -38,9 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-from voxelflex.data.uri import open_uri
+from pipekit.errors import InputDataError
+from pipekit.uri import open_uri
 from voxelflex.data.voxels import CHANNELS, GRID, HDF5_SHAPE
-from voxelflex.errors import InputDataError
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from voxelflex.data.uri import open_uri
-from voxelflex.errors import InputDataError
+from pipekit.errors import InputDataError
+from pipekit.uri import open_uri
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class TemperatureScaler:
         return asdict(self)
 
     def save(self, uri: str) -> None:
-        from voxelflex.atomic import replacing_uri
+        from pipekit.atomic import replacing_uri
 
         with replacing_uri(uri, "w") as fh:
             json.dump(self.to_dict(), fh, indent=2)

@@ -15,15 +15,15 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from voxelflex.data.uri import (
+from pipekit.errors import InputDataError
+from pipekit.progress import progress
+from pipekit.uri import (
     is_local,
     local_path,
     open_uri,
     require_file,
     storage_failure,
 )
-from voxelflex.errors import InputDataError
-from voxelflex.progress import progress
 
 log = logging.getLogger(__name__)
 

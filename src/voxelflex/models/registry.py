@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from voxelflex.errors import ConfigError
+from pipekit.errors import ConfigError
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 F = TypeVar("F", bound=Callable[..., nn.Module])

@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipekit.errors import InputDataError
+from pipekit.uri import join_uri, open_uri
 from voxelflex.config import Config, save_resolved_config
 from voxelflex.data.loader import make_loader, to_device
 from voxelflex.data.samples import read_master_samples
-from voxelflex.data.uri import join_uri, open_uri
 from voxelflex.data.voxels import CHANNELS, open_voxel_source
-from voxelflex.errors import InputDataError
 from voxelflex.monitoring import step_metrics
 from voxelflex.paths import RunPaths
 from voxelflex.steps.predict import (

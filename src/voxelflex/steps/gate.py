@@ -28,9 +28,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from voxelflex.atomic import replacing_uri
-from voxelflex.data.uri import open_uri, require_file, uri_exists
-from voxelflex.errors import VoxelFlexError
+from pipekit.atomic import replacing_uri
+from pipekit.errors import PipelineError
+from pipekit.uri import open_uri, require_file, uri_exists
 from voxelflex.paths import RunPaths
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ FORMAT = "voxelflex-promotion-v1"
 REFERENCES = ("baseline", "best")
 
 
-class GateFailed(VoxelFlexError):
+class GateFailed(PipelineError):
     """The model got worse than the reference by more than the allowed drop."""
 
 
@@ -52,6 +52,25 @@ class GateResult:
     violations: list[str] = field(default_factory=list)
     promoted: bool = False
     record: dict[str, Any] = field(default_factory=dict)  # the promotion record after the gate
+
+
+# the registered model promotions become versions of (Kubeflow Model Registry)
+MODEL_NAME = "voxelflex"
+AUTHOR = "voxelflex evaluation gate"
+
+
+def version_properties(entry: dict[str, Any]) -> dict[str, Any]:
+    """What a version records besides its URI: headline metrics (floats) and provenance."""
+    model = entry["metrics"]["model"]
+    props: dict[str, Any] = {
+        f"pooled_{k}": float(v) for k, v in model.get("pooled", {}).items() if v is not None
+    }
+    for temp, m in model.get("per_temperature", {}).items():
+        if m.get("mean_per_domain_pearson") is not None:
+            props[f"per_domain_r_{temp}K"] = float(m["mean_per_domain_pearson"])
+    props["run_id"] = str(entry.get("run_id") or "")
+    props["promoted_at"] = str(entry["promoted_at"])
+    return props
 
 
 def _per_temperature(report: dict[str, Any]) -> dict[str, float | None]:
@@ -129,7 +148,7 @@ def accepted_model(uri: str) -> str:
     record = read_record(uri)
     model = (record or {}).get("accepted", {}).get("model_uri")
     if not model:
-        raise VoxelFlexError(f"no accepted model recorded in {uri}: pass model_uri")
+        raise PipelineError(f"no accepted model recorded in {uri}: pass model_uri")
     return str(model)
 
 
@@ -149,9 +168,9 @@ def run(
     With `registry_url` the promoted model is first registered in the Kubeflow Model Registry
     (a failure there leaves the record as it was: nothing is half promoted)."""
     if max_drop < 0:
-        raise VoxelFlexError(f"--max-drop must be >= 0, not {max_drop}")
+        raise PipelineError(f"--max-drop must be >= 0, not {max_drop}")
     if against not in REFERENCES:
-        raise VoxelFlexError(f"--against must be one of {REFERENCES}, not {against!r}")
+        raise PipelineError(f"--against must be one of {REFERENCES}, not {against!r}")
     current = _read(require_file(metrics, "--metrics"))
     bad = non_finite(current)
     if bad:
@@ -195,11 +214,11 @@ def run(
         | {"mean_per_domain_r": mean_r(current)},
     ]
     if registry_url:
-        from voxelflex.registry import register
+        from pipekit.registry import register
 
         if not model_uri:
-            raise VoxelFlexError("registering in the model registry needs the model's URI")
-        register(registry_url, entry)
+            raise PipelineError("registering in the model registry needs the model's URI")
+        register(registry_url, MODEL_NAME, entry, version_properties(entry), AUTHOR)
     with replacing_uri(accepted, "w") as fh:  # the commit point of a promotion
         json.dump(record, fh, indent=2)
     log.info("gate: %s is now the accepted model (%s)", model_uri or metrics, accepted)

@@ -38,12 +38,12 @@ import numpy as np
 import pandas as pd
 from fsspec.core import url_to_fs
 
-from voxelflex import atomic
+from pipekit import atomic
+from pipekit.errors import InputDataError
+from pipekit.faults import crashpoint
+from pipekit.progress import progress
 from voxelflex.data.structure import STANDARD, backbone_residues, read_structure, standardize
 from voxelflex.data.structure import voxelize as voxelize_residues
-from voxelflex.errors import InputDataError
-from voxelflex.faults import crashpoint
-from voxelflex.progress import progress
 from voxelflex.steps.voxelize import FILE_ATTRS, write_residues
 
 log = logging.getLogger(__name__)

@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 from fsspec.core import url_to_fs
 
-from voxelflex.atomic import remove_leftovers, replacing_uri
+from pipekit.atomic import remove_leftovers, replacing_uri
+from pipekit.errors import InputDataError
+from pipekit.faults import crashpoint
+from pipekit.progress import progress
+from pipekit.uri import join_uri, open_uri, require_file
 from voxelflex.data import packed
-from voxelflex.data.uri import join_uri, open_uri, require_file
 from voxelflex.data.voxels import HDF5VoxelSource
-from voxelflex.errors import InputDataError
-from voxelflex.faults import crashpoint
-from voxelflex.progress import progress
 
 log = logging.getLogger(__name__)
 

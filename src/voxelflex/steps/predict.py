@@ -19,19 +19,21 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipekit.device import amp_enabled, resolve_device
+from pipekit.distributed import SINGLE, Dist, barrier, distributed
+from pipekit.errors import InputDataError
+from pipekit.monitoring import StepMetrics
+from pipekit.uri import join_uri, open_uri, remove_uri, uri_exists
 from voxelflex.config import Config, save_resolved_config
 from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader
 from voxelflex.data.samples import SampleIndex, read_master_samples
 from voxelflex.data.temperature import TemperatureScaler
-from voxelflex.data.uri import join_uri, open_uri, remove_uri, uri_exists
 from voxelflex.data.voxels import VoxelSource, open_voxel_source
-from voxelflex.errors import InputDataError
-from voxelflex.monitoring import StepMetrics, step_metrics
+from voxelflex.monitoring import step_metrics
 from voxelflex.paths import RunPaths
 from voxelflex.steps.preprocess import parse_residue_keys
 from voxelflex.training.checkpoint import LoadedModel, load_model
-from voxelflex.training.distributed import SINGLE, Dist, barrier, distributed
-from voxelflex.training.loop import amp_enabled, predict_batches, resolve_device
+from voxelflex.training.loop import predict_batches
 
 log = logging.getLogger(__name__)
 

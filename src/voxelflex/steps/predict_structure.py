@@ -19,15 +19,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from pipekit.errors import InputDataError
+from pipekit.uri import join_uri, open_uri
 from voxelflex.config import Config
 from voxelflex.data.structure import (
     StructureVoxelSource,
     read_structure,
     structure_residues,
 )
-from voxelflex.data.uri import join_uri, open_uri
 from voxelflex.data.voxels import HDF5VoxelSource, VoxelSource
-from voxelflex.errors import InputDataError
 from voxelflex.paths import RunPaths
 from voxelflex.steps.predict import (
     check_temperatures,

@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from voxelflex.atomic import replacing_uri
+from pipekit.atomic import replacing_uri
+from pipekit.errors import InputDataError
+from pipekit.uri import require_file
 from voxelflex.config import Config, save_resolved_config
 from voxelflex.data.rmsf_csv import CHAIN, OPTIONAL, clean_rmsf_rows, read_rmsf_csv
 from voxelflex.data.splits import SPLITS, read_splits
 from voxelflex.data.structure import RESNAME_ALIASES
 from voxelflex.data.temperature import TemperatureScaler
-from voxelflex.data.uri import require_file
 from voxelflex.data.voxels import open_voxel_source
-from voxelflex.errors import InputDataError
 from voxelflex.paths import RunPaths
 
 log = logging.getLogger(__name__)

@@ -22,21 +22,10 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from voxelflex.atomic import replacing_uri
-from voxelflex.config import Config, save_resolved_config
-from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader, to_device
-from voxelflex.data.samples import SampleIndex, read_master_samples
-from voxelflex.data.temperature import TemperatureScaler
-from voxelflex.data.uri import uri_exists
-from voxelflex.data.voxels import open_voxel_source
-from voxelflex.errors import InputDataError, VoxelFlexError
-from voxelflex.faults import crashpoint
-from voxelflex.models import create_model
-from voxelflex.monitoring import step_metrics
-from voxelflex.paths import RunPaths
-from voxelflex.runlock import run_lock
-from voxelflex.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from voxelflex.training.distributed import (
+from pipekit.atomic import replacing_uri
+from pipekit.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from pipekit.device import amp_enabled, resolve_device
+from pipekit.distributed import (
     SINGLE,
     Dist,
     all_gathered,
@@ -44,7 +33,19 @@ from voxelflex.training.distributed import (
     distributed,
     gather_arrays,
 )
-from voxelflex.training.loop import amp_enabled, predict_batches, resolve_device, train_epoch
+from pipekit.errors import InputDataError, PipelineError
+from pipekit.faults import crashpoint
+from pipekit.runlock import run_lock
+from pipekit.uri import uri_exists
+from voxelflex.config import Config, save_resolved_config
+from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader, to_device
+from voxelflex.data.samples import SampleIndex, read_master_samples
+from voxelflex.data.temperature import TemperatureScaler
+from voxelflex.data.voxels import open_voxel_source
+from voxelflex.models import create_model
+from voxelflex.monitoring import step_metrics
+from voxelflex.paths import RunPaths
+from voxelflex.training.loop import predict_batches, train_epoch
 from voxelflex.training.metrics import regression_metrics
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ def _combine(d: Dist, stats: dict[str, float]) -> dict[str, float]:
     }
 
 
-class TrainingDiverged(VoxelFlexError):
+class TrainingDiverged(PipelineError):
     """The loss became NaN or infinite: nothing of that epoch is kept."""
 
 

@@ -29,18 +29,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from voxelflex.config import Config, save_resolved_config
-from voxelflex.data.uri import S3_SECRET_ENV, open_uri, uri_exists
-from voxelflex.errors import InputDataError
-from voxelflex.monitoring import (
+from pipekit.errors import InputDataError
+from pipekit.monitoring import (
     ENV_PORT,
     ENV_RUN_ID,
     METRICS_PORT,
     SCRAPE_ANNOTATIONS,
     SCRAPE_LABELS,
 )
+from pipekit.runlock import OWNER_ENV
+from pipekit.uri import S3_SECRET_ENV, open_uri, uri_exists
+from voxelflex.config import Config, save_resolved_config
 from voxelflex.paths import RunPaths
-from voxelflex.runlock import OWNER_ENV
 from voxelflex.steps.train import TrainResult
 
 log = logging.getLogger(__name__)
@@ -237,7 +237,7 @@ def _pod_problem(pod: Mapping[str, Any]) -> str | None:
 
 
 # what says why a node failed: a Python exception line (OSError:, KeyError:, RuntimeError:
-# CUDA out of memory, voxelflex.errors.InputDataError:, ...), a logged ERROR, our one-line
+# CUDA out of memory, pipekit.errors.InputDataError:, ...), a logged ERROR, our one-line
 # user error, the kernel's OOM kill
 ERROR_LINE = re.compile(
     r"^[\w.]*(Error|Exception|Interrupt|Exit)\b:?|^(ERROR|CRITICAL)\b|^voxelflex: error:"

@@ -15,6 +15,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from pipekit.errors import InputDataError
+from pipekit.progress import progress
 from voxelflex import __version__
 from voxelflex.data.structure import (
     FRAME_EDGE,
@@ -24,8 +26,6 @@ from voxelflex.data.structure import (
     voxelize,
 )
 from voxelflex.data.voxels import CHANNELS, GRID
-from voxelflex.errors import InputDataError
-from voxelflex.progress import progress
 
 log = logging.getLogger(__name__)
 

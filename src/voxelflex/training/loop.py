@@ -5,39 +5,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
 
 import numpy as np
 import torch
 from torch import nn
 
+from pipekit.device import autocast
+from pipekit.progress import progress
 from voxelflex.data.loader import Batch, to_device
-from voxelflex.progress import progress
 
 log = logging.getLogger(__name__)
 
 # called after each batch with (samples, seconds, loss or None): the step's metrics
 OnBatch = Callable[[int, float, float | None], None]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        from voxelflex.errors import ConfigError
-
-        raise ConfigError(f"config key 'training.device': {name!r} requested but no CUDA GPU found")
-    return device
-
-
-def amp_enabled(device: torch.device, requested: bool) -> bool:
-    # fp16 autocast pays off on CUDA (Turing and newer have tensor cores); on CPU it does not.
-    return requested and device.type == "cuda"
-
-
-def _autocast(device: torch.device, amp: bool):
-    return torch.autocast(device.type, dtype=torch.float16) if amp else nullcontext()
 
 
 def train_epoch(
@@ -63,7 +43,7 @@ def train_epoch(
         wait += time.perf_counter() - t_ready
         voxels, index, temp, target = to_device(batch, device)
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             pred = model(voxels, temp, index)  # (B,)
             loss = nn.functional.mse_loss(pred.float(), target)
         grad_scaler.scale(loss).backward()
@@ -115,7 +95,7 @@ def predict_batches(
     t_ready = time.perf_counter()
     for batch in batches:
         voxels, index, temp, _ = to_device(batch, device)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             pred = model(voxels, temp, index)
         preds.append(pred.float().cpu().numpy())
         rows.append(batch["row"].numpy())

@@ -1,0 +1,33 @@
+"""Per-run logging: INFO progress, WARNING skipped records, ERROR with the fix; a file per run."""
+
+from __future__ import annotations
+
+import logging
+
+from pipekit.uri import ensure_dir, is_local, local_path
+
+FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def setup_logging(level: str = "INFO", log_file: str | None = None) -> None:
+    """Console at `level`; the run's log file (local run dirs) keeps INFO and above even when
+    the console is quieter, so a `-q` run still leaves a full record."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(min(logging.getLevelName(level), logging.INFO))
+    console = logging.StreamHandler()
+    console.setLevel(level)
+    console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    root.addHandler(console)
+    # Object-store run dirs get their log through the step's artifacts, not a live file handle.
+    if log_file and is_local(log_file):
+        path = local_path(log_file)
+        ensure_dir(path.rsplit("/", 1)[0])
+        handler = logging.FileHandler(path)
+        handler.setLevel(min(logging.getLevelName(level), logging.INFO))
+        handler.setFormatter(logging.Formatter(FORMAT))
+        root.addHandler(handler)
+    for noisy in ("matplotlib", "fsspec", "h5py", "PIL", "urllib3", "botocore", "s3fs"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,138 @@
+"""Run a whole pipeline on this machine through `kfp.local` (no cluster, no Docker).
+
+Each component runs as a subprocess of the current Python (which must have the project
+installed); artifacts land under a local pipeline root. Kubernetes settings are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipekit.errors import PipelineError
+from pipekit.uri import local_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    run_dir: Path
+    # task -> output name -> {"uri": ..., "metadata": {...}} (metrics live in metadata)
+    artifacts: dict[str, dict[str, dict[str, Any]]]
+
+
+def _collect(run_dir: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    # in the order the tasks ran
+    done = sorted(run_dir.glob("*/executor_output.json"), key=lambda p: p.stat().st_mtime_ns)
+    for executor_output in done:
+        data = json.loads(executor_output.read_text())
+        task = executor_output.parent.name
+        for name, entry in data.get("artifacts", {}).items():
+            art = entry["artifacts"][0]
+            out.setdefault(task, {})[name] = {"uri": art["uri"], "metadata": art.get("metadata")}
+    return out
+
+
+def _for_this_machine(node: Any) -> None:
+    """No retry policies, and metrics on any free port instead of the pods' fixed one (a
+    second local run, or a test beside a demo, would find it taken)."""
+    from pipekit.monitoring import ENV_PORT
+
+    if isinstance(node, dict):
+        node.pop("retryPolicy", None)
+        if node.get("name") == ENV_PORT and "value" in node:
+            node["value"] = "0"
+        for value in node.values():
+            _for_this_machine(value)
+    elif isinstance(node, list):
+        for value in node:
+            _for_this_machine(value)
+
+
+def _without_retries(func: Any, workdir: Path) -> Any:
+    """The pipeline as compiled for the cluster, minus its retry policies (kfp.local honours
+    them, and a mistake here should fail in seconds, not after two 60 s and 120 s backoffs
+    meant for a node lost on a cluster) and with metrics on a free port."""
+    from kfp import compiler, components
+
+    path = workdir / "pipeline.yaml"
+    compiler.Compiler().compile(func, str(path))
+    spec = next(yaml.safe_load_all(path.read_text()))  # the platform (Kubernetes) part is unused
+    _for_this_machine(spec)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return components.load_component_from_file(str(path))
+
+
+def run_local(
+    func: Any,
+    args: dict[str, Any],
+    pipeline_root: str | Path,
+    storage_options: dict[str, dict[str, Any]] | None = None,
+) -> LocalRun:
+    """Run the pipeline `func` with `args` through `kfp.local`'s SubprocessRunner; returns
+    where everything is."""
+    from kfp import local
+
+    root = Path(pipeline_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    before = set(root.iterdir())
+    # components run as subprocesses: they get the config's storage options the way a pod
+    # gets its secret, from the environment (fsspec reads FSSPEC_<PROTOCOL>_<OPTION>)
+    for protocol, opts in (storage_options or {}).items():
+        for key, value in opts.items():
+            os.environ[f"FSSPEC_{protocol.upper()}_{key.upper()}"] = str(value)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # image, GPU and resource settings are for the cluster; locally they are expected no-ops
+        warnings.filterwarnings("ignore", message=".*(non-Python base image|have no effect).*")
+        try:
+            _without_retries(func, Path(tmp))(**args)
+        except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE"
+            raise PipelineError(
+                f"local pipeline run failed ({exc}); the failing task's log is above"
+            ) from None
+    (run_dir,) = set(root.iterdir()) - before
+    return LocalRun(run_dir, _collect(run_dir))
+
+
+def publish_files(
+    run: LocalRun, destination: Callable[[str, str], str | None], log_file: str
+) -> None:
+    """Copy every file of the run's folder artifacts to `destination(task, relative path)`
+    (a URI; None leaves the file out), so the step commands find them after a local
+    pipeline run; each step's log is appended to `log_file`."""
+    from fsspec.core import url_to_fs
+
+    logs: list[str] = []
+    for task, outputs in run.artifacts.items():
+        for art in outputs.values():
+            folder = Path(local_path(art["uri"]))
+            if not folder.is_dir():  # metrics, markdown, HTML: single-file artifacts
+                continue
+            for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+                rel = file.relative_to(folder).as_posix()
+                if rel.startswith("logs/"):
+                    logs.append(f"==> {task}: {rel}\n{file.read_text(errors='replace')}")
+                    continue
+                target = destination(task, rel)
+                if target is None:
+                    continue
+                fs, dst = url_to_fs(target)
+                fs.makedirs(dst.rsplit("/", 1)[0], exist_ok=True)
+                fs.put_file(str(file), dst)
+    if logs:
+        fs, dst = url_to_fs(log_file)
+        fs.makedirs(dst.rsplit("/", 1)[0], exist_ok=True)
+        with fs.open(dst, "w") as fh:
+            fh.write("\n".join(logs))

@@ -1,0 +1,73 @@
+"""Kubernetes settings of a pipeline task: resources, retries, credentials, GPUs, metrics.
+
+Every pipeline of the lab runs its steps the same way: GPU steps on the chosen GPU product
+(RTX 8000 class by default) with the GPU taint tolerated and a memory-backed /dev/shm, data
+steps with the S3 secret as environment, transient failures retried with backoff.
+"""
+
+from __future__ import annotations
+
+from kfp import dsl, kubernetes
+
+from pipekit.monitoring import ENV_PORT, METRICS_PORT, SCRAPE_ANNOTATIONS, SCRAPE_LABELS
+from pipekit.uri import S3_SECRET_ENV
+
+DEFAULT_GPU_PRODUCT = "Quadro-RTX-8000"  # nvidia.com/gpu.product of the RTX 8000 nodes
+GPU_RESOURCE = "nvidia.com/gpu"
+S3_SECRET = "voxelflex-s3"  # manifests/base/s3-secret.yaml (one secret for every pipeline)
+SHM_SIZE = "16Gi"  # DataLoader workers hand batches over through shared memory
+RETRIES = {"num_retries": 2, "backoff_duration": "60s", "backoff_factor": 2.0}
+RETRY_MAX_BACKOFF = "900s"
+
+# (cpu request, cpu limit, memory request, memory limit)
+Resources = tuple[str, str, str, str]
+
+
+def configure(
+    task: dsl.PipelineTask,
+    resources: Resources,
+    retry: bool,
+    secret_name: str | None,
+    cache: bool = False,
+) -> dsl.PipelineTask:
+    """Resources, retries with backoff (steps that can fail transiently: storage, network, a
+    lost node; a retried training step resumes from its own checkpoint), caching and (steps
+    that read data) S3 credentials."""
+    cpu_req, cpu_lim, mem_req, mem_lim = resources
+    task.set_cpu_request(cpu_req).set_cpu_limit(cpu_lim)
+    task.set_memory_request(mem_req).set_memory_limit(mem_lim)
+    if retry:
+        task.set_retry(**RETRIES, backoff_max_duration=RETRY_MAX_BACKOFF)
+    task.set_caching_options(cache)
+    if secret_name is not None:
+        kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=S3_SECRET_ENV)
+    return task
+
+
+def scraped(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """Serve the step's Prometheus metrics and say so to Prometheus: the prometheus.io pod
+    annotations for annotation-based scraping, a label for manifests/monitoring's PodMonitor."""
+    task.set_env_variable(ENV_PORT, METRICS_PORT)
+    for key, value in SCRAPE_ANNOTATIONS.items():
+        kubernetes.add_pod_annotation(task, key, value)
+    for key, value in SCRAPE_LABELS.items():
+        kubernetes.add_pod_label(task, key, value)
+    return task
+
+
+def on_gpus(task: dsl.PipelineTask, node_selector: dsl.PipelineTask, gpus=1) -> dsl.PipelineTask:
+    """`gpus` GPUs on a node of the chosen product, the GPU taint tolerated. On a TrainJob
+    step these describe one node of the job (the component forwards them)."""
+    task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
+    kubernetes.add_node_selector_json(task, node_selector.output)
+    kubernetes.add_toleration(task, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
+    return task
+
+
+def on_gpu(task: dsl.PipelineTask, node_selector: dsl.PipelineTask) -> dsl.PipelineTask:
+    """One GPU on a node of the chosen product, tolerated taint, memory-backed /dev/shm."""
+    on_gpus(task, node_selector)
+    kubernetes.empty_dir_mount(
+        task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=SHM_SIZE
+    )
+    return task

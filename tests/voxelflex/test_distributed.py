@@ -1,0 +1,180 @@
+"""Data-parallel training and prediction under real `torchrun` launches (CPU, gloo)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipekit.checkpoint import load_checkpoint
+from tests.conftest import free_port, write_config
+from voxelflex.config import load_config
+from voxelflex.data.samples import read_master_samples
+from voxelflex.paths import RunPaths
+from voxelflex.steps import preprocess
+
+PROBE = Path(__file__).parent / "helpers" / "ddp_probe.py"
+TIMEOUT = 240  # a hung collective fails the test instead of the suite
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PET_", "RANK", "WORLD"))}
+    # gloo gives up on a missing peer after this long, so a hang becomes an error
+    return {**env, "PIPEKIT_DIST_TIMEOUT_S": "90", "OMP_NUM_THREADS": "1"}
+
+
+def torchrun(*args: str, nproc: int = 2, extra_env: dict[str, str] | None = None):
+    """`torchrun --standalone --nproc_per_node N` on this interpreter."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc_per_node={nproc}", *args]
+    return subprocess.run(
+        cmd, env={**_env(), **(extra_env or {})}, capture_output=True, text=True, timeout=TIMEOUT
+    )
+
+
+def _ok(proc: subprocess.CompletedProcess) -> None:
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 2])
+def test_torchrun_ranks_see_each_sample_once_in_equal_steps(
+    demo_cfg, packed_store, tmp_path: Path, workers: int
+) -> None:
+    preprocess.run(demo_cfg)
+    out = tmp_path / "seen.json"
+    master = RunPaths.from_config(demo_cfg).master_samples
+    _ok(
+        torchrun(
+            "--no-python", sys.executable, str(PROBE), packed_store, master, str(workers), str(out)
+        )
+    )
+    seen = json.loads(out.read_text())
+    assert seen["world"] == 2
+    for ranks in seen["epochs"]:
+        assert ranks[0]["batches"] == ranks[1]["batches"] > 0
+        rows = ranks[0]["rows"] + ranks[1]["rows"]
+        assert sorted(rows) == list(range(seen["n_samples"]))
+    assert seen["epochs"][0][0]["rows"] != seen["epochs"][1][0]["rows"]  # reshuffled per epoch
+
+
+def _train(config: Path, *extra: str) -> list[str]:
+    return ["-m", "voxelflex", "train", "--config", str(config), "-q", *extra]
+
+
+def _n_train_samples(cfg) -> int:
+    return len(read_master_samples(RunPaths.from_config(cfg).master_samples, ("train",)))
+
+
+@pytest.mark.slow
+def test_two_nodes_from_pet_variables_train_as_one_job(demo_config: Path) -> None:
+    """Two launches, as two Trainer nodes: torchrun takes PET_NNODES, PET_NPROC_PER_NODE,
+    PET_NODE_RANK, PET_MASTER_ADDR and PET_MASTER_PORT from the environment, no flags."""
+    cfg = load_config(str(demo_config))
+    preprocess.run(cfg)
+    port = str(free_port())
+    procs = []
+    for node in (0, 1):
+        env = {
+            **_env(),
+            "PET_NNODES": "2",
+            "PET_NPROC_PER_NODE": "1",
+            "PET_NODE_RANK": str(node),
+            "PET_MASTER_ADDR": "127.0.0.1",
+            "PET_MASTER_PORT": port,
+        }
+        cmd = [sys.executable, "-m", "torch.distributed.run", *_train(demo_config)]
+        procs.append(
+            subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    outs = [p.communicate(timeout=TIMEOUT) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, out[-2000:] + err[-4000:]
+    # one line of result, from rank 0; the others stay quiet
+    assert sum("best validation Pearson r" in out for out, _ in outs) == 1
+    paths = RunPaths.from_config(cfg)
+    history = json.loads(Path(paths.training_history).read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    # the two ranks together trained on every training sample once per epoch
+    assert all(h["train_samples"] == _n_train_samples(cfg) for h in history)
+    log = Path(paths.log_file).read_text()  # rank 0's alone
+    assert "on cpu x 2" in log and log.count("epoch 2:") == 1
+    ckpt = load_checkpoint(paths.best_model)  # a bare model: loads without DDP
+    assert not any(k.startswith("module.") for k in ckpt["model_state"])
+
+
+@pytest.mark.slow
+def test_ddp_resume_after_restart_matches_an_uninterrupted_run(tmp_path: Path, demo_data) -> None:
+    runs = {}
+    for name, steps in (("straight", [2]), ("restarted", [1, 2])):
+        config = write_config(tmp_path / name, demo_data)
+        preprocess.run(load_config(str(config)))
+        for i, epochs in enumerate(steps):
+            flags = ["--set", f"training.num_epochs={epochs}"] + (["--auto-resume"] if i else [])
+            _ok(torchrun(*_train(config, *flags)))
+        runs[name] = load_checkpoint(RunPaths.from_config(load_config(str(config))).latest_model)
+    a, b = runs["straight"], runs["restarted"]
+    assert a["epoch"] == b["epoch"] == 1
+    for key, tensor in a["model_state"].items():
+        assert torch.equal(tensor, b["model_state"][key]), key
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+
+
+@pytest.mark.slow
+def test_predict_shards_by_rank_and_merges_to_the_single_process_file(
+    demo_config: Path, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    from tests.conftest import write_tiny_checkpoint
+
+    cfg = load_config(str(demo_config))
+    preprocess.run(cfg)
+    model = tmp_path / "model.pt"
+    write_tiny_checkpoint(model)
+    outs = {}
+    for name, nproc in (("one", 1), ("two", 2)):
+        out = tmp_path / f"{name}.csv"
+        args = ["-m", "voxelflex", "predict", "--config", str(demo_config), "-q"]
+        args += [
+            "--model",
+            str(model),
+            "--split",
+            "test",
+            "--temperature",
+            "320",
+            "--temperature",
+            "400",
+        ]
+        _ok(torchrun(*args, "--out", str(out), nproc=nproc))
+        outs[name] = pd.read_csv(out)
+    one, two = outs["one"], outs["two"]
+    assert len(two) == len(one) > 0 and list(two.columns) == list(one.columns)
+    assert two.drop(columns="predicted_rmsf").equals(one.drop(columns="predicted_rmsf"))
+    assert np.allclose(two["predicted_rmsf"], one["predicted_rmsf"], rtol=1e-5)
+    assert not list(tmp_path.glob("*.part-*"))  # the parts were merged and removed
+
+
+def test_merge_parts_fills_rows_by_number_and_names_a_missing_part(tmp_path: Path) -> None:
+    from pipekit.distributed import Dist
+    from pipekit.errors import InputDataError
+    from voxelflex.steps.predict import merge_parts, part_uri, write_part
+
+    uri = str(tmp_path / "p.csv")
+    full = np.array([0.5, np.nan, 1.5, 2.5], dtype=np.float32)  # row 1 unreadable
+    for rank, rows in ((0, [0, 3]), (1, [1, 2])):
+        mine = np.full(4, np.nan, dtype=np.float32)
+        mine[rows] = full[rows]
+        write_part(uri, Dist(rank, 2), mine)
+    assert np.array_equal(merge_parts(uri, 2, 4), full, equal_nan=True)
+    assert not list(tmp_path.iterdir())
+    write_part(uri, Dist(0, 2), full)
+    with pytest.raises(InputDataError, match=r"p\.csv\.part-00001-of-00002\.csv is missing"):
+        merge_parts(uri, 2, 4)
+    assert part_uri(uri, 3, 8).endswith("p.csv.part-00003-of-00008.csv")

@@ -1,0 +1,152 @@
+"""The whole Kubeflow pipeline on this machine through kfp.local, from the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from tests.conftest import write_config
+from voxelflex.cli import main
+from voxelflex.training.checkpoint import load_model
+
+PRED_COLS = ["domain_id", "resid", "resname", "temperature", "predicted_rmsf", "target_rmsf"]
+
+
+@pytest.mark.slow
+def test_pipeline_runs_locally_end_to_end(tmp_path: Path, demo_data, capsys) -> None:
+    cfg = write_config(tmp_path, demo_data, {"training": {"num_epochs": 1, "num_workers": 1}})
+    root = tmp_path / "kfp_root"
+    store = tmp_path / "voxels.packed"
+    argv = ["pipeline", "run", "--local", "--config", str(cfg), "--pipeline-root", str(root)]
+    temps = ["--temperature", "300", "--temperature", "335"]
+    accepted = tmp_path / "accepted" / "evaluation_metrics_test.json"
+    gate = ["--param", f"accepted_metrics_uri={accepted}"]
+    assert main([*argv, *temps, "--mirror-uri", str(store), *gate]) == 0
+    printed = capsys.readouterr().out
+
+    (run,) = root.iterdir()
+    assert f"pipeline run: {run}" in printed
+    outputs = {
+        task: json.loads((run / task / "executor_output.json").read_text())
+        for task in ("mirror", "preprocess", "train", "predict", "evaluate", "visualize")
+    }
+    for task, out in outputs.items():
+        for name, entry in out.get("artifacts", {}).items():
+            assert f"{task}/{name}: {entry['artifacts'][0]['uri']}" in printed
+
+    # the mirror branch ran, and every later step read voxels from the packed store
+    assert not (run / "original-voxels").exists()
+    mirror_metrics = outputs["mirror"]["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    assert mirror_metrics["residues"] == demo_data.n_residues
+    assert (store / "index.parquet").is_file()
+    # written by parallel writers (mirror_writers=4 by default), the same as one process
+    from tests.voxelflex.test_mirror import _store_contents
+    from voxelflex.steps import mirror
+
+    assert len(list(run.glob("for-loop-2-iteration-*"))) == 4  # one per writer
+    single = tmp_path / "single.packed"
+    mirror.run(str(demo_data.voxel_file), str(single))
+    assert _store_contents(str(store)) == _store_contents(str(single))
+    for task, out_dir in [
+        ("preprocess", "metadata"),
+        ("train", "model"),
+        ("evaluate", "evaluation"),
+    ]:
+        used = yaml.safe_load((run / task / out_dir / f"resolved_config_{task}.yaml").read_text())
+        assert used["input"]["voxel_file"] == str(store)
+
+    meta = run / "preprocess" / "metadata"
+    assert (meta / "master_samples.parquet").is_file()
+    assert (meta / "models" / "temp_scaling_params.json").is_file()
+
+    model_dir = run / "train" / "model"
+    loaded = load_model(str(model_dir / "models" / "best_model.pt"), torch.device("cpu"))
+    # `settings` reached the component: the demo's small model, not the default width
+    resolved = yaml.safe_load((model_dir / "resolved_config_train.yaml").read_text())
+    assert (
+        resolved["model"]["base_filters"] == 4 == loaded.checkpoint["model_config"]["base_filters"]
+    )
+    assert resolved["training"]["num_epochs"] == 1
+    train_metrics = outputs["train"]["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    assert train_metrics["epochs_run"] == 1 and train_metrics["samples_per_s"] > 0
+
+    (preds_csv,) = (run / "predict" / "predictions" / "metrics").glob("predictions_test_*.csv")
+    preds = pd.read_csv(preds_csv)
+    assert list(preds.columns) == PRED_COLS
+    assert set(preds.temperature) == {300.0, 335.0} and (preds.predicted_rmsf > 0).all()
+
+    ev = outputs["evaluate"]["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    assert {"pearson", "rmse", "per_domain_pearson_320K", "per_domain_pearson_450K"} <= set(ev)
+    summary = run / "evaluate" / "evaluation" / "metrics" / "evaluation_summary_test.md"
+    assert (run / "evaluate" / "report").read_text() == summary.read_text()
+
+    # the gate ran (first run: this model is promoted and pinned as the baseline)
+    assert (run / "evaluation-gate").is_dir()
+    evaluated_json = run / "evaluate" / "evaluation" / "metrics" / "evaluation_metrics_test.json"
+    record = json.loads(accepted.read_text())
+    assert record["baseline"] == record["accepted"]
+    assert record["accepted"]["metrics"] == json.loads(evaluated_json.read_text())
+    assert record["accepted"]["model_uri"] == str(model_dir)
+
+    figures = run / "visualize" / "figures" / "visualizations"
+    pngs = list(figures.glob("*.png"))
+    assert len(pngs) >= 5
+    page = (run / "visualize" / "plots").read_text()
+    assert page.count("data:image/png;base64,") == len(pngs)
+    assert "Synthetic data." in page  # the demo says so, through the packed store too
+
+    # the step commands of README work as written after a pipeline run: its outputs are
+    # published to the config's run folder, and the report is a file a browser opens
+    from voxelflex.config import load_config
+    from voxelflex.paths import RunPaths
+
+    paths = RunPaths.from_config(load_config(str(cfg)))
+    report = Path(paths.run_dir) / "visualizations" / "index.html"
+    assert f"report (open in a browser): {report}" in printed
+    assert report.read_text() == page
+    assert Path(paths.master_samples).is_file() and Path(paths.best_model).is_file()
+    base = ["--config", str(cfg), "-q"]
+    assert main(["predict", *base, "--split", "test", "--temperature", "310"]) == 0
+    assert main(["visualize", *base]) == 0
+    assert "Synthetic data." in report.read_text()
+
+
+@pytest.mark.slow
+def test_structure_pipeline_runs_locally(tmp_path: Path, capsys) -> None:
+    from tests.conftest import ideal_residue, write_pdb, write_tiny_checkpoint
+
+    model_dir = tmp_path / "model"  # laid out like a train step's Model artifact
+    write_tiny_checkpoint(model_dir / "models" / "best_model.pt")
+    residues = [("ALA", "A", i + 1, ideal_residue([3.8 * i, 0, 0])) for i in range(4)]
+    structure = write_pdb(tmp_path / "mine.pdb", residues)
+    root = tmp_path / "root"
+    argv = ["pipeline", "run", "--local", "--pipeline", "voxelflex_structure_pipeline"]
+    params = [f"model_uri={model_dir}", f"structures=[{structure}]", "temperatures=[300, 330]"]
+    flags = [a for p in params for a in ("--param", p)]
+    assert main([*argv, "--pipeline-root", str(root), *flags, "-q"]) == 0
+    (run,) = root.iterdir()
+    out = run / "predict-structures" / "predictions"
+    table = pd.read_csv(out / "predictions_structures.csv")
+    assert len(table) == 8 and set(table.temperature) == {300.0, 330.0}
+    assert (out / "mine_rmsf_300K.pdb").is_file() and (out / "mine_rmsf_330K.pdb").is_file()
+    assert (run / "voxelize-structures" / "voxels" / "voxels.hdf5").is_file()
+    page = (run / "predict-structures" / "plots").read_text()
+    assert page.count("data:image/png;base64,") == 1  # one chain, one profile
+
+
+def test_a_failing_local_run_fails_fast_with_one_line(tmp_path: Path, demo_data, capsys) -> None:
+    import time
+
+    cfg = write_config(tmp_path, demo_data)
+    argv = ["pipeline", "run", "--local", "--config", str(cfg), "--pipeline-root", str(tmp_path)]
+    start = time.monotonic()
+    assert main([*argv, "--set", f"input.voxel_file={tmp_path / 'absent.hdf5'}", "-q"]) == 2
+    assert time.monotonic() - start < 60  # no retry backoffs locally
+    err = capsys.readouterr().err
+    # the first step that reads the inputs fails: the fingerprint of what they hold
+    assert "local pipeline run failed" in err and "fingerprint-inputs" in err

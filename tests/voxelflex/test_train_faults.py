@@ -1,0 +1,185 @@
+"""Training that loses nothing and says so: kills at write points, divergence, one writer per
+run folder (a file lock; a lease in object storage), runs that share one preprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import write_config
+from voxelflex.cli import main
+from voxelflex.config import load_config
+from voxelflex.paths import RunPaths
+from voxelflex.steps import preprocess
+
+
+@pytest.fixture
+def prepared(tmp_path: Path, demo_data) -> Path:
+    cfg = write_config(tmp_path, demo_data, {"training": {"num_epochs": 3}})
+    preprocess.run(load_config(str(cfg)))
+    return cfg
+
+
+def _train(cfg: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "voxelflex", "train", "--config", str(cfg), "-q", *extra]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _weights(uri: str) -> dict[str, torch.Tensor]:
+    return torch.load(uri, weights_only=True)["model_state"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "point",
+    [
+        "train.after_latest:1",  # epoch 1 committed, best_model.pt not yet written
+        "atomic.replace:6",  # epoch 2's latest_model.pt whole, not yet in place
+    ],
+)
+def test_kill_9_while_training_then_resume_agrees_everywhere(prepared: Path, point) -> None:
+    paths = RunPaths.from_config(load_config(str(prepared)))
+    killed = _train(prepared, env={**os.environ, "PIPEKIT_CRASH_AT": point})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert _train(prepared, "--auto-resume").returncode == 0
+    history = json.loads(Path(paths.training_history).read_text())
+    latest = torch.load(paths.latest_model, weights_only=True)
+    best = torch.load(paths.best_model, weights_only=True)
+    assert [h["epoch"] for h in history] == [1, 2, 3] and latest["history"] == history
+    best_epoch = max(history, key=lambda h: h["val_pearson"])["epoch"]
+    assert best["epoch"] + 1 == best_epoch == latest["best_epoch"] + 1
+    assert best["best_val_pearson"] == pytest.approx(history[best_epoch - 1]["val_pearson"])
+    # ...and the weights are those of a run that was never killed
+    clean = prepared.parent / "clean.yaml"
+    clean.write_text(prepared.read_text().replace("run_name: demo", "run_name: clean"))
+    assert main(["train", "--config", str(clean), "-q"]) == 0
+    want = RunPaths.from_config(load_config(str(clean)))
+    for mine, theirs in (
+        (paths.latest_model, want.latest_model),
+        (paths.best_model, want.best_model),
+    ):
+        a, b = _weights(mine), _weights(theirs)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_divergence_is_an_error_and_leaves_no_nan_model(prepared: Path, capsys) -> None:
+    paths = RunPaths.from_config(load_config(str(prepared)))
+    assert main(["train", "--config", str(prepared), "--set", "training.learning_rate=1e4"]) == 2
+    err = capsys.readouterr().err
+    assert "training diverged in epoch 1" in err and "lower training.learning_rate" in err
+    assert not Path(paths.best_model).exists() and not Path(paths.latest_model).exists()
+    assert main(["train", "--config", str(prepared), "--set", "training.learning_rate=.inf"]) == 2
+    assert "training.learning_rate" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_second_writer_of_a_run_folder_fails_naming_the_first(prepared: Path, capsys) -> None:
+    cmd = [sys.executable, "-m", "voxelflex", "train", "--config", str(prepared), "-q"]
+    first = subprocess.Popen([*cmd, "--set", "training.num_epochs=50"])
+    lock = Path(RunPaths.from_config(load_config(str(prepared))).run_dir) / ".pipekit.lock"
+    deadline = time.monotonic() + 60
+    while not (lock.exists() and lock.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert main(["train", "--config", str(prepared), "-q"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "is in use by voxelflex train" in err
+        assert f"pid {first.pid}" in err
+    finally:
+        first.kill()  # SIGKILL: the kernel drops the lock with the process
+        first.wait()
+    assert main(["train", "--config", str(prepared), "-q", "--set", "training.num_epochs=1"]) == 0
+
+
+def test_runs_of_a_sweep_share_one_preprocess(prepared: Path) -> None:
+    cfg = load_config(str(prepared))
+    other = load_config(str(prepared), ["output.run_name=sweep_b"])
+    assert not Path(RunPaths.from_config(other).temp_scaling).exists()
+    argv = ["train", "--config", str(prepared), "-q", "--set", "training.num_epochs=1"]
+    assert main([*argv, "--set", "output.run_name=sweep_b"]) == 0
+    theirs = Path(RunPaths.from_config(other).temp_scaling)
+    assert json.loads(theirs.read_text()) == json.loads(
+        Path(RunPaths.from_config(cfg).processed_temp_scaling).read_text()
+    )
+
+
+def test_resume_refuses_a_checkpoint_of_other_temperature_scaling(prepared: Path, capsys) -> None:
+    paths = RunPaths.from_config(load_config(str(prepared)))
+    assert main(["train", "--config", str(prepared), "-q", "--set", "training.num_epochs=1"]) == 0
+    Path(paths.processed_temp_scaling).write_text('{"temp_min": 300.0, "temp_max": 450.0}')
+    assert main(["train", "--config", str(prepared), "-q", "--resume"]) == 2
+    assert "temperature scaling" in capsys.readouterr().err
+
+
+def test_a_lease_holds_an_object_storage_run_folder(s3, monkeypatch) -> None:
+    from pipekit import runlock
+
+    run_dir = "s3://voxelflex/leases/run"
+    busy = pytest.raises(runlock.RunFolderBusy, match=f"pid {os.getpid()}")
+    with runlock.run_lock(run_dir, "voxelflex train"), busy:  # noqa: SIM117
+        with runlock.run_lock(run_dir, "voxelflex train"):
+            pass
+    with runlock.run_lock(run_dir, "voxelflex train"):  # released on exit
+        pass
+    # a holder that died stops renewing: once its lease expired, the next writer takes over
+    stale = {"what": "voxelflex train", "pid": 1, "host": "gone", "expires": time.time() - 1}
+    s3.pipe_file("voxelflex/leases/run/.pipekit.lock", json.dumps(stale).encode())
+    with runlock.run_lock(run_dir, "voxelflex train"):
+        held = json.loads(s3.cat_file("voxelflex/leases/run/.pipekit.lock"))
+        assert held["pid"] == os.getpid() and held["expires"] > time.time()
+    # a retry of the same pipeline task (same owner) takes over a lease that has not expired
+    monkeypatch.setenv(runlock.OWNER_ENV, "s3://lab/run/train/model")
+    alive = {**stale, "expires": time.time() + 600, "owner": "s3://lab/run/train/model"}
+    s3.pipe_file("voxelflex/leases/run/.pipekit.lock", json.dumps(alive).encode())
+    with runlock.run_lock(run_dir, "voxelflex train"):
+        assert json.loads(s3.cat_file("voxelflex/leases/run/.pipekit.lock"))["pid"] == os.getpid()
+    alive["owner"] = "s3://lab/other/train/model"  # another task's live lease: busy
+    s3.pipe_file("voxelflex/leases/run/.pipekit.lock", json.dumps(alive).encode())
+    busy = pytest.raises(runlock.RunFolderBusy, match="pid 1 on gone")
+    with busy, runlock.run_lock(run_dir, "voxelflex train"):
+        pass
+
+
+RETRIED_TRAIN = """
+import sys
+from kfp import dsl
+from voxelflex.components import train
+
+meta, model_dir, metrics_file, settings = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+import json
+train.python_func(
+    metadata=dsl.Dataset(uri=meta), voxel_file=sys.argv[5], architecture="multipath_rmsf_net",
+    num_epochs=3, batch_size=32, learning_rate=0.003, settings=json.loads(settings),
+    model=dsl.Model(uri=model_dir), metrics=dsl.Metrics(uri=metrics_file),
+)
+"""
+
+
+@pytest.mark.slow
+def test_a_retried_train_task_resumes_from_its_own_checkpoint(prepared: Path, demo_data) -> None:
+    """The train component as KFP runs it, killed after epoch 2 and run again on the same
+    output artifact (what a retry does): it continues at epoch 3 instead of starting over."""
+    from tests.conftest import FAST
+
+    paths = RunPaths.from_config(load_config(str(prepared)))
+    script = prepared.parent / "task.py"
+    script.write_text(RETRIED_TRAIN)
+    model_dir = prepared.parent / "task" / "model"
+    settings = {k: v for k, v in FAST.items() if k in ("model", "training", "logging")}
+    argv = [sys.executable, str(script), paths.processed_dir, str(model_dir)]
+    argv += [str(prepared.parent / "task" / "metrics"), json.dumps(settings)]
+    argv += [str(demo_data.voxel_file)]
+    env = {**os.environ, "PIPEKIT_CRASH_AT": "train.after_latest:2"}
+    assert subprocess.run(argv, env=env, timeout=300).returncode == -9
+    retried = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert retried.returncode == 0, retried.stderr[-2000:]
+    assert "resuming from" in retried.stderr and "after epoch 2" in retried.stderr
+    history = json.loads((model_dir / "training_history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]
