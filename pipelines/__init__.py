@@ -17,6 +17,7 @@ PIPELINES: dict[str, dict[str, str]] = {
         "voxelflex_evaluation_pipeline": "evaluation_pipeline:voxelflex_evaluation_pipeline",
         "voxelflex_structure_pipeline": "structure_pipeline:voxelflex_structure_pipeline",
     },
+    "esm2pairs": {"esm2pairs_pipeline": "esm2pairs_pipeline:esm2pairs_pipeline"},
 }
 
 

@@ -1,0 +1,45 @@
+"""Visualize component: ROC/PR curves and score distributions."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Input, Output
+
+from pipekit.pipeline.images import CPU_IMAGE
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def visualize(
+    evaluation: Input[Dataset],
+    split: str,
+    settings: dict,
+    plots: Output[Dataset],
+    report: Output[HTML],
+):
+    """Plots of a split's predictions, each beside the data it was drawn from.
+
+    Args:
+        evaluation: the evaluate output (predictions CSV).
+        split: the split evaluated.
+        settings: config sections (logging, ...).
+        plots: visualizations/*.png, *_data.csv and index.html.
+        report: the index page with the plots inlined, for the Kubeflow UI.
+    """
+    import base64
+    import re
+
+    from esm2pairs import kfp_io
+    from esm2pairs.steps import visualize as step
+    from pipekit.kfp_io import copy_files
+    from pipekit.uri import open_uri
+
+    cfg = kfp_io.component_config(settings, {"run_dir": plots}, plots)
+    copy_files(evaluation, plots, [f"metrics/predictions_{split}.csv"])
+    res = step.run(cfg, split=split)
+    with open_uri(f"{res.folder}/index.html", "r") as fh:
+        page = fh.read()
+
+    def inline(match: re.Match) -> str:
+        with open_uri(f"{res.folder}/{match.group(1)}", "rb") as img:
+            return f'src="data:image/png;base64,{base64.b64encode(img.read()).decode()}"'
+
+    with open(report.path, "w") as fh:
+        fh.write(re.sub(r'src="([^"]+\.png)"', inline, page))

@@ -1,0 +1,3 @@
+from esm2pairs.cli import main
+
+raise SystemExit(main())

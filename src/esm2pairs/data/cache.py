@@ -1,0 +1,243 @@
+"""The master embedding cache: `master_esm2_embeddings.h5` (an `emb` (N, D) row store and
+`emb_keys`, one per row: sequence hash + model signature) and `master_esm2_embeddings.parquet`
+(`brc_fea_id -> row`), kept together in one folder (any fsspec URI).
+
+Rows never move, so the index stays valid while the store grows. New embeddings are first
+written as whole part files (`_parts/part-*.npz`); a merge then writes a new store (old rows
+in place, parts' rows replaced or appended by key) and swaps it in whole, then the index,
+then removes the parts. A kill at any point leaves the old store or the new one, never half
+of one; the parts left over are merged by the next run (a key is never stored twice).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from pipekit.atomic import replacing, replacing_uri
+from pipekit.errors import InputDataError
+from pipekit.faults import crashpoint
+from pipekit.uri import is_local, join_uri, local_path, open_uri, remove_uri, uri_exists
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+PARTS = "_parts"
+COPY_ROWS = 8192  # rows copied per read when a merge rewrites the store
+
+
+def seq_hash(seq: str) -> str:
+    return hashlib.sha256(seq.encode()).hexdigest()[:32]
+
+
+def cache_key(seq: str, signature: str) -> str:
+    return f"{seq_hash(seq)}:{signature}"
+
+
+@dataclass(frozen=True)
+class CacheMeta:
+    """What made the embeddings; readers check it before trusting a row."""
+
+    model_name: str
+    model_signature: str
+    pooling: str
+    layer: str
+    precision: str
+    max_residues: int
+    dim: int
+    format_version: int = FORMAT_VERSION
+
+    @classmethod
+    def from_attrs(cls, attrs: Any, where: str) -> CacheMeta:
+        try:
+            return cls(**{k: _plain(attrs[k]) for k in cls.__dataclass_fields__})
+        except KeyError as exc:
+            raise InputDataError(
+                f"{where} lacks cache attribute {exc}; not a master cache"
+            ) from None
+
+    def differs(self, other: CacheMeta) -> str | None:
+        if self.model_signature == other.model_signature and self.dim == other.dim:
+            return None
+        return (
+            f"it holds {self.model_name} (signature {self.model_signature}, {self.pooling} "
+            f"pooling, layer {self.layer}), this run computes {other.model_name} (signature "
+            f"{other.model_signature}, {other.pooling} pooling, layer {other.layer})"
+        )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    return value.item() if isinstance(value, np.generic) else value
+
+
+@contextmanager
+def open_h5(uri: str) -> Iterator[h5py.File]:
+    """Read a store, local or through fsspec (only the chunks read are fetched)."""
+    if is_local(uri):
+        with h5py.File(local_path(uri), "r") as f:
+            yield f
+        return
+    with open_uri(uri, "rb") as fh, h5py.File(fh, "r") as f:
+        yield f
+
+
+class MasterCache:
+    """The two files of one cache folder and the parts waiting to be merged into them."""
+
+    def __init__(self, folder: str, h5_name: str, index_name: str) -> None:
+        self.folder = folder.rstrip("/")
+        self.h5 = join_uri(self.folder, h5_name)
+        self.index = join_uri(self.folder, index_name)
+        self.parts_dir = join_uri(self.folder, PARTS)
+
+    def exists(self) -> bool:
+        return uri_exists(self.h5)
+
+    def meta(self) -> CacheMeta | None:
+        if not self.exists():
+            return None
+        with open_h5(self.h5) as f:
+            return CacheMeta.from_attrs(f.attrs, self.h5)
+
+    def keys(self) -> np.ndarray:
+        if not self.exists():
+            return np.array([], dtype=object)
+        with open_h5(self.h5) as f:
+            return f["emb_keys"][:].astype(str).astype(object)
+
+    def read_index(self, required: bool = True) -> pd.DataFrame:
+        """The index; without one, an empty one when not `required` (a writer rebuilds it
+        from the store's keys)."""
+        if not uri_exists(self.index):
+            if self.exists() and required:
+                raise InputDataError(
+                    f"the cache index {self.index} is missing beside {self.h5}: both files are "
+                    "required (re-run the embed step to rebuild it)"
+                )
+            return pd.DataFrame(
+                {
+                    "brc_fea_id": pd.Series([], dtype=object),
+                    "row": pd.Series([], dtype="int64"),
+                    "seq_hash": pd.Series([], dtype=object),
+                }
+            )
+        with open_uri(self.index, "rb") as fh:
+            return pd.read_parquet(fh)
+
+    # ---- parts: new rows made durable before they are merged
+
+    def part_uris(self) -> list[str]:
+        from fsspec.core import url_to_fs
+
+        fs, path = url_to_fs(self.parts_dir)
+        if not fs.exists(path):
+            return []
+        names = sorted(p for p in fs.ls(path, detail=False) if p.endswith(".npz"))
+        return [join_uri(self.parts_dir, n.rsplit("/", 1)[-1]) for n in names]
+
+    def write_part(self, keys: list[str], emb: np.ndarray) -> str:
+        buf = io.BytesIO()
+        np.savez(buf, keys=np.array(keys, dtype="S"), emb=emb)
+        uri = join_uri(self.parts_dir, f"part-{uuid.uuid4().hex}.npz")
+        with replacing_uri(uri, "wb") as fh:
+            fh.write(buf.getvalue())
+        return uri
+
+    # ---- merge: a new store with the parts' rows, swapped in whole
+
+    def merge(self, meta: CacheMeta) -> dict[str, int] | None:
+        """Merge waiting parts into the store; returns {key: row} of the whole store, or
+        None when there was nothing to merge."""
+        parts = self.part_uris()
+        if not parts:
+            return None
+        old_keys = self.keys()
+        rows = {k: i for i, k in enumerate(old_keys)}
+        n_old = len(old_keys)
+        new_keys: list[str] = []
+        for part in parts:
+            with open_uri(part, "rb") as fh, np.load(fh) as z:
+                for k in z["keys"].astype(str):
+                    if k not in rows:
+                        rows[k] = n_old + len(new_keys)
+                        new_keys.append(k)
+        dtype = np.float16 if meta.precision == "fp16" else np.float32
+        with self._replacing_h5() as path, h5py.File(path, "w") as out:
+            n = n_old + len(new_keys)
+            emb = out.create_dataset(
+                "emb", shape=(n, meta.dim), dtype=dtype, chunks=(min(max(n, 1), 1024), meta.dim)
+            )
+            if n_old:
+                with open_h5(self.h5) as old:
+                    for start in range(0, n_old, COPY_ROWS):
+                        end = min(start + COPY_ROWS, n_old)
+                        emb[start:end] = old["emb"][start:end]
+            for part in parts:  # later parts win for a key written twice (a re-compute)
+                with open_uri(part, "rb") as fh, np.load(fh) as z:
+                    idx = np.array([rows[k] for k in z["keys"].astype(str)], dtype=np.int64)
+                    order = np.argsort(idx)
+                    emb[idx[order]] = z["emb"][order].astype(dtype)
+            all_keys = np.array([*old_keys.astype(str), *new_keys], dtype="S")
+            out.create_dataset("emb_keys", data=all_keys)
+            out.attrs.update(asdict(meta))
+        crashpoint("cache.store_replaced")
+        return rows
+
+    @contextmanager
+    def _replacing_h5(self) -> Iterator[str]:
+        """A local path to write the new store to; it replaces the old one whole."""
+        if is_local(self.h5):
+            Path(local_path(self.folder)).mkdir(parents=True, exist_ok=True)
+            with replacing(local_path(self.h5)) as tmp:
+                yield str(tmp)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            path = str(Path(tmp) / "store.h5")
+            yield path
+            with open(path, "rb") as fin, replacing_uri(self.h5, "wb") as fout:
+                while block := fin.read(1 << 24):
+                    fout.write(block)
+
+    def write_index(self, index: pd.DataFrame) -> None:
+        buf = io.BytesIO()
+        index.to_parquet(buf, index=False)
+        with replacing_uri(self.index, "wb") as fh:
+            fh.write(buf.getvalue())
+        crashpoint("cache.index_replaced")
+
+    def drop_parts(self, parts: list[str]) -> None:
+        for i, part in enumerate(parts):
+            remove_uri(part)
+            if i == 0:
+                crashpoint("cache.parts_dropping")
+
+    def check(self) -> CacheMeta:
+        """Both files there, the store's datasets and attributes complete and consistent."""
+        meta = self.meta()
+        if meta is None:
+            raise InputDataError(f"no master cache at {self.h5}: run the embed step first")
+        with open_h5(self.h5) as f:
+            for name in ("emb", "emb_keys"):
+                if name not in f:
+                    raise InputDataError(f"{self.h5} lacks its '{name}' dataset")
+            n, dim = f["emb"].shape
+            if len(f["emb_keys"]) != n or dim != meta.dim:
+                raise InputDataError(f"{self.h5}: emb {f['emb'].shape} and emb_keys disagree")
+        index = self.read_index()
+        if len(index) and int(index["row"].max()) >= n:
+            raise InputDataError(f"{self.index} points past the {n} rows of {self.h5}")
+        return meta

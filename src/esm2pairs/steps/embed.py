@@ -1,0 +1,276 @@
+"""embed (compute_esm2_embeddings): every protein of `protein_final.csv` (or of a seeded
+sample of isolates) into the master cache, each distinct sequence computed once.
+
+Outputs: the master cache (canonical folder, shared by runs), `sampled_isolates.txt` (this
+run's isolates, in the run-specific folder) and `failed_brc_fea_ids.csv` (beside the
+cache, accumulated over runs)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from esm2pairs.config import Config
+from esm2pairs.data.cache import CacheMeta, MasterCache, cache_key, seq_hash
+from esm2pairs.data.proteins import SEQ_COL, read_final, report_sequences
+from esm2pairs.embedder import Embedder, length_batches, model_signature, resolve_model_dir
+from esm2pairs.paths import CACHE_H5, CACHE_INDEX, Layout
+from pipekit.atomic import replacing_uri
+from pipekit.errors import InputDataError
+from pipekit.faults import crashpoint
+from pipekit.progress import progress
+from pipekit.runlock import run_lock
+from pipekit.uri import open_uri, uri_exists
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    cache: str
+    n_ids: int
+    n_sequences: int  # distinct sequences of this run
+    n_cached: int  # of them, already in the cache
+    n_computed: int
+    n_failed: int
+    model_calls: int
+    seconds: float
+
+    @property
+    def hit_rate(self) -> float:
+        return self.n_cached / max(self.n_sequences, 1)
+
+    @property
+    def sequences_per_s(self) -> float:
+        return self.n_computed / max(self.seconds, 1e-9)
+
+
+def sample_isolates(df: pd.DataFrame, cfg: Config) -> list[str]:
+    """All isolates, or a seeded sample of `max_isolates_to_process` of them."""
+    isolates = sorted(df["assembly_id"].unique())
+    n = cfg.sampling.max_isolates_to_process
+    if n is None or n >= len(isolates):
+        if n is not None:
+            log.info("max_isolates_to_process=%d >= %d isolates: using all", n, len(isolates))
+        return isolates
+    rng = np.random.default_rng(cfg.sampling.random_seed)
+    return sorted(rng.choice(isolates, size=n, replace=False).tolist())
+
+
+def master_cache(layout: Layout) -> MasterCache:
+    return MasterCache(layout.embeddings_dir, CACHE_H5, CACHE_INDEX)
+
+
+def _write_failed(uri: str, failed: dict[str, str], succeeded: set[str]) -> int:
+    """Accumulate: earlier runs' failures stay listed unless this run embedded them."""
+    old = pd.DataFrame(columns=["brc_fea_id", "reason"])
+    if uri_exists(uri):
+        with open_uri(uri, "rb") as fh:
+            old = pd.read_csv(fh, dtype=str)
+    new = pd.DataFrame({"brc_fea_id": list(failed), "reason": list(failed.values())})
+    merged = pd.concat([old, new]).drop_duplicates("brc_fea_id", keep="last")
+    merged = merged[~merged["brc_fea_id"].isin(succeeded - set(failed))]
+    if len(merged) or uri_exists(uri):
+        with replacing_uri(uri, "w") as fh:
+            merged.to_csv(fh, index=False)
+    return len(merged)
+
+
+def _compute(
+    embedder: Embedder,
+    cache: MasterCache,
+    todo: dict[str, str],
+    cfg: Config,
+    failed_keys: dict[str, str],
+) -> int:
+    """Embed the sequences of `todo` (key -> sequence) into parts of `flush_every` rows."""
+    e = cfg.embeddings
+    keys = list(todo)
+    seqs = [todo[k] for k in keys]
+    dtype = np.float16 if e.emb_storage_precision == "fp16" else np.float32
+    done_keys: list[str] = []
+    done_emb: list[np.ndarray] = []
+    n_done = 0
+
+    def flush() -> None:
+        nonlocal done_keys, done_emb
+        if done_keys:
+            cache.write_part(done_keys, np.concatenate(done_emb).astype(dtype))
+            crashpoint("embed.part_written")
+            done_keys, done_emb = [], []
+
+    batches = list(length_batches([len(s) for s in seqs], e.batch_size, e.max_tokens))
+    with progress(total=len(seqs), desc="embed", unit="seq") as bar:
+        for batch in batches:
+            try:
+                out = [embedder.embed([seqs[i] for i in batch])]
+                ok = batch
+            except (RuntimeError, ValueError) as exc:  # e.g. out of memory: one at a time
+                log.warning("batch of %d failed (%s); retrying one by one", len(batch), exc)
+                out, ok = [], []
+                for i in batch:
+                    try:
+                        out.append(embedder.embed([seqs[i]]))
+                        ok.append(i)
+                    except (RuntimeError, ValueError) as one:
+                        failed_keys[keys[i]] = f"{type(one).__name__}: {one}"[:300]
+            if ok:
+                emb = np.concatenate(out)
+                if not np.isfinite(emb).all():
+                    bad = [ok[j] for j in np.flatnonzero(~np.isfinite(emb).all(1))]
+                    for i in bad:
+                        failed_keys[keys[i]] = "non-finite embedding"
+                    keep = np.isfinite(emb).all(1)
+                    emb, ok = emb[keep], [i for i, k in zip(ok, keep, strict=True) if k]
+                done_keys.extend(keys[i] for i in ok)
+                done_emb.append(emb)
+                n_done += len(ok)
+            bar.update(len(batch))  # the bar shows sequences/s
+            if len(done_keys) >= e.flush_every:
+                flush()
+    flush()
+    return n_done
+
+
+def run(cfg: Config, force_recompute: bool = False) -> EmbedResult:
+    t0 = time.perf_counter()
+    layout = Layout.from_config(cfg)
+    df = read_final(layout.input_file)
+    isolates = sample_isolates(df, cfg)
+    df = df[df["assembly_id"].isin(set(isolates))].reset_index(drop=True)
+    with replacing_uri(layout.sampled_isolates, "w") as fh:
+        fh.write("".join(f"{i}\n" for i in isolates))
+    report_sequences(df[SEQ_COL], cfg.preprocess.esm2_max_residues)
+
+    e = cfg.embeddings
+    folder = resolve_model_dir(e.model_ckpt)
+    signature = model_signature(folder, e.pooling, e.layer, cfg.preprocess.esm2_max_residues)
+    cache = master_cache(layout)
+    failed: dict[str, str] = {}
+    empty = df[SEQ_COL] == ""
+    for brc in df.loc[empty, "brc_fea_id"]:
+        failed[brc] = "empty sequence"
+    df = df.loc[~empty]
+    df_keys = [cache_key(s, signature) for s in df[SEQ_COL]]
+    wanted = dict(zip(df_keys, df[SEQ_COL], strict=True))
+
+    with run_lock(layout.embeddings_dir, "embed"):
+        meta_now = cache.meta()
+        embedder: Embedder | None = None
+
+        def load() -> Embedder:
+            return Embedder(
+                folder,
+                e.pooling,
+                e.layer,
+                cfg.preprocess.esm2_max_residues,
+                e.device,
+                e.mixed_precision,
+            )
+
+        if meta_now is None:
+            embedder = load()
+            meta = CacheMeta(
+                model_name=e.model_ckpt,
+                model_signature=signature,
+                pooling=e.pooling,
+                layer=str(e.layer),
+                precision=e.emb_storage_precision,
+                max_residues=cfg.preprocess.esm2_max_residues,
+                dim=embedder.dim,
+            )
+        else:
+            meta = meta_now
+            mine = CacheMeta(
+                e.model_ckpt,
+                signature,
+                e.pooling,
+                str(e.layer),
+                meta.precision,
+                cfg.preprocess.esm2_max_residues,
+                meta.dim,
+            )
+            why = meta.differs(mine)
+            if why:
+                raise InputDataError(
+                    f"the master cache {cache.h5} was made by another model setup: {why}. "
+                    "Use another paths.embeddings_dir (or the cache's model settings); "
+                    "embeddings of two setups are never mixed"
+                )
+        rows = cache.merge(meta)  # parts a killed run left behind
+        parts = cache.part_uris()
+        if rows is not None:
+            cache.drop_parts(parts)
+        present = set(cache.keys())
+        todo = {k: s for k, s in wanted.items() if force_recompute or k not in present}
+        n_cached = 0 if force_recompute else len(wanted) - len(todo)
+        failed_keys: dict[str, str] = {}
+        n_computed = 0
+        if todo:
+            embedder = embedder or load()
+            log.info("embedding %d of %d distinct sequences", len(todo), len(wanted))
+            n_computed = _compute(embedder, cache, todo, cfg, failed_keys)
+            parts = cache.part_uris()
+            cache.merge(meta)
+        keys = cache.keys()
+        row_of = {k: i for i, k in enumerate(keys)}
+        ids = df["brc_fea_id"].to_numpy()
+        have = np.array([k in row_of for k in df_keys], dtype=bool)
+        index_new = pd.DataFrame(
+            {
+                "brc_fea_id": ids[have],
+                "row": np.array(
+                    [row_of[k] for k, h in zip(df_keys, have, strict=True) if h], np.int64
+                ),
+                "seq_hash": [seq_hash(s) for s in df[SEQ_COL][have]],
+            }
+        )
+        index_old = cache.read_index(required=False)
+        index = (
+            pd.concat(
+                [
+                    index_old[~index_old["brc_fea_id"].isin(set(index_new["brc_fea_id"]))],
+                    index_new,
+                ]
+            )
+            .astype({"row": "int64"})
+            .sort_values("row", kind="stable")
+        )
+        cache.write_index(index.reset_index(drop=True))
+        if todo:
+            cache.drop_parts(parts)
+        key_of = dict(zip(df["brc_fea_id"], df_keys, strict=True))
+        for brc, key in key_of.items():
+            if key in failed_keys:
+                failed[brc] = failed_keys[key]
+        _write_failed(layout.failed_ids, failed, set(index_new["brc_fea_id"]))
+        cache.check()
+    calls = embedder.calls if embedder is not None else 0
+    res = EmbedResult(
+        cache.h5,
+        len(ids) + int(empty.sum()),
+        len(wanted),
+        n_cached,
+        n_computed,
+        len(failed),
+        calls,
+        time.perf_counter() - t0,
+    )
+    log.info(
+        "embed: %d IDs, %d distinct sequences (%d cached, %d computed, %d failed), %d model "
+        "calls -> %s",
+        res.n_ids,
+        res.n_sequences,
+        res.n_cached,
+        res.n_computed,
+        res.n_failed,
+        res.model_calls,
+        cache.h5,
+    )
+    if not len(index_new):
+        raise InputDataError("no protein could be embedded (see failed_brc_fea_ids.csv)")
+    return res

@@ -1,0 +1,126 @@
+"""evaluate: the trained classifier on a split's pairs -> `predictions_<split>.csv` and
+`evaluation_metrics_<split>.json` (AUROC, AUPRC, F1, overall and per segment pair)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from esm2pairs import metrics as m
+from esm2pairs.config import Config
+from esm2pairs.data.cache import CacheMeta
+from esm2pairs.paths import Layout
+from esm2pairs.steps.embed import master_cache
+from esm2pairs.steps.pairs import read_pairs
+from esm2pairs.steps.train import build, pair_batches, score
+from pipekit.atomic import replacing_uri
+from pipekit.checkpoint import load_checkpoint
+from pipekit.device import resolve_device
+from pipekit.errors import InputDataError, PipelineError
+
+log = logging.getLogger(__name__)
+
+HEADLINE = ("auroc", "auprc", "f1")
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    split: str
+    metrics: dict[str, Any]
+    predictions: str
+
+
+def load_classifier(layout: Layout, device_name: str) -> tuple[Any, float, Any]:
+    ckpt = load_checkpoint(layout.trained_model)
+    try:
+        model = build(ckpt["model_config"])
+        model.load_state_dict(ckpt["model_state"])
+        made_on = CacheMeta(**ckpt["cache"])
+    except (KeyError, TypeError) as exc:
+        raise InputDataError(
+            f"{layout.trained_model} lacks {exc}: not an esm2pairs classifier"
+        ) from None
+    now = master_cache(layout).check()
+    why = made_on.differs(now)
+    if why:
+        raise InputDataError(
+            f"the classifier was trained on other embeddings than the cache's: {why}"
+        )
+    device = resolve_device(device_name)
+    return model.to(device), float(ckpt["threshold"]), device
+
+
+def headline(report: dict[str, Any]) -> dict[str, float]:
+    """The numbers the Kubeflow UI shows: the overall metrics."""
+    return {k: report["overall"][k] for k in HEADLINE}
+
+
+def run(cfg: Config, split: str = "test") -> EvalResult:
+    layout = Layout.from_config(cfg)
+    model, threshold, device = load_classifier(layout, cfg.training.device)
+    batches, _ = pair_batches(cfg, layout, split, shuffle=False)
+    pairs = read_pairs(layout, split)
+    scores = score(model, batches, device, cfg.training.num_workers)
+    pred = pairs.assign(score=scores, pred=(scores >= threshold).astype(int))
+    for col in ("func_a", "func_b"):
+        if col not in pred:
+            pred[col] = ""
+    report = {
+        "split": split,
+        "threshold": threshold,
+        "overall": m.summary(pred["label"].to_numpy(), scores, threshold),
+        "per_segment_pair": m.per_segment_pair(pred, threshold),
+    }
+    if not all(math.isfinite(v) for v in headline(report).values()):
+        raise PipelineError(
+            f"evaluation on {split} is undefined ({headline(report)}): the split needs both "
+            "positive and negative pairs, and finite scores"
+        )
+    with replacing_uri(layout.predictions(split), "w") as fh:
+        pred.to_csv(fh, index=False, float_format="%.6g")
+    with replacing_uri(layout.evaluation_metrics(split), "w") as fh:
+        json.dump(report, fh, indent=2)
+    o = report["overall"]
+    log.info(
+        "%s: AUROC %.4f, AUPRC %.4f, F1 %.4f (%d pairs)",
+        split,
+        o["auroc"],
+        o["auprc"],
+        o["f1"],
+        o["n"],
+    )
+    return EvalResult(split, report, layout.predictions(split))
+
+
+def read_predictions(layout: Layout, split: str) -> pd.DataFrame:
+    from pipekit.uri import open_uri, uri_exists
+
+    uri = layout.predictions(split)
+    if not uri_exists(uri):
+        raise InputDataError(f"{uri} not found: run evaluate --split {split} first")
+    with open_uri(uri, "rb") as fh:
+        return pd.read_csv(fh)
+
+
+def curve_points(labels: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+    """ROC and precision-recall points at each distinct score, highest first."""
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order].astype(bool)
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    tp = np.cumsum(y)[last]
+    fp = (last + 1) - tp
+    return pd.DataFrame(
+        {
+            "threshold": s[last],
+            "tpr": tp / max(y.sum(), 1),
+            "fpr": fp / max((~y).sum(), 1),
+            "precision": tp / (last + 1),
+            "recall": tp / max(y.sum(), 1),
+        }
+    )
