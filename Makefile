@@ -1,10 +1,11 @@
-# Two entry points: `make demo` (set up, make demo data, run the main job) and `make test`.
+# Two entry points: `make demo` (set up, make demo data, run each pipeline on it) and `make test`.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO ?= demo
+DEMO_ESM ?= demo_esm2
 
-.PHONY: venv demo test lint bench compile constraints clean
+.PHONY: venv demo demo-voxelflex demo-esm2pairs test lint bench bench-esm2pairs compile constraints clean
 
 # torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build.
 # Every other package at the version images/constraints.txt pins: the one the images install.
@@ -17,14 +18,21 @@ $(BIN)/voxelflex: pyproject.toml images/constraints.txt
 
 venv: $(BIN)/voxelflex
 
-# The main job: the whole Kubeflow pipeline on the demo dataset, here, through kfp.local.
-demo: venv
+# The main jobs: each whole Kubeflow pipeline on its demo data, here, through kfp.local.
+demo: demo-voxelflex demo-esm2pairs
+
+demo-voxelflex: venv
 	$(BIN)/voxelflex demo-data --out $(DEMO)
 	$(BIN)/voxelflex pipeline run --local --config $(DEMO)/config.yaml --temperature 320 --temperature 335 --temperature 450
+
+demo-esm2pairs: venv
+	$(BIN)/esm2pairs demo-data --out $(DEMO_ESM)
+	$(BIN)/esm2pairs pipeline run --local --config $(DEMO_ESM)/config.yaml
 
 # pipelines/compiled/*.yaml (kept in git; a test fails when it is stale)
 compile: venv
 	$(BIN)/voxelflex pipeline compile
+	$(BIN)/esm2pairs pipeline compile
 
 # after changing a dependency: pin what is now installed (then run the tests on it)
 constraints: venv
@@ -42,6 +50,10 @@ bench: venv
 	$(BIN)/python bench/bench_loader.py
 	$(BIN)/python bench/bench_storage.py
 	$(BIN)/python bench/bench_ddp.py
+	$(BIN)/python bench/bench_esm2pairs.py
+
+bench-esm2pairs: venv
+	$(BIN)/python bench/bench_esm2pairs.py
 
 clean:
-	rm -rf $(DEMO) outputs processed bench_out .pytest_cache
+	rm -rf $(DEMO) $(DEMO_ESM) outputs processed bench_out .pytest_cache

@@ -145,9 +145,13 @@ def cmd_pipeline_run(args: argparse.Namespace) -> None:
         )
     setup_logging(log_level("WARNING", args))
     cfg = load_config(args.config or args.config_bundle, args.overrides)
-    run = run_local(cfg, args.pipeline_root)
+    from pipekit.uri import join_uri
+
+    run = run_local(cfg, args.pipeline_root or join_uri(cfg.paths.data_dir, "kfp_local"))
     print_local_run(run)
-    print(f"outputs (what `esm2pairs evaluate|visualize --config` use): {publish(cfg, run)}")
+    run_dir = publish(cfg, run)
+    print(f"outputs (what `esm2pairs evaluate|visualize --config` use): {run_dir}")
+    print(f"report (open in a browser): {join_uri(run_dir, 'visualizations', 'index.html')}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = psub.add_parser("run", help="run the whole pipeline (kfp.local with --local)")
     _config_args(q)
     q.add_argument("--local", action="store_true", help="run here through kfp.local")
-    q.add_argument("--pipeline-root", default="kfp_local_esm2pairs", help="artifacts folder")
+    q.add_argument("--pipeline-root", help="artifacts folder (default: <paths.data_dir>/kfp_local)")
     q.set_defaults(func=cmd_pipeline_run)
     return parser
 

@@ -65,11 +65,22 @@ class PairBatches(Dataset):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_h5": None}
 
-    def _emb(self) -> h5py.Dataset:
+    def _emb(self) -> h5py.Dataset | np.ndarray:
+        """The `emb` rows: on local disk a memory map of the contiguous dataset (the page
+        cache serves repeated rows), in object storage the dataset read through fsspec."""
         if self._h5 is None:
-            src = local_path(self.store) if is_local(self.store) else open_uri(self.store, "rb")
-            self._h5 = h5py.File(src, "r")
-        return self._h5["emb"]
+            if is_local(self.store):
+                path = local_path(self.store)
+                with h5py.File(path, "r") as f:
+                    d = f["emb"]
+                    offset = d.id.get_offset()
+                    if offset is not None and d.chunks is None and d.compression is None:
+                        self._h5 = np.memmap(path, d.dtype, "r", offset, d.shape)
+                        return self._h5
+                self._h5 = h5py.File(path, "r")["emb"]
+            else:
+                self._h5 = h5py.File(open_uri(self.store, "rb"), "r")["emb"]
+        return self._h5
 
     def order(self) -> np.ndarray:
         n = len(self.labels)

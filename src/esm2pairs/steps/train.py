@@ -219,6 +219,7 @@ def smoke(cfg: Config) -> float:
     a, b, y = batches[0]
     loss = nn.BCEWithLogitsLoss()(model(a.to(device), b.to(device)), y.to(device))
     loss.backward()
-    if not math.isfinite(float(loss)):
+    value = float(loss.detach())
+    if not math.isfinite(value):
         raise PipelineError("smoke check: the loss of one batch is not finite")
-    return float(loss)
+    return value
