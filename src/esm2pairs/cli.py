@@ -12,20 +12,11 @@ from pipekit.cli import (
     log_level,
     print_local_run,
     run_main,
+    start_logging,
 )
 from pipekit.errors import PipelineError
 
 log = logging.getLogger("esm2pairs")
-
-# the folder whose logs/esm2pairs.log keeps each step's log
-LOG_FOLDER = {
-    "preprocess": "processed_dir",
-    "embed": "output_dir",
-    "pairs": "pairs_dir",
-    "train": "run_dir",
-    "evaluate": "run_dir",
-    "visualize": "run_dir",
-}
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -38,18 +29,14 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 def _prepare(args: argparse.Namespace, step: str, extra: Sequence[str] = ()):
     """Load the config; console + the step's log file; progress bars unless --quiet."""
     from esm2pairs.config import load_config
-    from esm2pairs.paths import Layout
-    from pipekit.logging_setup import setup_logging
-    from pipekit.progress import set_progress
+    from esm2pairs.paths import STEP_FOLDER, Layout
     from pipekit.uri import apply_storage_options
 
     cfg = load_config(args.config or args.config_bundle, [*extra, *args.overrides])
     apply_storage_options(cfg.paths.storage_options)
     layout = Layout.from_config(cfg)
-    setup_logging(
-        log_level(cfg.logging.level, args), layout.log_file(getattr(layout, LOG_FOLDER[step]))
-    )
-    set_progress(cfg.logging.show_progress and not args.quiet)
+    log_file = layout.log_file(getattr(layout, STEP_FOLDER[step]))
+    start_logging(cfg.logging.level, args, log_file, cfg.logging.show_progress)
     return cfg
 
 

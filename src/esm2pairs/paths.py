@@ -16,6 +16,15 @@ SAMPLED_ISOLATES = "sampled_isolates.txt"
 PROTEIN_FINAL = "protein_final.csv"
 PAIR_FILES = {split: f"{split}_pairs.csv" for split in ("train", "val", "test")}
 TRAINED_MODEL = "trained_model.pt"
+# the Layout folder each step writes into (its log, and a local pipeline run's published files)
+STEP_FOLDER = {
+    "preprocess": "processed_dir",
+    "embed": "output_dir",
+    "pairs": "pairs_dir",
+    "train": "run_dir",
+    "evaluate": "run_dir",
+    "visualize": "run_dir",
+}
 
 
 def run_suffix(cfg: Config) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from esm2pairs.config import Config, config_to_dict
-from esm2pairs.paths import Layout
+from esm2pairs.paths import STEP_FOLDER, Layout
 from pipekit.pipeline.local import LocalRun, publish_files
 from pipekit.uri import join_uri
 
@@ -20,15 +20,6 @@ SETTINGS_SECTIONS = (
     "logging",
     "monitoring",
 )
-# task -> the Layout folder its output files belong in
-PUBLISH = {
-    "preprocess": "processed_dir",
-    "embed": "output_dir",
-    "pairs": "pairs_dir",
-    "train": "run_dir",
-    "evaluate": "run_dir",
-    "visualize": "run_dir",
-}
 
 
 def pipeline_arguments(cfg: Config) -> dict[str, Any]:
@@ -60,7 +51,7 @@ def publish(cfg: Config, run: LocalRun) -> str:
 
     def destination(task: str, rel: str) -> str | None:
         step = task.split("-")[0]  # kfp.local names a task by its component
-        folder = PUBLISH.get(step)
+        folder = STEP_FOLDER.get(step)
         return join_uri(getattr(layout, folder), rel) if folder else None
 
     publish_files(run, destination, layout.log_file(layout.run_dir))

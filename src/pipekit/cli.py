@@ -44,6 +44,18 @@ def log_level(configured: str, args: argparse.Namespace) -> str:
     return configured
 
 
+def start_logging(
+    level: str, args: argparse.Namespace, log_file: str | None, show_progress: bool
+) -> None:
+    """A command's console (the config's level unless -q/-v say otherwise), its log file and
+    its progress bars (off with -q)."""
+    from pipekit.logging_setup import setup_logging
+    from pipekit.progress import set_progress
+
+    setup_logging(log_level(level, args), log_file)
+    set_progress(show_progress and not getattr(args, "quiet", False))
+
+
 def _kfp_args(q: argparse.ArgumentParser, pipeline: str, experiment: str) -> None:
     q.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kf.lab/pipeline")
     q.add_argument("--pipeline", default=pipeline, help=f"pipeline to use (default {pipeline})")

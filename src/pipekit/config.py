@@ -27,6 +27,12 @@ from pipekit.uri import open_uri, uri_exists
 C = typing.TypeVar("C")
 
 
+def check(ok: bool, key: str, msg: str) -> None:
+    """For the sections' `__post_init__`: a ConfigError naming the key when not `ok`."""
+    if not ok:
+        raise ConfigError(f"config key '{key}': {msg}")
+
+
 def _read_text(path: str) -> str:
     """A local file, or a URI (a distributed job's pods read the config the step wrote)."""
     if "://" not in path:

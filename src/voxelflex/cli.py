@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from pipekit.cli import (
     add_config_args,
     add_pipeline_commands,
-    log_level,
     print_local_run,
     run_main,
+    start_logging,
 )
 from pipekit.errors import InputDataError, PipelineError
 from voxelflex import __version__
@@ -22,18 +22,15 @@ log = logging.getLogger("voxelflex")
 def _prepare(args: argparse.Namespace):
     """Load the config and set up logging (console + the run's log file) and progress bars."""
     from pipekit.distributed import from_env
-    from pipekit.logging_setup import setup_logging
-    from pipekit.progress import set_progress
     from pipekit.uri import apply_storage_options
     from voxelflex.config import load_config
     from voxelflex.paths import RunPaths
 
     cfg = load_config(args.config, args.overrides)
     apply_storage_options(cfg.input.storage_options)
-    level = log_level(cfg.logging.level, args)
     main = from_env().is_main  # under torchrun, rank 0 alone keeps the run's log file
-    setup_logging(level, RunPaths.from_config(cfg).log_file if main else None)
-    set_progress(cfg.logging.show_progress and not args.quiet and main)
+    log_file = RunPaths.from_config(cfg).log_file if main else None
+    start_logging(cfg.logging.level, args, log_file, cfg.logging.show_progress and main)
     return cfg
 
 

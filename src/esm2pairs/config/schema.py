@@ -4,16 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipekit.errors import ConfigError
+from pipekit.config import check as _check
 
 POOLINGS = ("mean", "max", "cls")
 PRECISIONS = ("fp16", "fp32")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
-def _check(ok: bool, key: str, msg: str) -> None:
-    if not ok:
-        raise ConfigError(f"config key '{key}': {msg}")
 
 
 @dataclass(frozen=True)

@@ -5,16 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from pipekit.errors import ConfigError
+from pipekit.config import check as _check
 
 ARCHITECTURES = ("multipath_rmsf_net", "densenet3d_regression", "dilated_resnet3d")
 SCHEDULERS = ("cosine", "plateau", "none")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
-def _check(ok: bool, key: str, msg: str) -> None:
-    if not ok:
-        raise ConfigError(f"config key '{key}': {msg}")
 
 
 @dataclass(frozen=True)
