@@ -164,3 +164,17 @@ def test_length_batches_respect_the_token_budget_and_take_each_index_once() -> N
 
 def test_an_over_budget_sequence_gets_a_batch_of_its_own() -> None:
     assert list(length_batches([5000, 3, 4], batch_size=8, max_tokens=100)) == [[0], [2, 1]]
+
+
+def test_a_second_embed_on_a_busy_cache_is_refused_in_one_line(embedded_copy) -> None:
+    """Another process holds the cache folder (a real second process, the lock a real flock)."""
+    from pipekit.runlock import run_lock
+
+    layout = Layout.from_config(load_config(str(embedded_copy)))
+    cmd = [sys.executable, "-m", "esm2pairs", "embed", "--config", str(embedded_copy), "-q"]
+    with run_lock(layout.embeddings_dir, "embed"):
+        busy = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert busy.returncode == 2
+    err = [line for line in busy.stderr.splitlines() if line.startswith("esm2pairs: error:")]
+    assert len(err) == 1 and layout.embeddings_dir in err[0], busy.stderr
+    assert subprocess.run(cmd, capture_output=True, timeout=180).returncode == 0

@@ -22,6 +22,7 @@ from esm2pairs.paths import CACHE_H5, CACHE_INDEX, Layout
 from pipekit.atomic import replacing_uri
 from pipekit.errors import InputDataError
 from pipekit.faults import crashpoint
+from pipekit.monitoring import StepMetrics, run_id, step_metrics
 from pipekit.progress import progress
 from pipekit.runlock import run_lock
 from pipekit.uri import open_uri, uri_exists
@@ -104,8 +105,16 @@ def _compute(
             done_keys, done_emb = [], []
 
     batches = list(length_batches([len(s) for s in seqs], e.batch_size, e.max_tokens))
-    with progress(total=len(seqs), desc="embed", unit="seq") as bar:
+    t0 = time.perf_counter()
+    metrics = StepMetrics(
+        "esm2pairs", "embed", run_id(cfg.monitoring, cfg.virus.data_version), sample="Sequences"
+    )
+    with (
+        step_metrics(metrics, cfg.monitoring),
+        progress(total=len(seqs), desc="embed", unit="seq") as bar,
+    ):
         for batch in batches:
+            t_batch = time.perf_counter()
             try:
                 out = [embedder.embed([seqs[i] for i in batch])]
                 ok = batch
@@ -130,9 +139,11 @@ def _compute(
                 done_emb.append(emb)
                 n_done += len(ok)
             bar.update(len(batch))  # the bar shows sequences/s
+            metrics.batch(len(batch), time.perf_counter() - t_batch)
             if len(done_keys) >= e.flush_every:
                 flush()
-    flush()
+        flush()
+        metrics.pass_done({"samples_per_s": len(seqs) / max(time.perf_counter() - t0, 1e-9)})
     return n_done
 
 
