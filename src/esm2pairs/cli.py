@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from pipekit.cli import (
     add_config_args,
+    add_gate_command,
     add_pipeline_commands,
     log_level,
     print_local_run,
@@ -141,6 +142,12 @@ def cmd_pipeline_run(args: argparse.Namespace) -> None:
     print(f"report (open in a browser): {join_uri(run_dir, 'visualizations', 'index.html')}")
 
 
+def _judge():
+    from esm2pairs.steps.gate import JUDGE
+
+    return JUDGE
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="esm2pairs", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -181,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
         _config_args(p)
         p.add_argument("--split", default="test", choices=["train", "val", "test"])
         p.set_defaults(func=func)
+
+    add_gate_command(sub, "AUROC/AUPRC", _judge)
 
     p = sub.add_parser("pipeline", help="the Kubeflow pipeline: compile, run, submit, schedule")
     psub = p.add_subparsers(dest="pipeline_command", required=True)

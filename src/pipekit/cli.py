@@ -167,6 +167,54 @@ def add_pipeline_commands(
     q.set_defaults(func=cmd_schedule)
 
 
+def add_gate_command(sub: Any, label: str, judge: Callable[[], Any]) -> None:
+    """`gate`: fail on a drop of the system's scores (`judge()`, a `pipekit.gate.Judge`)
+    against the promotion record; promote a passing model."""
+
+    def cmd_gate(args: argparse.Namespace) -> None:
+        from pipekit import gate
+        from pipekit.logging_setup import setup_logging
+
+        setup_logging("INFO")
+        res = gate.run(
+            judge(),
+            args.metrics,
+            args.accepted,
+            args.max_drop,
+            promote=not args.no_promote,
+            model_uri=args.model,
+            run_id=args.run_id,
+            against=args.against,
+            rebaseline=args.rebaseline,
+            registry_url=args.registry_url,
+        )
+        worst = max(res.drops.values(), default=0.0)
+        what = "baseline set" if res.first_run else f"largest {label} drop {worst:.4f}"
+        print(f"gate passed ({what})" + (f"; {args.accepted} updated" if res.promoted else ""))
+
+    p = sub.add_parser("gate", help=f"fail on a {label} drop; promote a passing model")
+    p.add_argument("--metrics", required=True, help="evaluation_metrics_<split>.json to judge")
+    p.add_argument("--accepted", required=True, help="the promotion record (URI)")
+    p.add_argument("--max-drop", type=float, default=0.05, help=f"allowed fall of {label}")
+    p.add_argument("--no-promote", action="store_true", help="judge only; record nothing")
+    p.add_argument("--model", help="URI of the model the metrics are of (recorded on promotion)")
+    p.add_argument("--run-id", help="the run that produced the model (recorded on promotion)")
+    p.add_argument(
+        "--against",
+        default="baseline",
+        choices=["baseline", "best"],
+        help="compare with the pinned baseline (default) or the best model accepted so far",
+    )
+    p.add_argument(
+        "--rebaseline", action="store_true", help="a passing model also becomes the baseline"
+    )
+    p.add_argument(
+        "--registry-url",
+        help="also register the promoted model in this Kubeflow Model Registry (http(s)://host:port)",
+    )
+    p.set_defaults(func=cmd_gate)
+
+
 def print_local_run(run: Any) -> None:
     """Each task's outputs of a local pipeline run, with the metrics they logged."""
     print(f"pipeline run: {run.run_dir}")

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from pipekit.cli import (
     add_config_args,
+    add_gate_command,
     add_pipeline_commands,
     print_local_run,
     run_main,
@@ -219,25 +220,10 @@ def read_metrics(uri: str) -> dict:
         return headline_metrics(json.load(fh))
 
 
-def cmd_gate(args: argparse.Namespace) -> None:
-    from pipekit.logging_setup import setup_logging
-    from voxelflex.steps import gate
+def _judge():
+    from voxelflex.steps.gate import JUDGE
 
-    setup_logging("INFO")
-    res = gate.run(
-        args.metrics,
-        args.accepted,
-        args.max_drop,
-        promote=not args.no_promote,
-        model_uri=args.model,
-        run_id=args.run_id,
-        against=args.against,
-        rebaseline=args.rebaseline,
-        registry_url=args.registry_url,
-    )
-    worst = max(res.drops.values(), default=0.0)
-    what = "baseline set" if res.first_run else f"largest per-domain r drop {worst:.4f}"
-    print(f"gate passed ({what})" + (f"; {args.accepted} updated" if res.promoted else ""))
+    return JUDGE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -379,27 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.set_defaults(func=cmd_pipeline_run)
 
-    p = sub.add_parser("gate", help="fail on a per-domain r drop; promote a passing model")
-    p.add_argument("--metrics", required=True, help="evaluation_metrics_<split>.json to judge")
-    p.add_argument("--accepted", required=True, help="the promotion record (URI)")
-    p.add_argument("--max-drop", type=float, default=0.05, help="allowed fall of per-domain r")
-    p.add_argument("--no-promote", action="store_true", help="judge only; record nothing")
-    p.add_argument("--model", help="URI of the model the metrics are of (recorded on promotion)")
-    p.add_argument("--run-id", help="the run that produced the model (recorded on promotion)")
-    p.add_argument(
-        "--against",
-        default="baseline",
-        choices=["baseline", "best"],
-        help="compare with the pinned baseline (default) or the best model accepted so far",
-    )
-    p.add_argument(
-        "--rebaseline", action="store_true", help="a passing model also becomes the baseline"
-    )
-    p.add_argument(
-        "--registry-url",
-        help="also register the promoted model in this Kubeflow Model Registry (http(s)://host:port)",
-    )
-    p.set_defaults(func=cmd_gate)
+    add_gate_command(sub, "per-domain r", _judge)
     return parser
 
 

@@ -188,3 +188,29 @@ def test_metrics_agree_with_their_definitions(seed: int) -> None:
     tp = (pred & (y == 1)).sum()
     assert f1(y, s, 0.5) == pytest.approx(2 * tp / (pred.sum() + y.sum()))
     assert math.isnan(auroc(np.ones(5), s[:5]))
+
+
+def test_the_gate_holds_auroc_and_auprc_to_the_baseline(tmp_path, capsys) -> None:
+    """The platform's gate with this system's judge: the first run pins the baseline, a
+    drop over --max-drop fails in one line, a passing model is promoted."""
+
+    def report(name: str, auroc_: float, auprc_: float) -> str:
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"overall": {"auroc": auroc_, "auprc": auprc_, "f1": 0.5}}))
+        return str(path)
+
+    record = tmp_path / "accepted.json"
+    gate = ["gate", "--accepted", str(record), "--max-drop", "0.02"]
+    assert main([*gate, "--metrics", report("first", 0.85, 0.80), "--model", "s3://m/1"]) == 0
+    assert "baseline set" in capsys.readouterr().out
+    assert main([*gate, "--metrics", report("worse", 0.85, 0.75), "--model", "s3://m/2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "AUPRC 0.7500 vs reference 0.8000 (drop 0.0500 > 0.02)" in err
+    assert main([*gate, "--metrics", report("fine", 0.86, 0.79), "--model", "s3://m/3"]) == 0
+    saved = json.loads(record.read_text())
+    assert saved["format"] == "esm2pairs-promotion-v1"
+    assert (
+        saved["accepted"]["model_uri"] == "s3://m/3"
+        and saved["baseline"]["model_uri"] == "s3://m/1"
+    )
+    assert [h["model_uri"] for h in saved["history"]] == ["s3://m/1", "s3://m/3"]
