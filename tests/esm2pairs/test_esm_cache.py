@@ -178,3 +178,24 @@ def test_a_second_embed_on_a_busy_cache_is_refused_in_one_line(embedded_copy) ->
     err = [line for line in busy.stderr.splitlines() if line.startswith("esm2pairs: error:")]
     assert len(err) == 1 and layout.embeddings_dir in err[0], busy.stderr
     assert subprocess.run(cmd, capture_output=True, timeout=180).returncode == 0
+
+
+@pytest.mark.parametrize(("pooling", "layer"), [("max", 1), ("cls", "second_last")])
+def test_other_poolings_and_layers_match_the_model(
+    tmp_path, raw_proteins, tiny_model, pooling, layer
+):
+    from transformers import AutoTokenizer, EsmModel
+
+    from esm2pairs.embedder import Embedder
+
+    seqs = ["MKTAYIAKQRQISFVKSHFSRQ", "MSTNPKPQRKTKRNTNRRPQDVKFPGG", "GAVL"]
+    got = Embedder(tiny_model, pooling, layer, 120, "cpu").embed(seqs)  # one padded batch
+    tok = AutoTokenizer.from_pretrained(str(tiny_model))
+    model = EsmModel.from_pretrained(str(tiny_model), add_pooling_layer=False).eval()
+    index = 1 if layer == 1 else model.config.num_hidden_layers - 1
+    for row, s in zip(got, seqs, strict=True):
+        with torch.no_grad():
+            out = model(**tok(s, return_tensors="pt"), output_hidden_states=True)
+        hidden = out.hidden_states[index][0]  # (T, D)
+        want = hidden[1:-1].max(0).values if pooling == "max" else hidden[0]
+        np.testing.assert_allclose(row, want.numpy(), rtol=1e-4, atol=1e-5)
