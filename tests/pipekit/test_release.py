@@ -27,7 +27,7 @@ def test_the_constraints_are_what_this_environment_runs() -> None:
     pins = _pins()
     for name, version in pins.items():
         assert metadata.version(name) == version, name
-    runtime = {release._name(r) for r in metadata.distribution("voxelflex").requires or []}
+    runtime = {release._name(r) for r in metadata.distribution(release.DIST).requires or []}
     runtime -= release.UNPINNED
     assert runtime <= set(pins)  # every direct dependency, extras included, is pinned
 
