@@ -199,3 +199,23 @@ def test_other_poolings_and_layers_match_the_model(
         hidden = out.hidden_states[index][0]  # (T, D)
         want = hidden[1:-1].max(0).values if pooling == "max" else hidden[0]
         np.testing.assert_allclose(row, want.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_sampled_run_gets_its_own_folder_and_shares_the_canonical_cache(embedded_copy) -> None:
+    """max_isolates_to_process: a seeded sample, recorded in the run-specific folder; its
+    embeddings come from the cache the whole-data run filled (no model call)."""
+    over = ["sampling.max_isolates_to_process=10"]
+    cfg = load_config(str(embedded_copy), over)
+    full = Layout.from_config(load_config(str(embedded_copy)))
+    layout = Layout.from_config(cfg)
+    assert layout.embeddings_dir == full.embeddings_dir  # canonical: no suffix
+    assert layout.output_dir == full.output_dir + "_seed_42_isolates_10"
+    preprocess.run(cfg)
+    res = embed.run(cfg)
+    assert res.model_calls == 0 and res.hit_rate == 1.0
+    sampled = Path(layout.sampled_isolates).read_text().split()
+    assert len(sampled) == 10 and len(Path(full.sampled_isolates).read_text().split()) == 40
+    embed.run(cfg)
+    assert Path(layout.sampled_isolates).read_text().split() == sampled  # seeded
+    other = Layout.from_config(load_config(str(embedded_copy), [*over, "sampling.random_seed=7"]))
+    assert other.output_dir.endswith("_seed_7_isolates_10")
