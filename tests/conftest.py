@@ -42,6 +42,19 @@ def _fsspec_conf_per_test():
     conf.update(saved)
 
 
+@pytest.fixture(autouse=True)
+def _logging_per_test():
+    """A command run in a test points the root logger's console handler at that test's
+    captured stderr; later tests must not log into it once it is closed."""
+    import logging
+
+    yield
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+
+
 def free_port() -> int:
     """A TCP port nothing listens on now (for metrics servers and torchrun rendezvous)."""
     with socket.socket() as s:

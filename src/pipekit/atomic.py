@@ -86,3 +86,25 @@ def replacing_uri(uri: str, mode: str = "wb") -> Iterator[IO[Any]]:
     with replacing(path) as tmp, open(tmp, mode) as fh:
         yield fh
         fh.flush()
+
+
+@contextmanager
+def replacing_path(uri: str) -> Iterator[str]:
+    """A local path for a library that writes files itself (h5py): it replaces `uri` whole
+    when the block ends; in object storage the file is uploaded in one PUT."""
+    import tempfile
+
+    from pipekit.uri import ensure_dir, is_local, local_path
+
+    if is_local(uri):
+        path = Path(local_path(uri))
+        ensure_dir(str(path.parent))
+        with replacing(path) as tmp:
+            yield str(tmp)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / Path(uri).name)
+        yield path
+        with open(path, "rb") as fin, replacing_uri(uri, "wb") as fout:
+            while block := fin.read(1 << 24):
+                fout.write(block)

@@ -14,19 +14,17 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 import pandas as pd
 
-from pipekit.atomic import replacing, replacing_uri
+from pipekit.atomic import replacing_path, replacing_uri
 from pipekit.errors import InputDataError
 from pipekit.faults import crashpoint
 from pipekit.uri import is_local, join_uri, local_path, open_uri, remove_uri, uri_exists
@@ -176,7 +174,7 @@ class MasterCache:
                         rows[k] = n_old + len(new_keys)
                         new_keys.append(k)
         dtype = np.float16 if meta.precision == "fp16" else np.float32
-        with self._replacing_h5() as path, h5py.File(path, "w") as out:
+        with replacing_path(self.h5) as path, h5py.File(path, "w") as out:
             n = n_old + len(new_keys)
             # contiguous, uncompressed: a batch's rows are scattered over the whole store, and
             # chunked reads fetch a chunk per row (8x slower, measured); the store is rewritten
@@ -197,21 +195,6 @@ class MasterCache:
             out.attrs.update(asdict(meta))
         crashpoint("cache.store_replaced")
         return rows
-
-    @contextmanager
-    def _replacing_h5(self) -> Iterator[str]:
-        """A local path to write the new store to; it replaces the old one whole."""
-        if is_local(self.h5):
-            Path(local_path(self.folder)).mkdir(parents=True, exist_ok=True)
-            with replacing(local_path(self.h5)) as tmp:
-                yield str(tmp)
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            path = str(Path(tmp) / "store.h5")
-            yield path
-            with open(path, "rb") as fin, replacing_uri(self.h5, "wb") as fout:
-                while block := fin.read(1 << 24):
-                    fout.write(block)
 
     def write_index(self, index: pd.DataFrame) -> None:
         buf = io.BytesIO()
