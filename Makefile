@@ -4,8 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO ?= demo
 DEMO_ESM ?= demo_esm2
+# Rheidae's targets (the lab's `make preprocess|train|...`, namespaced) use the config files
+# in $(RHEIDAE)/config: pre_process.yaml, model.yaml, train_parms.yaml
+RHEIDAE ?= demo_rheidae
+RH_CFG = --config $(RHEIDAE)/config/model.yaml --train-parms $(RHEIDAE)/config/train_parms.yaml
 
-.PHONY: venv demo demo-voxelflex demo-esm2pairs test lint bench bench-esm2pairs compile constraints clean
+.PHONY: venv demo demo-voxelflex demo-esm2pairs demo-rheidae test lint bench bench-esm2pairs \
+	bench-rheidae compile constraints clean rheidae-setup rheidae-install rheidae-preprocess \
+	rheidae-train rheidae-train-residual rheidae-smoke rheidae-clean
 
 # torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build.
 # Every other package at the version images/constraints.txt pins: the one the images install.
@@ -19,7 +25,7 @@ $(BIN)/voxelflex: pyproject.toml images/constraints.txt
 venv: $(BIN)/voxelflex
 
 # The main jobs: each whole Kubeflow pipeline on its demo data, here, through kfp.local.
-demo: demo-voxelflex demo-esm2pairs
+demo: demo-voxelflex demo-esm2pairs demo-rheidae
 
 demo-voxelflex: venv
 	$(BIN)/voxelflex demo-data --out $(DEMO)
@@ -29,10 +35,33 @@ demo-esm2pairs: venv
 	$(BIN)/esm2pairs demo-data --out $(DEMO_ESM)
 	$(BIN)/esm2pairs pipeline run --local --config $(DEMO_ESM)/config.yaml
 
+demo-rheidae: venv
+	$(BIN)/rheidae demo-data --out $(RHEIDAE)
+	$(BIN)/rheidae pipeline run --local --pre-process $(RHEIDAE)/config/pre_process.yaml $(RH_CFG) \
+		--pipeline-root $(RHEIDAE)/kfp_local
+
+rheidae-setup rheidae-install: venv
+
+rheidae-preprocess: venv
+	$(BIN)/rheidae preprocess --config $(RHEIDAE)/config/pre_process.yaml
+
+rheidae-train: venv
+	$(BIN)/rheidae train $(RH_CFG)
+
+rheidae-train-residual: venv
+	$(BIN)/rheidae train $(RH_CFG) --predict-residual
+
+rheidae-smoke: venv
+	$(BIN)/rheidae train $(RH_CFG) --smoke --set data.num_workers=0
+
+rheidae-clean:
+	rm -rf $(RHEIDAE)/checkpoints $(RHEIDAE)/results
+
 # pipelines/compiled/*.yaml (kept in git; a test fails when it is stale)
 compile: venv
 	$(BIN)/voxelflex pipeline compile
 	$(BIN)/esm2pairs pipeline compile
+	$(BIN)/rheidae pipeline compile
 
 # after changing a dependency: pin what is now installed (then run the tests on it)
 constraints: venv
@@ -51,9 +80,13 @@ bench: venv
 	$(BIN)/python bench/bench_storage.py
 	$(BIN)/python bench/bench_ddp.py
 	$(BIN)/python bench/bench_esm2pairs.py
+	$(BIN)/python bench/bench_rheidae.py
+
+bench-rheidae: venv
+	$(BIN)/python bench/bench_rheidae.py
 
 bench-esm2pairs: venv
 	$(BIN)/python bench/bench_esm2pairs.py
 
 clean:
-	rm -rf $(DEMO) $(DEMO_ESM) outputs processed bench_out .pytest_cache
+	rm -rf $(DEMO) $(DEMO_ESM) $(RHEIDAE) outputs processed bench_out .pytest_cache

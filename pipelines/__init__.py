@@ -18,6 +18,7 @@ PIPELINES: dict[str, dict[str, str]] = {
         "voxelflex_structure_pipeline": "structure_pipeline:voxelflex_structure_pipeline",
     },
     "esm2pairs": {"esm2pairs_pipeline": "esm2pairs_pipeline:esm2pairs_pipeline"},
+    "rheidae": {"rheidae_pipeline": "rheidae_pipeline:rheidae_pipeline"},
 }
 
 

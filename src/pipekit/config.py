@@ -184,9 +184,10 @@ class ConfigSchema(typing.Generic[C]):
     cls: type[C]
     package: str
     path_keys: tuple[str, ...] = ()
+    defaults_file: str = "default_config.yaml"
 
     def defaults(self) -> dict[str, Any]:
-        text = resources.files(self.package).joinpath("default_config.yaml").read_text()
+        text = resources.files(self.package).joinpath(self.defaults_file).read_text()
         return yaml.safe_load(text)
 
     def load(self, path: str | None = None, overrides: typing.Sequence[str] = ()) -> C:

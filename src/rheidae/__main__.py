@@ -1,0 +1,3 @@
+from rheidae.cli import main
+
+raise SystemExit(main())

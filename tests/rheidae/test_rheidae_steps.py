@@ -1,0 +1,242 @@
+"""preprocess, train (every weighting scheme, PCGrad), evaluate, visualize; bad inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from pipekit.errors import InputDataError
+from rheidae.cli import main
+from rheidae.config import load_preprocess, load_training
+from rheidae.data.raw import DB_FINAL, DB_GROWTH, DB_INITIAL
+from rheidae.steps import evaluate, preprocess, train
+from tests.rheidae.conftest import write_reduced
+
+
+def _pre(tmp_path: Path, raw: Path) -> list[str]:
+    return [
+        f"input.raw_dir={raw}",
+        f"output.dir={tmp_path / 'pdata'}",
+        "logging.show_progress=false",
+    ]
+
+
+def test_reduced_time_series_and_a_database_become_one_training_set(tmp_path, one_run) -> None:
+    raw = tmp_path / "raw"
+    (raw / "run1").mkdir(parents=True)
+    ini, fin = one_run
+    write_reduced(raw / "run1" / "reduced0D.h5", ini, fin)
+    write_reduced(raw / "flat.h5", ini, fin, saturate=False)  # never saturates
+    write_reduced(raw / "noisy.h5", ini, fin, noise=0.2, seed=1)  # final state drifts
+    broken = fin.copy()
+    broken[3, 0, 0] *= 1.05  # electron lepton number not conserved
+    write_reduced(raw / "leaky.h5", ini, broken)
+    with h5py.File(raw / "db.h5", "w") as f:
+        good = np.stack([ini, ini])
+        good[1, 3, 0, 0] = -1.0  # an unphysical initial state
+        f.create_dataset(DB_INITIAL, data=good)
+        f.create_dataset(DB_FINAL, data=np.stack([fin, fin]))
+        f.create_dataset(DB_GROWTH, data=np.array([1e10, 2e10]))
+    (raw / "notes.h5").write_text("not hdf5")
+    res = preprocess.run(load_preprocess(None, _pre(tmp_path, raw)))
+    with h5py.File(res.combined) as f:
+        x, y, src = f["input"][()], f["target"][()], f["source"][()].astype(str)
+    assert sorted(src) == ["db.h5#0", "reduced0D.h5"]
+    np.testing.assert_allclose(y[list(src).index("reduced0D.h5")].reshape(4, 2, 3), fin, rtol=1e-4)
+    np.testing.assert_allclose(x[:, :24].reshape(-1, 4, 2, 3), np.stack([ini, ini]), rtol=1e-5)
+    reasons = dict(
+        line.split("\t")
+        for line in (tmp_path / "pdata" / "failed_runs.txt").read_text().splitlines()
+    )
+    assert reasons["flat.h5"].startswith("no saturation")
+    assert reasons["noisy.h5"].startswith("final state not settled")
+    assert reasons["leaky.h5"].startswith("conservation violated")
+    assert reasons["db.h5#1"].startswith("unphysical initial moments")
+    assert reasons["notes.h5"].startswith("not an HDF5 file")
+    again = preprocess.run(load_preprocess(None, _pre(tmp_path, raw)))
+    assert again.n_reused == again.n_files and again.failed == res.failed
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda f: f.create_dataset(DB_FINAL, data=np.zeros((3, 4, 2))),
+            r"F4_final\(1\|ccm\) has shape \(3, 4, 2\)",
+        ),
+        (lambda f: None, r"database lacks dataset\(s\) \['F4_final\(1\|ccm\)'\]"),
+    ],
+)
+def test_a_malformed_database_is_one_line(tmp_path, capsys, edit, message) -> None:
+    import re
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    with h5py.File(raw / "db.h5", "w") as f:
+        f.create_dataset(DB_INITIAL, data=np.ones((3, 4, 2, 3)))
+        edit(f)
+    args = ["preprocess", *[a for s in _pre(tmp_path, raw) for a in ("--set", s)]]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and re.search(message, err), err
+
+
+def test_a_killed_preprocess_resumes_where_it_stopped(tmp_path, one_run) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    ini, fin = one_run
+    for i in range(3):
+        write_reduced(raw / f"run{i}.h5", ini, fin)
+    cmd = [
+        sys.executable,
+        "-m",
+        "rheidae",
+        "preprocess",
+        "-q",
+        *[a for s in _pre(tmp_path, raw) for a in ("--set", s)],
+    ]
+    env = {**os.environ, "PIPEKIT_CRASH_AT": "preprocess.run_written:2"}
+    assert subprocess.run(cmd, env=env, capture_output=True, timeout=120).returncode == -9
+    assert len(list((tmp_path / "pdata").glob("*_preprocessed.h5"))) == 2
+    assert not (tmp_path / "pdata" / "preprocessed_all.h5").exists()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "3 points from 3 files (2 reused)" in done.stdout
+
+
+def _setup(demo, tmp_path: Path, extra: list[str]):
+    over = [
+        f"training.output_dir={tmp_path / 'results'}",
+        f"checkpoint.dir={tmp_path / 'ckpt'}",
+        *extra,
+    ]
+    return load_training(str(demo.model_config), str(demo.train_parms), over)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "pcgrad"),
+    [
+        ("kendall_gal", False),
+        ("dwa", False),
+        ("gradnorm", False),
+        ("none", False),
+        ("kendall_gal", True),
+    ],
+)
+def test_each_weighting_and_pcgrad_beat_box3d_on_held_out_data(
+    preprocessed, tmp_path, scheme, pcgrad
+):
+    setup = _setup(
+        preprocessed,
+        tmp_path,
+        [f"weighting.scheme={scheme}", f"pcgrad.enabled={str(pcgrad).lower()}"],
+    )
+    res = train.run(setup)
+    report = evaluate.run(setup, "test").report
+    assert report["improvement_over_box3d"] > 1.2, report["improvement_over_box3d"]
+    assert report["conservation"]["model_max"] < 1e-2
+    history = json.loads((tmp_path / "results" / "training_history.json").read_text())
+    assert len(history) == res.epochs_run and set(history[0]) >= {
+        "accuracy",
+        "number",
+        "lepton",
+        "causality",
+    }
+
+
+def test_a_run_killed_mid_training_resumes_to_the_same_model(preprocessed, tmp_path) -> None:
+    """A real process killed with SIGKILL after epoch 3's checkpoint, then `--resume`: the
+    weights equal an uninterrupted run's, bit for bit."""
+    states = {}
+    for name in ("straight", "killed"):
+        base = [
+            "--config",
+            str(preprocessed.model_config),
+            "--train-parms",
+            str(preprocessed.train_parms),
+            "-q",
+        ]
+        for over in (
+            f"training.output_dir={tmp_path / name / 'results'}",
+            f"checkpoint.dir={tmp_path / name / 'ckpt'}",
+            "training.epochs=6",
+            "weighting.scheme=dwa",
+            "checkpoint.every=2",
+        ):
+            base += ["--set", over]
+        cmd = [sys.executable, "-m", "rheidae", "train", *base]
+        if name == "killed":
+            env = {**os.environ, "PIPEKIT_CRASH_AT": "train.latest_saved:3"}
+            assert subprocess.run(cmd, env=env, capture_output=True, timeout=120).returncode == -9
+            cmd.append("--resume")
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        states[name] = torch.load(tmp_path / name / "ckpt" / "latest_model.pt", weights_only=True)
+    assert (tmp_path / "killed" / "ckpt" / "checkpoint_epoch_2.pt").is_file()
+    assert states["killed"]["train_state"]["epoch"] == 6
+    for key, value in states["straight"]["model_state"].items():
+        assert torch.equal(value, states["killed"]["model_state"][key]), key
+
+
+def test_pcgrad_projects_conflicting_gradients_as_defined() -> None:
+    """Two linear tasks with conflicting gradients a and b (a.b < 0): PCGrad's update is
+    (a - (a.b)/|b|^2 b) + (b - (a.b)/|a|^2 a), what Yu et al. define."""
+    from torchjd.aggregation import PCGrad
+    from torchjd.autojac import backward, jac_to_grad
+
+    a, b = torch.tensor([1.0, 2.0, -1.0]), torch.tensor([-2.0, 0.5, 1.0])
+    assert float(a @ b) < 0
+    w = torch.zeros(3, requires_grad=True)
+    backward([w @ a, w @ b], inputs=[w])
+    jac_to_grad([w], PCGrad())
+    want = (a - (a @ b) / (b @ b) * b) + (b - (a @ b) / (a @ a) * a)
+    torch.testing.assert_close(w.grad, want)
+
+
+def test_smoke_and_bad_training_inputs(preprocessed, tmp_path, capsys) -> None:
+    cfg = [
+        "--config",
+        str(preprocessed.model_config),
+        "--train-parms",
+        str(preprocessed.train_parms),
+        "--set",
+        f"training.output_dir={tmp_path}",
+    ]
+    assert main(["train", *cfg, "--smoke"]) == 0
+    assert "smoke: one batch forward and backward" in capsys.readouterr().out
+    bad = tmp_path / "bad.h5"
+    with h5py.File(bad, "w") as f:
+        f.create_dataset("input", data=np.ones((10, 47)))
+        f.create_dataset("target", data=np.ones((10, 24)))
+    assert main(["train", *cfg, "--set", f"data.path={bad}"]) == 2
+    assert (
+        "input (10, 47) and target (10, 24), expected (N, 48), (N, 24)" in capsys.readouterr().err
+    )
+    with h5py.File(bad, "w") as f:
+        f.create_dataset("input", data=np.full((10, 48), np.nan))
+        f.create_dataset("target", data=np.ones((10, 24)))
+    assert main(["train", *cfg, "--set", f"data.path={bad}"]) == 2
+    assert "non-finite" in capsys.readouterr().err
+    with pytest.raises(InputDataError, match="not found: run preprocess first"):
+        train.run(load_training(None, None, [f"data.path={tmp_path / 'none.h5'}"]))
+    assert main(["train", *cfg, "--set", "weighting.scheme=uniform"]) == 2
+    assert "weighting.scheme" in capsys.readouterr().err
+
+
+def test_visualize_writes_plots_with_their_data(preprocessed, tmp_path) -> None:
+    from rheidae.steps import visualize
+
+    setup = _setup(preprocessed, tmp_path, ["training.epochs=2"])
+    train.run(setup)
+    evaluate.run(setup)
+    res = visualize.run(setup)
+    for name in res.plots:
+        assert (Path(res.folder) / name).stat().st_size > 1000
+        assert (Path(res.folder) / name.replace(".png", "_data.csv")).is_file()
