@@ -23,23 +23,13 @@ def visualize(
         plots: visualizations/*.png, *_data.csv and index.html.
         report: the index page with the plots inlined, for the Kubeflow UI.
     """
-    import base64
-    import re
-
     from esm2pairs import kfp_io
     from esm2pairs.steps import visualize as step
     from pipekit.kfp_io import copy_files
-    from pipekit.uri import open_uri
+    from pipekit.plots import inlined_index
 
     cfg = kfp_io.component_config(settings, {"run_dir": plots}, plots)
     copy_files(evaluation, plots, [f"metrics/predictions_{split}.csv"])
     res = step.run(cfg, split=split)
-    with open_uri(f"{res.folder}/index.html", "r") as fh:
-        page = fh.read()
-
-    def inline(match: re.Match) -> str:
-        with open_uri(f"{res.folder}/{match.group(1)}", "rb") as img:
-            return f'src="data:image/png;base64,{base64.b64encode(img.read()).decode()}"'
-
     with open(report.path, "w") as fh:
-        fh.write(re.sub(r'src="([^"]+\.png)"', inline, page))
+        fh.write(inlined_index(res.folder))

@@ -25,23 +25,13 @@ def visualize(
         plots: visualizations/*.png, *_data.csv and index.html.
         report: the index page with the plots inlined, for the Kubeflow UI.
     """
-    import base64
-    import re
-
     from pipekit.kfp_io import copy_files
-    from pipekit.uri import open_uri
+    from pipekit.plots import inlined_index
     from rheidae import kfp_io
     from rheidae.steps import visualize as step
 
     setup = kfp_io.training_setup(settings, preprocessed, plots)
     copy_files(evaluation, plots, [f"metrics/predictions_{split}.csv"])
     res = step.run(setup, split=split)
-    with open_uri(f"{res.folder}/index.html", "r") as fh:
-        page = fh.read()
-
-    def inline(match: re.Match) -> str:
-        with open_uri(f"{res.folder}/{match.group(1)}", "rb") as img:
-            return f'src="data:image/png;base64,{base64.b64encode(img.read()).decode()}"'
-
     with open(report.path, "w") as fh:
-        fh.write(re.sub(r'src="([^"]+\.png)"', inline, page))
+        fh.write(inlined_index(res.folder))

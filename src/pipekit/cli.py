@@ -19,6 +19,11 @@ def add_config_args(p: argparse.ArgumentParser, config_required: bool = True) ->
     p.add_argument(
         "--config", required=config_required, help="YAML config merged over the defaults"
     )
+    add_overrides(p)
+
+
+def add_overrides(p: argparse.ArgumentParser) -> None:
+    """`--set section.key=value` (repeatable) and the verbosity flags."""
     p.add_argument(
         "--set",
         dest="overrides",

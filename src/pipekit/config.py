@@ -33,6 +33,37 @@ def check(ok: bool, key: str, msg: str) -> None:
         raise ConfigError(f"config key '{key}': {msg}")
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """The `logging` section every system's config has."""
+
+    level: str = "INFO"
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        check(
+            self.level in LOG_LEVELS,
+            "logging.level",
+            f"{self.level!r} is not one of {', '.join(LOG_LEVELS)}",
+        )
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """The `monitoring` section: where a step's Prometheus metrics go (`pipekit.monitoring`)."""
+
+    metrics_port: int | None = None  # serve Prometheus metrics here (or PIPEKIT_METRICS_PORT)
+    pushgateway_url: str | None = None  # also push them (or PIPEKIT_PUSHGATEWAY_URL)
+    run_id: str | None = None  # Pushgateway grouping key (default: the run's name)
+
+    def __post_init__(self) -> None:
+        if self.metrics_port is not None:
+            check(0 < self.metrics_port < 65536, "monitoring.metrics_port", "must be a port")
+
+
 def _read_text(path: str) -> str:
     """A local file, or a URI (a distributed job's pods read the config the step wrote)."""
     if "://" not in path:

@@ -6,8 +6,8 @@ import argparse
 from collections.abc import Sequence
 
 from pipekit.cli import (
+    add_overrides,
     add_pipeline_commands,
-    add_verbosity,
     log_level,
     print_local_run,
     run_main,
@@ -16,25 +16,13 @@ from pipekit.cli import (
 from pipekit.errors import PipelineError
 
 
-def _overrides(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a key of any of the config files, e.g. --set data.batch_size=64",
-    )
-    add_verbosity(p)
-
-
 def _training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="model.yaml: data, model, optimizer, scheduler, training, loss")
     p.add_argument("--train-parms", help="train_parms.yaml: weighting, pcgrad, targets, ...")
     p.add_argument(
         "--predict-residual", action="store_true", help="learn F_true - F_box (overrides)"
     )
-    _overrides(p)
+    add_overrides(p)
 
 
 def _setup(args: argparse.Namespace):
@@ -143,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("preprocess", help="raw H5s -> *_preprocessed.h5, preprocessed_all.h5")
     p.add_argument("--config", help="pre_process.yaml")
-    _overrides(p)
+    add_overrides(p)
     p.set_defaults(func=cmd_preprocess)
 
     p = sub.add_parser("train", help="the residual model")

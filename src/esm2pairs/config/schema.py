@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pipekit.config import LoggingConfig, MonitoringConfig
 from pipekit.config import check as _check
 
 POOLINGS = ("mean", "max", "cls")
 PRECISIONS = ("fp16", "fp32")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass(frozen=True)
@@ -124,22 +124,6 @@ class TrainingConfig:
         _check(0 < self.threshold < 1, "training.threshold", "must be in (0, 1)")
         _check(self.num_workers >= 0, "training.num_workers", "must be >= 0")
         _check(all(d > 0 for d in self.hidden_dims), "training.hidden_dims", "must be > 0")
-
-
-@dataclass(frozen=True)
-class LoggingConfig:
-    level: str = "INFO"
-    show_progress: bool = True
-
-    def __post_init__(self) -> None:
-        _check(self.level in LOG_LEVELS, "logging.level", f"must be one of {LOG_LEVELS}")
-
-
-@dataclass(frozen=True)
-class MonitoringConfig:
-    metrics_port: int | None = None
-    pushgateway_url: str | None = None
-    run_id: str | None = None
 
 
 @dataclass(frozen=True)

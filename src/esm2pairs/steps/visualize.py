@@ -3,7 +3,6 @@ predictions, each PNG beside the `*_data.csv` it was drawn from, and an index pa
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass
 
@@ -13,8 +12,7 @@ import pandas as pd
 from esm2pairs.config import Config
 from esm2pairs.paths import Layout
 from esm2pairs.steps.evaluate import curve_points, read_predictions
-from pipekit.atomic import replacing_uri
-from pipekit.uri import join_uri
+from pipekit.plots import save_plot, write_index
 
 log = logging.getLogger(__name__)
 
@@ -23,19 +21,6 @@ log = logging.getLogger(__name__)
 class VisualizeResult:
     folder: str
     plots: list[str]
-
-
-def _save(fig, data: pd.DataFrame, folder: str, name: str) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    with replacing_uri(join_uri(folder, f"{name}.png"), "wb") as fh:
-        fh.write(buf.getvalue())
-    with replacing_uri(join_uri(folder, f"{name}_data.csv"), "w") as fh:
-        data.to_csv(fh, index=False, float_format="%.6g")
-    return f"{name}.png"
 
 
 def run(cfg: Config, split: str = "test") -> VisualizeResult:
@@ -54,12 +39,14 @@ def run(cfg: Config, split: str = "test") -> VisualizeResult:
     ax.plot(np.r_[0, pts["fpr"]], np.r_[0, pts["tpr"]])
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC ({split})")
-    plots.append(_save(fig, pts[["threshold", "fpr", "tpr"]], folder, f"roc_curve_{split}"))
+    plots.append(save_plot(fig, pts[["threshold", "fpr", "tpr"]], folder, f"roc_curve_{split}"))
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot(pts["recall"], pts["precision"])
     ax.axhline(y.mean(), color="k", ls=":", lw=0.8)
     ax.set(xlabel="recall", ylabel="precision", title=f"precision-recall ({split})", ylim=(0, 1.02))
-    plots.append(_save(fig, pts[["threshold", "recall", "precision"]], folder, f"pr_curve_{split}"))
+    plots.append(
+        save_plot(fig, pts[["threshold", "recall", "precision"]], folder, f"pr_curve_{split}")
+    )
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     bins = np.linspace(0, 1, 31)
     for label, name in ((1, "same isolate"), (0, "different isolates")):
@@ -69,9 +56,7 @@ def run(cfg: Config, split: str = "test") -> VisualizeResult:
     counts = pd.DataFrame({"bin_left": bins[:-1]})
     for label, name in ((1, "same_isolate"), (0, "different_isolates")):
         counts[name] = np.histogram(s[y == label], bins=bins)[0]
-    plots.append(_save(fig, counts, folder, f"score_distribution_{split}"))
-    html = "".join(f'<h3>{p}</h3><img src="{p}">\n' for p in plots)
-    with replacing_uri(join_uri(folder, "index.html"), "w") as fh:
-        fh.write(f"<html><body><h2>ESM-2 segment pairs: {split}</h2>\n{html}</body></html>\n")
+    plots.append(save_plot(fig, counts, folder, f"score_distribution_{split}"))
+    write_index(folder, f"ESM-2 segment pairs: {split}", plots)
     log.info("visualize: %d plots -> %s", len(plots), folder)
     return VisualizeResult(folder, plots)

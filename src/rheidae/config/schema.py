@@ -4,29 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pipekit.config import LoggingConfig, MonitoringConfig
 from pipekit.config import check as _check
 
 SCHEMES = ("kendall_gal", "dwa", "gradnorm", "none")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
-@dataclass(frozen=True)
-class LoggingConfig:
-    level: str = "INFO"
-    show_progress: bool = True
-
-    def __post_init__(self) -> None:
-        _check(self.level in LOG_LEVELS, "logging.level", f"must be one of {LOG_LEVELS}")
-
-
-@dataclass(frozen=True)
-class MonitoringConfig:
-    metrics_port: int | None = None
-    pushgateway_url: str | None = None
-    run_id: str | None = None
-
-
-# ---- pre_process.yaml
 
 
 @dataclass(frozen=True)

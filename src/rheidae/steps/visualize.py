@@ -3,14 +3,13 @@ and error histograms, each PNG beside the `*_data.csv` it was drawn from."""
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from pipekit.atomic import replacing_uri
 from pipekit.errors import InputDataError
+from pipekit.plots import save_plot, write_index
 from pipekit.uri import join_uri, open_uri, uri_exists
 from rheidae.config import TrainSetup
 from rheidae.moments import names
@@ -20,19 +19,6 @@ from rheidae.moments import names
 class VisualizeResult:
     folder: str
     plots: list[str]
-
-
-def _save(fig, data: pd.DataFrame, folder: str, name: str) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    with replacing_uri(join_uri(folder, f"{name}.png"), "wb") as fh:
-        fh.write(buf.getvalue())
-    with replacing_uri(join_uri(folder, f"{name}_data.csv"), "w") as fh:
-        data.to_csv(fh, index=False, float_format="%.6e")
-    return f"{name}.png"
 
 
 def run(setup: TrainSetup, split: str = "test") -> VisualizeResult:
@@ -64,7 +50,7 @@ def run(setup: TrainSetup, split: str = "test") -> VisualizeResult:
         ax.set(xlabel="true / total N", ylabel="predicted / total N", title=f"{kind} ({split})")
         ax.legend(markerscale=4)
         data = pd.DataFrame({"true": true, "box3d": box, "model": pred})
-        plots.append(_save(fig, data, folder, f"parity_{kind}_{split}"))
+        plots.append(save_plot(fig, data, folder, f"parity_{kind}_{split}"))
     err_model = (
         np.abs(
             df[[f"pred_{c}" for c in cols]].to_numpy() - df[[f"true_{c}" for c in cols]].to_numpy()
@@ -93,14 +79,12 @@ def run(setup: TrainSetup, split: str = "test") -> VisualizeResult:
     )
     ax.legend()
     plots.append(
-        _save(
+        save_plot(
             fig,
             pd.DataFrame({"box3d": err_box, "model": err_model}),
             folder,
             f"error_histogram_{split}",
         )
     )
-    html = "".join(f'<h3>{p}</h3><img src="{p}">\n' for p in plots)
-    with replacing_uri(join_uri(folder, "index.html"), "w") as fh:
-        fh.write(f"<html><body><h2>Rheidae: {split}</h2>\n{html}</body></html>\n")
+    write_index(folder, f"Rheidae: {split}", plots)
     return VisualizeResult(folder, plots)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from pipekit.config import LoggingConfig, MonitoringConfig
 from pipekit.config import check as _check
 
 ARCHITECTURES = ("multipath_rmsf_net", "densenet3d_regression", "dilated_resnet3d")
 SCHEDULERS = ("cosine", "plateau", "none")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass(frozen=True)
@@ -136,30 +136,6 @@ class PredictionConfig:
 
     def __post_init__(self) -> None:
         _check(self.batch_size > 0, "prediction.batch_size", "must be > 0")
-
-
-@dataclass(frozen=True)
-class LoggingConfig:
-    level: str = "INFO"
-    show_progress: bool = True
-
-    def __post_init__(self) -> None:
-        _check(
-            self.level in LOG_LEVELS,
-            "logging.level",
-            f"{self.level!r} is not one of {', '.join(LOG_LEVELS)}",
-        )
-
-
-@dataclass(frozen=True)
-class MonitoringConfig:
-    metrics_port: int | None = None  # serve Prometheus metrics here (or PIPEKIT_METRICS_PORT)
-    pushgateway_url: str | None = None  # also push them (or PIPEKIT_PUSHGATEWAY_URL)
-    run_id: str | None = None  # Pushgateway grouping key (default: output.run_name)
-
-    def __post_init__(self) -> None:
-        if self.metrics_port is not None:
-            _check(0 < self.metrics_port < 65536, "monitoring.metrics_port", "must be a port")
 
 
 @dataclass(frozen=True)
