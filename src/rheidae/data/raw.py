@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 
 from pipekit.errors import InputDataError
+from rheidae.config.schema import StabilityConfig
 from rheidae.moments import violations
 
 log = logging.getLogger(__name__)
@@ -40,14 +41,6 @@ class Runs:
     final: np.ndarray  # (R, 4, 2, 3)
     growth: np.ndarray  # (R,) 1/s (NaN when unknown)
     ids: list[str]  # per run: "<file>" or "<file>#<index>"
-
-
-@dataclass(frozen=True)
-class Stability:
-    final_window: float = 0.5
-    max_relative_spread: float = 0.05
-    conservation_tolerance: float = 1e-3
-    min_growth_factor: float = 10.0
 
 
 def reduced_name(comp: str, flavor: int, bar: bool) -> str:
@@ -98,7 +91,9 @@ def _series(f: h5py.File, name: str) -> np.ndarray:
     return np.stack(cols, axis=1).reshape(-1, 4, 2, 3)
 
 
-def read_reduced(f: h5py.File, name: str, s: Stability) -> tuple[np.ndarray, np.ndarray, float]:
+def read_reduced(
+    f: h5py.File, name: str, s: StabilityConfig
+) -> tuple[np.ndarray, np.ndarray, float]:
     """(initial F4, final F4, growth rate) of one run's reduced time series."""
     for key in (TIME, OFFDIAG):
         if key not in f:
@@ -140,7 +135,7 @@ def read_reduced(f: h5py.File, name: str, s: Stability) -> tuple[np.ndarray, np.
     return series[0], final, rate
 
 
-def read_file(path: str, s: Stability) -> tuple[Runs, dict[str, str]]:
+def read_file(path: str, s: StabilityConfig) -> tuple[Runs, dict[str, str]]:
     """A database or a reduced time series; returns the runs and {run: reason} refused."""
     name = path.rsplit("/", 1)[-1]
     try:

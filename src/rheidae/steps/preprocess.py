@@ -24,7 +24,7 @@ from pipekit.progress import progress
 from pipekit.uri import is_local, join_uri, local_path, open_uri, uri_exists
 from rheidae.box3d import box3d
 from rheidae.config.schema import PreprocessConfig
-from rheidae.data.raw import Stability, read_file
+from rheidae.data.raw import read_file
 from rheidae.moments import flat, violations
 from rheidae.paths import FAILED_RUNS, combined, per_run
 
@@ -86,10 +86,6 @@ def run(cfg: PreprocessConfig) -> PreprocessResult:
     sources = [s for s in sources if not s.endswith(("_preprocessed.h5", "preprocessed_all.h5"))]
     if not sources:
         raise InputDataError(f"no {cfg.input.pattern} file under {cfg.input.raw_dir}")
-    s = cfg.stability
-    stability = Stability(
-        s.final_window, s.max_relative_spread, s.conservation_tolerance, s.min_growth_factor
-    )
     failed: dict[str, str] = {}
     parts: list[dict[str, np.ndarray]] = []
     reused = 0
@@ -105,7 +101,7 @@ def run(cfg: PreprocessConfig) -> PreprocessResult:
                     failed.update(json.loads(attrs.get("failed", "{}")))
                     reused += 1
                     continue
-            runs, bad = read_file(_local_copy(fs, src, tmp), stability)
+            runs, bad = read_file(_local_copy(fs, src, tmp), cfg.stability)
             failed.update(bad)
             if runs.ids:
                 box = box3d(runs.initial, cfg.box3d.lebedev_order)
