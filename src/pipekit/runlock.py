@@ -56,8 +56,9 @@ def _describe(holder: dict[str, Any]) -> str:
 
 def _busy(run_dir: str, holder: dict[str, Any]) -> RunFolderBusy:
     return RunFolderBusy(
-        f"run folder {run_dir} is in use by {_describe(holder)}; wait for it to finish or "
-        "choose another output.run_name"
+        f"run folder {run_dir} is in use by {_describe(holder)}; wait for it to finish (in "
+        f"object storage, a lease its holder could not release expires within {TTL_S:.0f} s) "
+        "or write to another folder"
     )
 
 

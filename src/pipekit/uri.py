@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO, Any
 
 import fsspec
@@ -88,6 +90,24 @@ def storage_failure(exc: BaseException, if_corrupt: str) -> tuple[str, str]:
     if isinstance(exc, network) or any(w in lowered for w in words):
         return f"the storage service did not answer ({text})", _ADVICE["network"]
     return f"corrupt data ({text})", if_corrupt
+
+
+@contextmanager
+def storage_errors(what: str) -> Iterator[None]:
+    """Reads and writes of `what` (a store, named in words): when the storage service does
+    not answer or refuses the credentials, one line naming it (a user error); anything else,
+    a bug or damaged data the caller knows better about, keeps its own exception."""
+    from pipekit.errors import PipelineError
+
+    try:
+        yield
+    except PipelineError:
+        raise
+    except Exception as exc:  # fsspec, s3fs and botocore each raise their own
+        desc, advice = storage_failure(exc, "")
+        if desc.startswith("corrupt data"):
+            raise
+        raise InputDataError(f"{what}: {desc}; {advice}") from None
 
 
 def require_file(uri: str | None, key: str) -> str:

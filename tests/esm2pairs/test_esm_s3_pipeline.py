@@ -120,3 +120,77 @@ def test_compiled_yaml_is_current_and_gpu_steps_are_on_gpu_nodes(tmp_path: Path)
         assert k8s["secretAsEnv"]
     for step in ("preprocess", "pairs", "evaluate", "visualize"):
         assert resources[f"exec-{step}"] is None
+
+
+def test_an_s3_outage_mid_embed_is_one_line_and_a_rerun_completes_the_cache(
+    tmp_path: Path, raw_proteins, tiny_model, embedded
+) -> None:
+    """A server of its own, stopped once the first part is in the store: the embed process
+    fails (exit 2) with one line naming the cache; with the service back, a re-run merges
+    what was saved and computes the rest, and the cache equals an uninterrupted run's."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import h5py
+    import numpy as np
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    def serve() -> tuple[ThreadedMotoServer, dict[str, str]]:
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            # one owner, as a retried pipeline task: it takes over the lease the failed run
+            # could not release while the store was down
+            "PIPEKIT_LOCK_OWNER": "embed-task-1",
+        }
+        return server, env
+
+    server, env = serve()
+    fs = s3fs.S3FileSystem(endpoint_url=env["AWS_ENDPOINT_URL"], key="testing", secret="testing")
+    fs.mkdir("esm-outage")  # moto keeps one state per process, across its servers
+    cache = "s3://esm-outage/embeddings/flu_test/v1"
+    cfg_path = write_esm_config(
+        tmp_path,
+        raw_proteins,
+        tiny_model,
+        {"paths": {"embeddings_dir": cache}, "embeddings": {"flush_every": 16, "batch_size": 8}},
+    )
+    preprocess.run(load_config(str(cfg_path)))
+    cmd = [sys.executable, "-m", "esm2pairs", "embed", "--config", str(cfg_path), "-q"]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not fs.glob("esm-outage/embeddings/flu_test/v1/_parts/*"):
+        time.sleep(0.05)
+    server.stop()  # the object store goes away mid-run
+    err = proc.communicate(timeout=300)[1].strip()
+    lines = [ln for ln in err.splitlines() if ln.startswith("esm2pairs: error:")]
+    assert proc.returncode == 2 and len(lines) == 1, err[-2000:]
+    assert cache in lines[0] and "did not answer" in lines[0]
+    server, env = serve()
+    try:
+        again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stderr[-2000:]
+        fs = s3fs.S3FileSystem(
+            endpoint_url=env["AWS_ENDPOINT_URL"], key="testing", secret="testing"
+        )
+        with fs.open(cache + "/master_esm2_embeddings.h5", "rb") as fh, h5py.File(fh) as f:
+            keys, emb = f["emb_keys"][:].astype(str), f["emb"][:]
+        assert not fs.glob("esm-outage/embeddings/flu_test/v1/_parts/*")
+    finally:
+        server.stop()
+    ref = Layout.from_config(load_config(str(embedded)))
+    with h5py.File(ref.cache_h5) as f:
+        ref_keys, ref_emb = f["emb_keys"][:].astype(str), f["emb"][:]
+    assert len(keys) == len(set(keys)) == len(ref_keys)
+    mine = dict(zip(keys, emb, strict=True))
+    for k, v in zip(ref_keys, ref_emb, strict=True):
+        np.testing.assert_allclose(mine[k], v, rtol=1e-5, atol=1e-6)

@@ -25,7 +25,7 @@ from pipekit.faults import crashpoint
 from pipekit.monitoring import StepMetrics, run_id, step_metrics
 from pipekit.progress import progress
 from pipekit.runlock import run_lock
-from pipekit.uri import open_uri, uri_exists
+from pipekit.uri import open_uri, storage_errors, uri_exists
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,10 @@ def run(cfg: Config, force_recompute: bool = False) -> EmbedResult:
     df_keys = [cache_key(s, signature) for s in df[SEQ_COL]]
     wanted = dict(zip(df_keys, df[SEQ_COL], strict=True))
 
-    with run_lock(layout.embeddings_dir, "embed"):
+    with (
+        storage_errors(f"master cache {layout.embeddings_dir}"),
+        run_lock(layout.embeddings_dir, "embed"),
+    ):
         meta_now = cache.meta()
         embedder: Embedder | None = None
 
