@@ -240,3 +240,22 @@ def test_visualize_writes_plots_with_their_data(preprocessed, tmp_path) -> None:
     for name in res.plots:
         assert (Path(res.folder) / name).stat().st_size > 1000
         assert (Path(res.folder) / name.replace(".png", "_data.csv")).is_file()
+
+
+def test_raw_files_and_the_training_set_in_object_storage(s3, demo, tmp_path) -> None:
+    """Raw H5s read from S3, the training set written there, training reading it back."""
+    s3.put(str(demo.database), "voxelflex/rheidae/raw/demo_database.h5")
+    pre = [
+        "input.raw_dir=s3://voxelflex/rheidae/raw",
+        "output.dir=s3://voxelflex/rheidae/pdata",
+        "logging.show_progress=false",
+    ]
+    res = preprocess.run(load_preprocess(None, pre))
+    assert res.n_points == demo.n_runs and s3.exists("voxelflex/rheidae/pdata/failed_runs.txt")
+    assert preprocess.run(load_preprocess(None, pre)).n_reused == 1  # ETag unchanged
+    setup = _setup(
+        demo,
+        tmp_path,
+        ["data.path=s3://voxelflex/rheidae/pdata/preprocessed_all.h5", "training.epochs=2"],
+    )
+    assert train.run(setup).epochs_run == 2
