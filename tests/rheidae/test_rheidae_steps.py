@@ -40,11 +40,13 @@ def test_reduced_time_series_and_a_database_become_one_training_set(tmp_path, on
     broken[3, 0, 0] *= 1.05  # electron lepton number not conserved
     write_reduced(raw / "leaky.h5", ini, broken)
     with h5py.File(raw / "db.h5", "w") as f:
-        good = np.stack([ini, ini])
-        good[1, 3, 0, 0] = -1.0  # an unphysical initial state
-        f.create_dataset(DB_INITIAL, data=good)
-        f.create_dataset(DB_FINAL, data=np.stack([fin, fin]))
-        f.create_dataset(DB_GROWTH, data=np.array([1e10, 2e10]))
+        initial, final = np.stack([ini] * 4), np.stack([fin] * 4)
+        initial[1, 3, 0, 0] = -1.0  # an unphysical initial state
+        final[2, 0, 1, 2] = 2 * final[2, 3, 1, 2]  # an acausal final state, |F| > N
+        final[3, 3, 0, 1] *= 1.1  # a muon lepton number that moved
+        f.create_dataset(DB_INITIAL, data=initial)
+        f.create_dataset(DB_FINAL, data=final)
+        f.create_dataset(DB_GROWTH, data=np.array([1e10, 2e10, 3e10, 4e10]))
     (raw / "notes.h5").write_text("not hdf5")
     res = preprocess.run(load_preprocess(None, _pre(tmp_path, raw)))
     with h5py.File(res.combined) as f:
@@ -60,6 +62,8 @@ def test_reduced_time_series_and_a_database_become_one_training_set(tmp_path, on
     assert reasons["noisy.h5"].startswith("final state not settled")
     assert reasons["leaky.h5"].startswith("conservation violated")
     assert reasons["db.h5#1"].startswith("unphysical initial moments")
+    assert reasons["db.h5#2"].startswith("unphysical final moments")
+    assert reasons["db.h5#3"].startswith("conservation violated")
     assert reasons["notes.h5"].startswith("not an HDF5 file")
     again = preprocess.run(load_preprocess(None, _pre(tmp_path, raw)))
     assert again.n_reused == again.n_files and again.failed == res.failed

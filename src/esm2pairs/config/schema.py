@@ -114,6 +114,7 @@ class TrainingConfig:
     threshold: float = 0.5
     num_workers: int = 0
     device: str = "auto"
+    mixed_precision: bool = True
     resume: bool = False
 
     def __post_init__(self) -> None:

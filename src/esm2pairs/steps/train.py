@@ -121,7 +121,7 @@ def run(cfg: Config, resume: bool | None = None) -> TrainResult:
     train_b, meta = pair_batches(cfg, layout, "train", shuffle=True)
     val_b, _ = pair_batches(cfg, layout, "val", shuffle=False)
     device = resolve_device(t.device)
-    amp = amp_enabled(device, True)
+    amp = amp_enabled(device, t.mixed_precision)
     spec = model_config(cfg, meta.dim)
     model = build(spec).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay)

@@ -25,7 +25,7 @@ from pipekit.uri import is_local, join_uri, local_path, open_uri, uri_exists
 from rheidae.box3d import box3d
 from rheidae.config.schema import PreprocessConfig
 from rheidae.data.raw import read_file
-from rheidae.moments import flat, violations
+from rheidae.moments import flat, unphysical, violations
 from rheidae.paths import FAILED_RUNS, combined, per_run
 
 log = logging.getLogger(__name__)
@@ -105,17 +105,27 @@ def run(cfg: PreprocessConfig) -> PreprocessResult:
             failed.update(bad)
             if runs.ids:
                 box = box3d(runs.initial, cfg.box3d.lebedev_order)
-                for i in np.flatnonzero(box.unphysical):
-                    failed[runs.ids[i]] = (
-                        "unphysical initial moments (non-finite, N <= 0 or |F| >= N)"
-                    )
-                keep = ~box.unphysical
+                leak = violations(runs.final, runs.initial).max(-1)
+                tol = cfg.stability.conservation_tolerance
+                reasons = (
+                    (box.unphysical, "unphysical initial moments (non-finite, N <= 0 or |F| >= N)"),
+                    (
+                        unphysical(runs.final),
+                        "unphysical final moments (non-finite, N <= 0 or |F| >= N)",
+                    ),
+                    (leak > tol, f"conservation violated between initial and final (> {tol})"),
+                )
+                keep = np.ones(len(runs.ids), dtype=bool)
+                for mask, why in reasons:
+                    for i in np.flatnonzero(mask & keep):
+                        failed[runs.ids[i]] = why
+                    keep &= ~mask
                 arrays = {
                     "input": np.concatenate([flat(runs.initial), flat(box.f4)], 1)[keep],
                     "target": flat(runs.final)[keep],
                     "growth_rate": runs.growth[keep],
                     "box3d_crossing": box.crossing[keep],
-                    "conservation_violation": violations(runs.final, runs.initial).max(-1)[keep],
+                    "conservation_violation": leak[keep],
                     "source": np.array(runs.ids)[keep],
                 }
             else:
