@@ -90,6 +90,15 @@ class GradNorm(Weighting):
     def weighted(self, losses: torch.Tensor) -> torch.Tensor:
         return self.w.detach() * losses
 
+    # the weights' own optimizer and the first losses travel in the module's state_dict, so
+    # a resumed run continues exactly
+    def get_extra_state(self) -> dict:
+        return {"optimizer": self.opt.state_dict(), "initial": self.initial}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.opt.load_state_dict(state["optimizer"])
+        self.initial = state["initial"]
+
     def weights(self) -> list[float]:
         return self.w.detach().tolist()
 

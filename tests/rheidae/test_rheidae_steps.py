@@ -155,7 +155,8 @@ def test_each_weighting_and_pcgrad_beat_box3d_on_held_out_data(
     }
 
 
-def test_a_run_killed_mid_training_resumes_to_the_same_model(preprocessed, tmp_path) -> None:
+@pytest.mark.parametrize("scheme", ["dwa", "gradnorm"])
+def test_a_run_killed_mid_training_resumes_to_the_same_model(preprocessed, tmp_path, scheme):
     """A real process killed with SIGKILL after epoch 3's checkpoint, then `--resume`: the
     weights equal an uninterrupted run's, bit for bit."""
     states = {}
@@ -171,7 +172,7 @@ def test_a_run_killed_mid_training_resumes_to_the_same_model(preprocessed, tmp_p
             f"training.output_dir={tmp_path / name / 'results'}",
             f"checkpoint.dir={tmp_path / name / 'ckpt'}",
             "training.epochs=6",
-            "weighting.scheme=dwa",
+            f"weighting.scheme={scheme}",
             "checkpoint.every=2",
         ):
             base += ["--set", over]
