@@ -209,8 +209,9 @@ class MasterCache:
             if i == 0:
                 crashpoint("cache.parts_dropping")
 
-    def check(self) -> CacheMeta:
-        """Both files there, the store's datasets and attributes complete and consistent."""
+    def check(self) -> tuple[CacheMeta, pd.DataFrame]:
+        """Both files there, the store's datasets and attributes complete and consistent;
+        returns what made the store and its index (read once, for the caller to use)."""
         meta = self.meta()
         if meta is None:
             raise InputDataError(f"no master cache at {self.h5}: run the embed step first")
@@ -224,4 +225,4 @@ class MasterCache:
         index = self.read_index()
         if len(index) and int(index["row"].max()) >= n:
             raise InputDataError(f"{self.index} points past the {n} rows of {self.h5}")
-        return meta
+        return meta, index

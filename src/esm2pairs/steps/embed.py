@@ -215,12 +215,13 @@ def run(cfg: Config, force_recompute: bool = False) -> EmbedResult:
                     "Use another paths.embeddings_dir (or the cache's model settings); "
                     "embeddings of two setups are never mixed"
                 )
-        rows = cache.merge(meta)  # parts a killed run left behind
+        row_of = cache.merge(meta)  # parts a killed run left behind
         parts = cache.part_uris()
-        if rows is not None:
+        if row_of is not None:
             cache.drop_parts(parts)
-        present = set(cache.keys())
-        todo = {k: s for k, s in wanted.items() if force_recompute or k not in present}
+        else:
+            row_of = {k: i for i, k in enumerate(cache.keys())}
+        todo = {k: s for k, s in wanted.items() if force_recompute or k not in row_of}
         n_cached = 0 if force_recompute else len(wanted) - len(todo)
         failed_keys: dict[str, str] = {}
         n_computed = 0
@@ -229,9 +230,7 @@ def run(cfg: Config, force_recompute: bool = False) -> EmbedResult:
             log.info("embedding %d of %d distinct sequences", len(todo), len(wanted))
             n_computed = _compute(embedder, cache, todo, cfg, failed_keys)
             parts = cache.part_uris()
-            cache.merge(meta)
-        keys = cache.keys()
-        row_of = {k: i for i, k in enumerate(keys)}
+            row_of = cache.merge(meta) or row_of  # None: every sequence failed
         ids = df["brc_fea_id"].to_numpy()
         have = np.array([k in row_of for k in df_keys], dtype=bool)
         index_new = pd.DataFrame(

@@ -16,9 +16,7 @@ from esm2pairs import metrics as m
 from esm2pairs.config import Config
 from esm2pairs.data.cache import CacheMeta
 from esm2pairs.paths import Layout
-from esm2pairs.steps.embed import master_cache
-from esm2pairs.steps.pairs import read_pairs
-from esm2pairs.steps.train import build, pair_batches, score
+from esm2pairs.steps.train import build, checked_cache, pair_batches, score
 from pipekit.atomic import replacing_uri
 from pipekit.checkpoint import load_checkpoint
 from pipekit.device import resolve_device
@@ -36,7 +34,9 @@ class EvalResult:
     predictions: str
 
 
-def load_classifier(layout: Layout, device_name: str) -> tuple[Any, float, Any]:
+def load_classifier(layout: Layout, now: CacheMeta, device_name: str) -> tuple[Any, float, Any]:
+    """The trained classifier, refused unless it was trained on embeddings made as the
+    cache's (`now`) are."""
     ckpt = load_checkpoint(layout.trained_model)
     try:
         model = build(ckpt["model_config"])
@@ -46,7 +46,6 @@ def load_classifier(layout: Layout, device_name: str) -> tuple[Any, float, Any]:
         raise InputDataError(
             f"{layout.trained_model} lacks {exc}: not an esm2pairs classifier"
         ) from None
-    now = master_cache(layout).check()
     why = made_on.differs(now)
     if why:
         raise InputDataError(
@@ -63,9 +62,9 @@ def headline(report: dict[str, Any]) -> dict[str, float]:
 
 def run(cfg: Config, split: str = "test") -> EvalResult:
     layout = Layout.from_config(cfg)
-    model, threshold, device = load_classifier(layout, cfg.training.device)
-    batches, _ = pair_batches(cfg, layout, split, shuffle=False)
-    pairs = read_pairs(layout, split)
+    cache, meta, index = checked_cache(layout)
+    model, threshold, device = load_classifier(layout, meta, cfg.training.device)
+    batches, pairs = pair_batches(cfg, layout, split, False, cache, index)
     scores = score(model, batches, device, cfg.training.num_workers)
     pred = pairs.assign(score=scores, pred=(scores >= threshold).astype(int))
     for col in ("func_a", "func_b"):

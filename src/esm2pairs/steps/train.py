@@ -12,11 +12,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from esm2pairs.config import Config, config_to_dict
-from esm2pairs.data.cache import CacheMeta
+from esm2pairs.data.cache import CacheMeta, MasterCache
 from esm2pairs.data.pair_loader import PairBatches, loader, rows_of
 from esm2pairs.metrics import auroc
 from esm2pairs.models import create_model
@@ -46,14 +47,20 @@ class TrainResult:
     samples_per_s: float
 
 
-def pair_batches(
-    cfg: Config, layout: Layout, split: str, shuffle: bool
-) -> tuple[PairBatches, CacheMeta]:
-    """A split's pairs as row batches, every ID checked against the cache index first."""
+def checked_cache(layout: Layout) -> tuple[MasterCache, CacheMeta, pd.DataFrame]:
+    """The master cache, checked once: what made it and its index."""
     cache = master_cache(layout)
-    meta = cache.check()
+    meta, index = cache.check()
+    return cache, meta, index
+
+
+def pair_batches(
+    cfg: Config, layout: Layout, split: str, shuffle: bool, cache: MasterCache, index: pd.DataFrame
+) -> tuple[PairBatches, pd.DataFrame]:
+    """A split's pairs as row batches, every ID checked against the cache index first;
+    returns the pairs too."""
     pairs = read_pairs(layout, split)
-    a, b = rows_of(pairs, cache.read_index(), layout.pairs(split))
+    a, b = rows_of(pairs, index, layout.pairs(split))
     batches = PairBatches(
         cache.h5,
         a,
@@ -63,7 +70,7 @@ def pair_batches(
         shuffle,
         cfg.sampling.random_seed,
     )
-    return batches, meta
+    return batches, pairs
 
 
 def model_config(cfg: Config, dim: int) -> dict[str, Any]:
@@ -118,8 +125,9 @@ def run(cfg: Config, resume: bool | None = None) -> TrainResult:
     layout = Layout.from_config(cfg)
     t = cfg.training
     torch.manual_seed(cfg.sampling.random_seed)
-    train_b, meta = pair_batches(cfg, layout, "train", shuffle=True)
-    val_b, _ = pair_batches(cfg, layout, "val", shuffle=False)
+    cache, meta, index = checked_cache(layout)
+    train_b, _ = pair_batches(cfg, layout, "train", True, cache, index)
+    val_b, _ = pair_batches(cfg, layout, "val", False, cache, index)
     device = resolve_device(t.device)
     amp = amp_enabled(device, t.mixed_precision)
     spec = model_config(cfg, meta.dim)
@@ -213,7 +221,8 @@ def smoke(cfg: Config) -> float:
     """Forward and backward on one real training batch, no workers: seconds, before a long
     job, to learn that the cache, the pairs and the model fit together."""
     layout = Layout.from_config(cfg)
-    batches, meta = pair_batches(cfg, layout, "train", shuffle=False)
+    cache, meta, index = checked_cache(layout)
+    batches, _ = pair_batches(cfg, layout, "train", False, cache, index)
     device = resolve_device(cfg.training.device)
     model = build(model_config(cfg, meta.dim)).to(device)
     a, b, y = batches[0]
