@@ -80,12 +80,6 @@ def _kfp_args(q: argparse.ArgumentParser, pipeline: str, experiment: str) -> Non
     q.add_argument("-v", "--verbose", action="count", default=0)
 
 
-def _quiet_logging(args: argparse.Namespace) -> None:
-    from pipekit.logging_setup import setup_logging
-
-    setup_logging("DEBUG" if args.verbose > 1 else "INFO" if args.verbose else "WARNING")
-
-
 def add_pipeline_commands(
     psub: Any,
     system: str,
@@ -112,7 +106,7 @@ def add_pipeline_commands(
     def cmd_submit(args: argparse.Namespace) -> None:
         from pipekit.pipeline import submit
 
-        _quiet_logging(args)
+        start_logging("WARNING", args, None, False)  # -v for more
         res = submit.submit(
             args.host,
             submit.load_params(args.params_file, args.param),
@@ -140,7 +134,7 @@ def add_pipeline_commands(
     def cmd_schedule(args: argparse.Namespace) -> None:
         from pipekit.pipeline import submit
 
-        _quiet_logging(args)
+        start_logging("WARNING", args, None, False)  # -v for more
         job_id = submit.schedule(
             args.host,
             args.cron,
