@@ -1,0 +1,3 @@
+from belka.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Belka's data layer: the BELKA inputs, the molecule table, the sharded feature store."""

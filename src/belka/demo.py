@@ -1,0 +1,254 @@
+"""Demo data in the BELKA layout, made with RDKit.
+
+A triazine-core DNA-encoded library: building block 1 is an Fmoc-protected amino acid whose
+acid carries the DNA linker (`[Dy]`), blocks 2 and 3 are amines; the molecule is the three
+on a 1,3,5-triazine, as the competition's molecules are. Some amines occur only in the test
+set, so test molecules split into shared-block and non-shared-block ones.
+
+Binding, per protein (the documented rule; a rule-positive molecule binds with probability
+`P_BIND`, any other with probability `P_NOISE`):
+- BRD4: a 3,5-dimethylisoxazole (an acetyl-lysine mimic) and an aromatic ring in block 1;
+- HSA: a free carboxylic acid and a halogen on an aromatic ring;
+- sEH: a urea and no aromatic ring in block 1.
+The extra CSV (`DNA_Labeled_Data.csv`: `new_structure`, `read_count`) holds further
+molecules measured against sEH only, a binder with a high read count."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+from rdkit import Chem, RDLogger
+
+from belka import PROTEINS
+
+RDLogger.DisableLog("rdApp.*")
+P_BIND, P_NOISE = 0.35, 0.002
+FMOC = "[*:1]C(=O)OCC1c2ccccc2-c2ccccc21"
+
+# block 1: [*:1] the amine (to the core), [*:9] the acid (to the DNA linker)
+AMINO_ACIDS = [
+    "[*:1]N[C@@H](C)C(=O)[*:9]",
+    "[*:1]N[C@@H](CC#C)CC(=O)[*:9]",
+    "[*:1]N[C@@H](Cc1ccccc1)C(=O)[*:9]",
+    "[*:1]NCC(=O)[*:9]",
+    "[*:1]N1CCC(CC1)C(=O)[*:9]",
+    "[*:1]Nc1ccc(cc1)C(=O)[*:9]",
+    "[*:1]N[C@@H](CC(C)C)C(=O)[*:9]",
+    "[*:1]N[C@H](Cc1ccc(O)cc1)C(=O)[*:9]",
+    "[*:1]NC1(CCCC1)C(=O)[*:9]",
+    "[*:1]N[C@@H](CCSC)C(=O)[*:9]",
+    "[*:1]Nc1cc(ccc1Cl)C(=O)[*:9]",
+    "[*:1]NCc1ccc(cc1)C(=O)[*:9]",
+    "[*:1]N1CCC[C@H]1C(=O)[*:9]",
+    "[*:1]N[C@@H](c1ccccc1)C(=O)[*:9]",
+    "[*:1]NCCC(=O)[*:9]",
+    "[*:1]Nc1ccc(nc1)C(=O)[*:9]",
+    "[*:1]N[C@@H](CO)C(=O)[*:9]",
+    "[*:1]N[C@@H](Cc1c[nH]c2ccccc12)C(=O)[*:9]",
+    "[*:1]Nc1cccc(c1)C(=O)[*:9]",
+    "[*:1]N[C@@H]1CC[C@H](CC1)C(=O)[*:9]",
+    "[*:1]N[C@@H](Cc1ccsc1)C(=O)[*:9]",
+    "[*:1]Nc1ccc(F)c(c1)C(=O)[*:9]",
+    "[*:1]N[C@@H](CC1CC1)C(=O)[*:9]",
+    "[*:1]NCc1cccc(c1)C(=O)[*:9]",
+]
+# amines: a scaffold with {X} where a substituent goes ([*:7] bonds to the core)
+AMINE_SCAFFOLDS = [
+    "[*:7]NCc1ccc({X})cc1",
+    "[*:7]Nc1ccc({X})cc1",
+    "[*:7]NCCc1ccc({X})cc1",
+    "[*:7]Nc1cccc({X})c1",
+    "[*:7]NCc1cccc({X})c1",
+    "[*:7]NCc1ccc({X})nc1",
+    "[*:7]Nc1ccc({X})cn1",
+    "[*:7]NCc1ccc({X})s1",
+    "[*:7]NC1CCN(CC1)c1ccc({X})cc1",
+    "[*:7]NCc1ccc({X})o1",
+    "[*:7]N[C@@H](C)c1ccc({X})cc1",
+    "[*:7]NCc1cc({X})cc(F)c1",
+    "[*:7]NCC1CCN(C1)C(=O)c1ccc({X})cc1",
+]
+SUBSTITUENTS = [
+    "[H]", "F", "Cl", "Br", "C", "OC", "C(F)(F)F", "OC(F)(F)F", "C#N", "S(N)(=O)=O",
+    "C(=O)O", "NC(N)=O", "c2c(C)onc2C", "C(N)=O", "N2CCOCC2", "CC(=O)O", "OCC",
+]
+ALIPHATIC = [
+    "[*:7]NC1CC1", "[*:7]NCC(C)C", "[*:7]NCCOC", "[*:7]NC1CCOCC1", "[*:7]NCC#C",
+    "[*:7]NCC1CCCO1", "[*:7]NCCN1CCOCC1", "[*:7]NC1CCCCC1", "[*:7]NCC(F)(F)F", "[*:7]NCCS(C)(=O)=O",
+]
+CORE = "[*:1]c1nc([*:2])nc([*:3])n1"
+LINKER = "[*:9]N[Dy]"
+
+RULES = {
+    "BRD4": ("[CH3]c1onc([CH3])c1", "BB1_AROMATIC"),
+    "HSA": ("[CX3](=O)[OX2H1]", "[c][F,Cl,Br]"),
+    "sEH": ("[NX3][CX3](=O)[NX3]", None),
+}
+
+
+def _zip(*parts: str) -> Chem.Mol:
+    mol = Chem.molzip(Chem.MolFromSmiles(".".join(parts)))
+    return Chem.RemoveHs(mol)
+
+
+def _canon(mol: Chem.Mol) -> str:
+    return Chem.MolToSmiles(mol)
+
+
+def amines() -> list[str]:
+    frags = [s.replace("{X}", x) for s in AMINE_SCAFFOLDS for x in SUBSTITUENTS] + ALIPHATIC
+    out = []
+    for f in frags:
+        if Chem.MolFromSmiles(f) is not None:
+            out.append(f)
+    return sorted(set(out))
+
+
+def block_smiles(frag: str) -> str:
+    """The building block as the library lists it (block 1 Fmoc-protected, amines free)."""
+    if "[*:9]" in frag:
+        return _canon(_zip(frag, FMOC, "[*:9]O"))
+    return _canon(Chem.MolFromSmiles(frag.replace("[*:7]", "", 1)))
+
+
+class Rule:
+    def __init__(self) -> None:
+        self.pat = {p: tuple(Chem.MolFromSmarts(s) if s and "[" in s else s for s in r)
+                    for p, r in RULES.items()}
+        self.aromatic_bb1 = {f: Chem.MolFromSmiles(f).GetAromaticAtoms().__len__() > 0
+                             for f in AMINO_ACIDS}
+
+    def positive(self, mol: Chem.Mol, bb1: str) -> dict[str, bool]:
+        brd4_pat, _ = self.pat["BRD4"]
+        hsa_acid, hsa_halo = self.pat["HSA"]
+        seh_urea, _ = self.pat["sEH"]
+        return {
+            "BRD4": mol.HasSubstructMatch(brd4_pat) and self.aromatic_bb1[bb1],
+            "HSA": mol.HasSubstructMatch(hsa_acid) and mol.HasSubstructMatch(hsa_halo),
+            "sEH": mol.HasSubstructMatch(seh_urea) and not self.aromatic_bb1[bb1],
+        }
+
+
+@dataclass(frozen=True)
+class Demo:
+    root: Path
+    config: Path
+    train_molecules: int
+    test_molecules: int
+    extra_molecules: int
+    hit_rate: dict[str, float]
+
+
+def _library(n: int, bb1s: list[str], pool: list[str], rng, must: list[str] | None = None):
+    """n distinct (bb1, bb2, bb3) combinations; with `must`, at least one amine from it."""
+    seen: set[tuple[str, str, str]] = set()
+    tries = 0
+    while len(seen) < n and tries < 50 * n:
+        tries += 1
+        a = bb1s[rng.integers(len(bb1s))]
+        b, c = (pool[i] for i in rng.integers(len(pool), size=2))
+        if must is not None and rng.random() < 0.5:
+            b = must[rng.integers(len(must))]
+        elif must is not None:
+            c = must[rng.integers(len(must))]
+        if b != c:
+            seen.add((a, b, c))
+    return sorted(seen)
+
+
+def _molecules(combos, rule: Rule, rng, labelled: bool) -> pd.DataFrame:
+    rows = []
+    for a, b, c in combos:
+        mol = _zip(CORE, a, b.replace("[*:7]", "[*:2]"), c.replace("[*:7]", "[*:3]"), LINKER)
+        # RDKit brackets the linker's NH (Dy has no default valence); BELKA writes N[Dy]
+        smiles = _canon(mol).replace("[NH][Dy]", "N[Dy]")
+        pos = rule.positive(mol, a)
+        binds = {p: int(rng.random() < (P_BIND if pos[p] else P_NOISE)) for p in PROTEINS}
+        rows.append((block_smiles(a), block_smiles(b), block_smiles(c), smiles, binds))
+    return rows
+
+
+def _long(rows, first_id: int, labelled: bool) -> pd.DataFrame:
+    out = []
+    i = first_id
+    for b1, b2, b3, smiles, binds in rows:
+        for p in PROTEINS:
+            rec = {
+                "id": i,
+                "buildingblock1_smiles": b1,
+                "buildingblock2_smiles": b2,
+                "buildingblock3_smiles": b3,
+                "molecule_smiles": smiles,
+                "protein_name": p,
+            }
+            if labelled:
+                rec["binds"] = binds[p]
+            out.append(rec)
+            i += 1
+    return pd.DataFrame(out)
+
+
+def demo_config(root: Path, working: Path) -> dict:
+    return {
+        "data": {"root": str(root), "working": str(working)},
+        # 2 layers of 4 heads: the plan's 4 x 8 runs at a third of the speed on a laptop CPU
+        "model": {"num_layers": 2, "num_heads": 4, "dropout_rate": 0.1},
+        "training": {
+            "batch_size": 128,
+            "buffer_size": 4096,
+            "epochs": 4,
+            "patience": 3,
+            "steps_per_epoch": None,
+            "validation_steps": None,
+            "learning_rate": 2.0e-3,
+        },
+        "validation": {"heldout_block_fraction": 0.08, "shared_fraction": 0.05},
+        "features": {"ecfp_bits": 1024, "shard_size": 2000, "rows_per_bucket": 20000},
+        "system": {"n_workers": 0},
+        "evaluation": {"baseline_max_train": 50000, "baseline_epochs": 30},
+    }
+
+
+def make_demo(out: str | Path, n_train: int = 12000, n_test: int = 1500, n_extra: int = 1500,
+              seed: int = 0) -> Demo:
+    out = Path(out)
+    raw = out / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    pool = amines()
+    rng.shuffle(pool)
+    n_new = max(2, len(pool) // 8)
+    test_only, train_pool = pool[:n_new], pool[n_new:]
+    rule = Rule()
+    train_rows = _molecules(_library(n_train, AMINO_ACIDS, train_pool, rng), rule, rng, True)
+    shared = _library(n_test // 2, AMINO_ACIDS, train_pool, rng)
+    taken = {(r[0], r[1], r[2]) for r in train_rows}
+    shared = [c for c in shared if (block_smiles(c[0]), block_smiles(c[1]), block_smiles(c[2])) not in taken]
+    new = _library(n_test - len(shared), AMINO_ACIDS, train_pool, rng, must=test_only)
+    test_rows = _molecules(shared + new, rule, rng, False)
+    train = _long(train_rows, 0, True)
+    test = _long(test_rows, len(train), False)
+    pq.write_table(pa.Table.from_pandas(train, preserve_index=False), raw / "train.parquet")
+    pq.write_table(pa.Table.from_pandas(test, preserve_index=False), raw / "test.parquet")
+    extra_rows = _molecules(_library(n_extra, AMINO_ACIDS, train_pool, rng), rule, rng, True)
+    extra = pd.DataFrame(
+        {
+            "new_structure": [r[3] for r in extra_rows],
+            "read_count": [
+                int(rng.poisson(6) + 1) if r[4]["sEH"] else int(rng.poisson(0.05))
+                for r in extra_rows
+            ],
+        }
+    )
+    extra.to_csv(raw / "DNA_Labeled_Data.csv", index=False)
+    test[["id"]].assign(binds=0.5).to_csv(raw / "sample_submission.csv", index=False)
+    config = out / "config.yaml"
+    config.write_text(yaml.safe_dump(demo_config(Path("raw"), Path("work")), sort_keys=False))
+    hits = {p: float(np.mean([r[4][p] for r in train_rows])) for p in PROTEINS}
+    return Demo(out, config, len(train_rows), len(test_rows), len(extra_rows), hits)

@@ -1,0 +1,1 @@
+"""One module per step of the plan, each with a pure `run(cfg, ...)`."""

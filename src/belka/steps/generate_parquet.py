@@ -1,0 +1,219 @@
+"""generate_parquet: train + test + extra rows -> `belka.parquet`, one row per molecule.
+
+Out of core, the plan's memory-safe path as the only path: pass 1 streams every input in
+batches into temporary bucket files by a hash of the molecule (so one molecule's rows meet
+in one bucket) and collects the building blocks; pass 2 pivots one bucket at a time.
+Peak memory follows `features.rows_per_bucket`, not the input size.
+
+Columns: `mol_id`, `molecule_smiles` (the `[Dy]` linker as `[H]`), the three building
+blocks, `binds_<protein>` (null where unmeasured), `id_<protein>` (the input row ids, for
+the submission), `subset` (0 train, 1 validation, 2 test) and `shared_blocks` (all three
+blocks occur in training molecules). Validation: molecules with a held-out building block
+(non-shared), plus a share of the other training molecules (shared)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from belka import PROTEINS
+from belka.config import Config
+from belka.data.raw import (
+    BLOCKS,
+    SOURCE_EXTRA,
+    SOURCE_TEST,
+    SOURCE_TRAIN,
+    Counts,
+    extra_batches,
+    parquet_batches,
+    parquet_rows,
+)
+from belka.paths import Layout
+from pipekit.atomic import replacing_path, replacing_uri
+from pipekit.errors import InputDataError
+from pipekit.faults import crashpoint
+from pipekit.progress import progress
+from pipekit.uri import apply_storage_options, uri_exists
+
+log = logging.getLogger(__name__)
+
+BATCH_ROWS = 200_000
+SUBSET_TRAIN, SUBSET_VAL, SUBSET_TEST = 0, 1, 2
+BUCKET_SCHEMA = pa.schema(
+    [
+        ("molecule_smiles", pa.string()),
+        *[(b, pa.string()) for b in BLOCKS],
+        ("protein", pa.int8()),
+        ("binds", pa.int8()),
+        ("id", pa.int64()),
+        ("source", pa.int8()),
+    ]
+)
+OUT_SCHEMA = pa.schema(
+    [
+        ("mol_id", pa.int64()),
+        ("molecule_smiles", pa.string()),
+        *[(b, pa.string()) for b in BLOCKS],
+        *[(f"binds_{p}", pa.int8()) for p in PROTEINS],
+        *[(f"id_{p}", pa.int64()) for p in PROTEINS],
+        ("subset", pa.int8()),
+        ("shared_blocks", pa.bool_()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    parquet: str
+    molecules: int
+    by_subset: dict[str, int]
+    input_rows: dict[str, int]
+    skipped_rows: dict[str, int]
+    heldout_blocks: int
+    buckets: int
+
+
+def _hash(values: pd.Series) -> np.ndarray:
+    # pandas' hash is keyed by a fixed constant: stable across runs and machines
+    return pd.util.hash_pandas_object(values, index=False).to_numpy()
+
+
+def _bucketize(cfg: Config, layout: Layout, tmp: Path) -> tuple[int, dict, dict, set[str]]:
+    """Pass 1: every input row into bucket files; returns (buckets, rows, skips, blocks of
+    labelled molecules)."""
+    train_uri, test_uri = layout.raw(cfg.data.train_file), layout.raw(cfg.data.test_file)
+    total = parquet_rows(train_uri, True) + parquet_rows(test_uri, False)
+    n_buckets = max(1, math.ceil(total / cfg.features.rows_per_bucket))
+    writers = [pq.ParquetWriter(tmp / f"bucket-{k}.parquet", BUCKET_SCHEMA) for k in range(n_buckets)]
+    sources: list[tuple[str, str, object]] = [
+        ("train", train_uri, lambda c: parquet_batches(train_uri, True, BATCH_ROWS, c)),
+        ("test", test_uri, lambda c: parquet_batches(test_uri, False, BATCH_ROWS, c)),
+    ]
+    extra = cfg.data.extra_file
+    if extra:
+        extra_uri = layout.raw(extra)
+        if uri_exists(extra_uri):
+            sources.append(
+                ("extra", extra_uri, lambda c: extra_batches(extra_uri, cfg.extra, BATCH_ROWS, c))
+            )
+        else:
+            log.warning("%s: no extra labelled data there (data.extra_file); going on", extra_uri)
+    code = {"train": SOURCE_TRAIN, "test": SOURCE_TEST, "extra": SOURCE_EXTRA}
+    rows, skips, blocks = {}, {}, set()
+    try:
+        for name, uri, batches in sources:
+            counts = Counts()
+            for df in progress(batches(counts), desc=f"read {name}", unit="batch"):  # type: ignore[operator]
+                df["source"] = np.int8(code[name])
+                if name == "train":
+                    for b in BLOCKS:
+                        blocks.update(df[b].dropna().unique().tolist())
+                which = _hash(df["molecule_smiles"]) % n_buckets
+                for k in np.unique(which):
+                    part = df[which == k]
+                    writers[k].write_table(
+                        pa.Table.from_pandas(part, schema=BUCKET_SCHEMA, preserve_index=False)
+                    )
+            if counts.rows == 0:
+                raise InputDataError(f"{uri}: no rows")
+            rows[name] = counts.rows
+            skips[name] = asdict(counts) | {"skipped": counts.skipped}
+            if counts.skipped:
+                log.warning("%s: %d of %d rows skipped (%s)", uri, counts.skipped, counts.rows, asdict(counts))
+    finally:
+        for w in writers:
+            w.close()
+    return n_buckets, rows, skips, blocks
+
+
+def _heldout(blocks: set[str], fraction: float, seed: int) -> set[str]:
+    ordered = sorted(blocks)
+    n = round(len(ordered) * fraction)
+    pick = np.random.default_rng(seed).choice(len(ordered), size=n, replace=False)
+    return {ordered[i] for i in pick}
+
+
+def _pivot(bucket: pd.DataFrame) -> pd.DataFrame:
+    """One row per molecule: labels and ids per protein (a label measured twice: max)."""
+    key = "molecule_smiles"
+    labelled = bucket[bucket["binds"] >= 0]
+    binds = labelled.pivot_table(index=key, columns="protein", values="binds", aggfunc="max")
+    ids = bucket[bucket["id"] >= 0].pivot_table(
+        index=key, columns="protein", values="id", aggfunc="min"
+    )
+    first = bucket.groupby(key, sort=True).agg(
+        {**{b: "first" for b in BLOCKS}, "source": "min"}
+    )
+    out = first.copy()
+    for i, p in enumerate(PROTEINS):
+        out[f"binds_{p}"] = binds[i] if i in binds else np.nan
+        out[f"id_{p}"] = ids[i] if i in ids else np.nan
+        out = out.astype({f"binds_{p}": "Int8", f"id_{p}": "Int64"})
+    return out.reset_index()
+
+
+def _assign(mols: pd.DataFrame, heldout: set[str], train_blocks: set[str], cfg: Config) -> None:
+    has_blocks = mols[list(BLOCKS)].notna().all(axis=1)
+    held = np.zeros(len(mols), dtype=bool)
+    shared = has_blocks.to_numpy().copy()
+    for b in BLOCKS:
+        held |= mols[b].isin(heldout).to_numpy()
+        shared &= mols[b].isin(train_blocks).to_numpy()
+    labelled = mols["source"].to_numpy() != SOURCE_TEST
+    # a stable per-molecule draw: the same molecules are validated on every run
+    draw = (_hash(mols["molecule_smiles"]) % 1_000_003) / 1_000_003
+    val = labelled & (held | (has_blocks.to_numpy() & (draw < cfg.validation.shared_fraction)))
+    subset = np.where(labelled, SUBSET_TRAIN, SUBSET_TEST)
+    subset[val] = SUBSET_VAL
+    mols["subset"] = subset.astype(np.int8)
+    mols["shared_blocks"] = pd.array(np.where(has_blocks, shared, None), dtype="boolean")
+
+
+def run(cfg: Config) -> GenerateResult:
+    apply_storage_options(cfg.data.storage_options)
+    layout = Layout.of(cfg)
+    tmp = Path(tempfile.mkdtemp(prefix="belka-buckets-"))
+    try:
+        n_buckets, rows, skips, blocks = _bucketize(cfg, layout, tmp)
+        crashpoint("generate_parquet.bucketed")
+        heldout = _heldout(blocks, cfg.validation.heldout_block_fraction, cfg.validation.seed)
+        train_blocks = blocks - heldout
+        log.info("%d building blocks in training molecules, %d held out", len(blocks), len(heldout))
+        by_subset = {"train": 0, "validation": 0, "test": 0}
+        next_id = 0
+        with replacing_path(layout.parquet) as local:
+            with pq.ParquetWriter(local, OUT_SCHEMA, compression="zstd") as writer:
+                for k in progress(range(n_buckets), desc="molecules", unit="bucket"):
+                    bucket = pq.read_table(tmp / f"bucket-{k}.parquet").to_pandas()
+                    if bucket.empty:
+                        continue
+                    mols = _pivot(bucket)
+                    _assign(mols, heldout, train_blocks, cfg)
+                    mols.insert(0, "mol_id", np.arange(next_id, next_id + len(mols)))
+                    next_id += len(mols)
+                    for name, code in zip(by_subset, (0, 1, 2), strict=True):
+                        by_subset[name] += int((mols["subset"] == code).sum())
+                    writer.write_table(
+                        pa.Table.from_pandas(mols, schema=OUT_SCHEMA, preserve_index=False)
+                    )
+            crashpoint("generate_parquet.written")
+        if next_id == 0:
+            raise InputDataError("generate_parquet: no molecule left after skipping bad rows")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    res = GenerateResult(
+        layout.parquet, next_id, by_subset, rows, skips, len(heldout), n_buckets
+    )
+    with replacing_uri(layout.out("generate_parquet_report.json"), "w") as fh:
+        json.dump(asdict(res), fh, indent=2)
+    return res

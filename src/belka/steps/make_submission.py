@@ -1,0 +1,168 @@
+"""make_submission: `submission.csv` (`id, binds`) for every test row, and the evaluation on
+the validation molecules: average precision per protein for shared-block and non-shared-
+block molecules apart, beside two baselines (each protein's training prevalence, and a
+logistic regression on ECFP bits). Writes `evaluation_metrics.json` and
+`val_predictions.parquet` (what visualize plots)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import torch
+
+from belka import PROTEINS
+from belka.baseline import fit_logreg, logreg_scores
+from belka.config import Config
+from belka.data.dataset import StoreStream, make_loader
+from belka.data.store import Store
+from belka.metrics import masked_scores, mean_ap
+from belka.models import BelkaSpec, create_model
+from belka.paths import BEST_MODEL, EVALUATION, SUBMISSION, VAL_PREDICTIONS, Layout
+from belka.steps.generate_parquet import SUBSET_TEST, SUBSET_TRAIN, SUBSET_VAL
+from belka.tokenizer import Vocab
+from pipekit.atomic import replacing_path, replacing_uri
+from pipekit.checkpoint import load_checkpoint
+from pipekit.device import amp_enabled, autocast, resolve_device
+from pipekit.errors import InputDataError
+from pipekit.progress import progress
+from pipekit.uri import apply_storage_options, open_uri
+
+log = logging.getLogger(__name__)
+GROUPS = {"all": None, "shared": 1, "non_shared": 0}
+
+
+@dataclass(frozen=True)
+class SubmissionResult:
+    submission: str
+    rows: int
+    fallback_rows: int
+    evaluation: str
+    report: dict[str, Any]
+
+
+@torch.inference_mode()
+def predict(model, stream: StoreStream, device, amp: bool) -> dict[str, np.ndarray]:
+    model.eval()
+    out: dict[str, list] = {"mol_id": [], "labels": [], "shared": [], "ecfp": [], "score": []}
+    for batch in progress(make_loader(stream, 0), desc="predict", unit="batch"):
+        with autocast(device, amp):
+            logits = model(batch["tokens"].long().to(device))
+        out["score"].append(torch.sigmoid(logits.float()).cpu().numpy())
+        for k in ("mol_id", "labels", "shared", "ecfp"):
+            out[k].append(batch[k].numpy())
+    if not out["mol_id"]:
+        return {}
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def load_clf(uri: str, vocab: Vocab, device) -> torch.nn.Module:
+    ckpt = load_checkpoint(uri)
+    spec = BelkaSpec(**ckpt["model_spec"])
+    if spec.mode != "clf":
+        raise InputDataError(f"{uri} is a {spec.mode} model; make_submission needs a clf model")
+    if ckpt.get("vocab_digest") != vocab.digest():
+        raise InputDataError(f"{uri} was trained with another vocab.txt")
+    model = create_model("belka", spec).to(device)
+    try:
+        model.load_state_dict(ckpt["model_state"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+        raise InputDataError(f"{uri}: its weights do not fit the model it names ({first})") from None
+    return model
+
+
+def _grouped(labels, shared, scores: dict[str, np.ndarray]) -> dict[str, Any]:
+    report: dict[str, Any] = {}
+    for name, s in scores.items():
+        report[name] = {}
+        for group, flag in GROUPS.items():
+            keep = np.ones(len(labels), bool) if flag is None else shared == flag
+            per = masked_scores(labels[keep], s[keep])
+            report[name][group] = {"mean_ap": mean_ap(per), "molecules": int(keep.sum()),
+                                   "per_protein": per}
+    return report
+
+
+def _submission(layout: Layout, test: dict[str, np.ndarray], prevalence: np.ndarray):
+    table = pq.read_table(
+        open_uri(layout.parquet),
+        columns=["mol_id", *[f"id_{p}" for p in PROTEINS]],
+        filters=[("subset", "==", SUBSET_TEST)],
+    ).to_pandas()
+    if table.empty:
+        raise InputDataError(f"{layout.parquet}: no test molecules (subset 2) to submit")
+    scores = pd.DataFrame(test.get("score", np.zeros((0, 3))), columns=list(PROTEINS))
+    scores["mol_id"] = test.get("mol_id", np.zeros(0, np.int64))
+    merged = table.merge(scores, on="mol_id", how="left")
+    parts, fallback = [], 0
+    for j, p in enumerate(PROTEINS):
+        rows = merged[merged[f"id_{p}"].notna()]
+        missing = rows[p].isna()
+        fallback += int(missing.sum())
+        parts.append(pd.DataFrame(
+            {"id": rows[f"id_{p}"].astype(np.int64), "binds": rows[p].fillna(prevalence[j])}
+        ))
+    sub = pd.concat(parts).sort_values("id")
+    return sub, fallback
+
+
+def run(cfg: Config, model_path: str | None = None) -> SubmissionResult:
+    apply_storage_options(cfg.data.storage_options)
+    layout = Layout.of(cfg)
+    vocab = Vocab.load(layout.vocab)
+    store = Store.open(layout.store)
+    val_store = Store.open(layout.val_store, "create_val_dataset")
+    device = resolve_device(cfg.training.device)
+    amp = amp_enabled(device, cfg.training.mixed_precision)
+    model = load_clf(model_path or f"{layout.model_dir('clf')}/{BEST_MODEL}", vocab, device)
+    bs = cfg.training.batch_size
+    bits = int(store.manifest["ecfp_bits"])
+
+    train_stream = StoreStream(store, (SUBSET_TRAIN,), bs, shuffle=True, seed=cfg.system.seed,
+                               buffer_size=cfg.training.buffer_size)
+    labels_seen = np.zeros(3)
+    known_seen = np.zeros(3)
+    for batch in make_loader(train_stream, 0):
+        y = batch["labels"].numpy()
+        labels_seen += (y == 1).sum(0)
+        known_seen += (y >= 0).sum(0)
+    prevalence = labels_seen / np.maximum(known_seen, 1)
+
+    test = predict(model, StoreStream(store, (SUBSET_TEST,), bs, shuffle=False), device, amp)
+    sub, fallback = _submission(layout, test, prevalence)
+    if fallback:
+        log.warning("%d test rows have no features (skipped molecules): given the training "
+                    "prevalence", fallback)
+    with replacing_uri(layout.out(SUBMISSION), "w") as fh:
+        sub.to_csv(fh, index=False, float_format="%.6g")
+
+    val = predict(model, StoreStream(val_store, (SUBSET_VAL,), bs, shuffle=False), device, amp)
+    if not val:
+        raise InputDataError(f"{layout.val_store}: no validation molecules")
+    logreg = fit_logreg(train_stream, bits, cfg.evaluation.baseline_max_train,
+                        cfg.evaluation.baseline_epochs, cfg.system.seed)
+    scores = {
+        "model": val["score"],
+        "prevalence": np.broadcast_to(prevalence, val["score"].shape).astype(np.float32),
+        "fingerprint_logreg": logreg_scores(logreg, val["ecfp"], bits),
+    }
+    report = _grouped(val["labels"], val["shared"], scores)
+    report["training_prevalence"] = dict(zip(PROTEINS, prevalence.tolist(), strict=True))
+    report["submission_rows"] = len(sub)
+    with replacing_uri(layout.out(EVALUATION), "w") as fh:
+        json.dump(report, fh, indent=2)
+    frame = pd.DataFrame({"mol_id": val["mol_id"], "shared": val["shared"]})
+    for j, p in enumerate(PROTEINS):
+        frame[f"binds_{p}"] = val["labels"][:, j]
+        for name, s in scores.items():
+            frame[f"{name}_{p}"] = s[:, j]
+    with replacing_path(layout.out(VAL_PREDICTIONS)) as local:
+        frame.to_parquet(local, index=False)
+    return SubmissionResult(layout.out(SUBMISSION), len(sub), fallback, layout.out(EVALUATION),
+                            report)

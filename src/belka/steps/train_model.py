@@ -1,0 +1,301 @@
+"""train_model --mode mlm|fps|clf: the encoder with one head, early stopping, checkpoints.
+
+MLM and FPS learn from every molecule outside validation (test molecules too: they need no
+label); CLF from the labelled training molecules. `model_path` starts the encoder (and the
+head, for the same mode) from an earlier model: MLM -> FPS -> CLF. `resume` continues from
+`latest_model.pt` (or `model_path`), at `initial_epoch` when given. Under `torchrun` it
+trains data-parallel; AMP (fp16) on CUDA.
+
+Outputs in `<working>/models/<mode>/`: `best_model.pt` (lowest validation loss),
+`latest_model.pt` (everything a resume needs), `training_history.json`,
+`resolved_config.yaml`."""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.distributed.algorithms.join import Join
+from torch.nn.parallel import DistributedDataParallel
+
+from belka.config import SCHEMA, Config
+from belka.data.dataset import StoreStream, make_loader
+from belka.data.store import Store
+from belka.metrics import masked_scores, mean_ap
+from belka.models import BelkaSpec, create_model
+from belka.objectives import loss_and_output
+from belka.paths import BEST_MODEL, HISTORY, LATEST_MODEL, Layout
+from belka.steps.generate_parquet import SUBSET_TEST, SUBSET_TRAIN, SUBSET_VAL
+from belka.tokenizer import Vocab
+from pipekit.atomic import replacing_uri
+from pipekit.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from pipekit.device import amp_enabled, autocast
+from pipekit.distributed import Dist, all_gathered, distributed, gather_arrays
+from pipekit.errors import ConfigError, InputDataError, PipelineError
+from pipekit.faults import crashpoint
+from pipekit.monitoring import StepMetrics, run_id, step_metrics
+from pipekit.progress import progress
+from pipekit.runlock import run_lock
+from pipekit.uri import apply_storage_options, join_uri, uri_exists
+
+log = logging.getLogger(__name__)
+TRAIN_SUBSETS = {"mlm": (SUBSET_TRAIN, SUBSET_TEST), "fps": (SUBSET_TRAIN, SUBSET_TEST),
+                 "clf": (SUBSET_TRAIN,)}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    mode: str
+    model_dir: str
+    best_epoch: int
+    best_val_loss: float
+    epochs_run: int
+    samples_per_s: float
+    val_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def model_spec(cfg: Config, vocab: Vocab, store: Store, mode: str) -> BelkaSpec:
+    m = cfg.model
+    size = m.vocab_size or len(vocab)
+    if size < len(vocab):
+        raise ConfigError(
+            f"config key 'model.vocab_size': {size} is smaller than vocab.txt ({len(vocab)} "
+            "tokens); set it to null"
+        )
+    return BelkaSpec(
+        vocab_size=size,
+        max_length=m.max_length,
+        depth=m.depth,
+        num_heads=m.num_heads,
+        num_layers=m.num_layers,
+        ff_dim=m.ff_dim,
+        dropout_rate=m.dropout_rate,
+        activation=m.activation,
+        mode=mode,
+        ecfp_bits=int(store.manifest["ecfp_bits"]),
+    )
+
+
+def start_from(model: torch.nn.Module, spec: BelkaSpec, uri: str) -> int:
+    """Load an earlier model's encoder (and head, same mode); returns its epoch."""
+    ckpt = load_checkpoint(uri)
+    theirs = BelkaSpec(**ckpt["model_spec"])
+    if theirs.encoder_shape() != spec.encoder_shape():
+        raise InputDataError(
+            f"{uri}: its encoder {theirs.encoder_shape()} does not fit this model's "
+            f"{spec.encoder_shape()}"
+        )
+    state = ckpt["model_state"]
+    if theirs.mode != spec.mode or theirs.ecfp_bits != spec.ecfp_bits:
+        state = {k: v for k, v in state.items() if k.startswith("encoder.")}
+    missing, _ = model.load_state_dict(state, strict=False)
+    log.info("started from %s (%s model, epoch %d)", uri, theirs.mode, ckpt.get("epoch", 0))
+    if any(k.startswith("encoder.") for k in missing):
+        raise InputDataError(f"{uri}: encoder weights missing: {missing[:3]}")
+    return int(ckpt.get("epoch", 0))
+
+
+@torch.inference_mode()
+def validate(model, stream: StoreStream, cfg: Config, mode: str, device, amp: bool, d: Dist):
+    """Validation loss (mean over molecules, all ranks) and, for CLF, masked AP/AUC."""
+    model.eval()
+    gen = torch.Generator(device=device).manual_seed(cfg.system.seed)  # same masks each epoch
+    loss_sum, n, labels, scores = 0.0, 0, [], []
+    limit = cfg.training.validation_steps
+    for i, batch in enumerate(make_loader(stream, 0)):
+        if limit is not None and i >= limit:
+            break
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with autocast(device, amp):
+            loss, logits = loss_and_output(
+                model, mode, batch, masking_rate=cfg.training.masking_rate,
+                ecfp_bits=stream.store.manifest["ecfp_bits"], generator=gen,
+            )
+        b = len(batch["mol_id"])
+        loss_sum += float(loss) * b
+        n += b
+        if logits is not None:
+            labels.append(batch["labels"].cpu().numpy())
+            scores.append(torch.sigmoid(logits).float().cpu().numpy())
+    totals = all_gathered(d, (loss_sum, n))
+    out: dict[str, Any] = {"val_loss": sum(s for s, _ in totals) / max(sum(c for _, c in totals), 1)}
+    if mode == "clf":
+        y = np.concatenate(labels) if labels else np.zeros((0, 3), np.int8)
+        p = np.concatenate(scores) if scores else np.zeros((0, 3), np.float32)
+        y, p = gather_arrays(d, y, p)
+        per = masked_scores(y, p)
+        out |= {"val_map": mean_ap(per), "per_protein": per}
+    return out
+
+
+def run(
+    cfg: Config,
+    mode: str,
+    *,
+    model_path: str | None = None,
+    resume: bool = False,
+    initial_epoch: int | None = None,
+    smoke: bool = False,
+) -> TrainResult:
+    apply_storage_options(cfg.data.storage_options)
+    layout = Layout.of(cfg)
+    out_dir = layout.model_dir(mode)
+    with distributed(cfg.training.device) as (d, device):
+        if not d.is_main or smoke:
+            return _run(cfg, mode, layout, model_path, resume, initial_epoch, smoke, d, device)
+        with run_lock(out_dir, f"belka train_model --mode {mode}"):
+            return _run(cfg, mode, layout, model_path, resume, initial_epoch, smoke, d, device)
+
+
+def _run(cfg, mode, layout, model_path, resume, initial_epoch, smoke, d: Dist, device):
+    t = cfg.training
+    vocab = Vocab.load(layout.vocab)
+    store = Store.open(layout.store)
+    val_store = Store.open(layout.val_store, "create_val_dataset")
+    for s in (store, val_store):
+        s.check(vocab.digest(), cfg.model.max_length)
+    spec = model_spec(cfg, vocab, store, mode)
+    out_dir = layout.model_dir(mode)
+    latest = join_uri(out_dir, LATEST_MODEL)
+    torch.manual_seed(cfg.system.seed)
+    model = create_model("belka", spec).to(device)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay, eps=t.epsilon
+    )
+    amp = amp_enabled(device, t.mixed_precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    state: dict[str, Any] = {"epoch": 0, "best": math.inf, "best_epoch": 0, "bad": 0, "history": []}
+    source = model_path if (model_path and resume) else latest
+    if resume and uri_exists(source):
+        ckpt = load_checkpoint(source)
+        if "optimizer_state" in ckpt:  # a latest_model.pt: continue exactly
+            model.load_state_dict(ckpt["model_state"])
+            opt.load_state_dict(ckpt["optimizer_state"])
+            scaler.load_state_dict(ckpt["scaler_state"])
+            set_rng_state(ckpt["rng"])
+            state = ckpt["train_state"]
+        else:  # weights only (a best_model.pt): the epoch count from the flag or the file
+            start_from(model, spec, source)
+            state["epoch"] = int(ckpt.get("epoch", 0))
+        log.info("resuming %s after epoch %d from %s", mode, state["epoch"], source)
+    elif resume and d.is_main:
+        log.warning("--resume: no checkpoint at %s; training from the start", source)
+    if model_path and not resume:
+        start_from(model, spec, model_path)
+    if initial_epoch is not None:
+        state["epoch"] = initial_epoch
+    stream = StoreStream(
+        store, TRAIN_SUBSETS[mode], t.batch_size, shuffle=True, seed=cfg.system.seed,
+        buffer_size=t.buffer_size, rank=d.rank, world_size=d.world_size,
+    )
+    val_stream = StoreStream(
+        val_store, (SUBSET_VAL,), t.batch_size, shuffle=False, rank=d.rank,
+        world_size=d.world_size,
+    )
+    if len(stream) == 0:
+        raise InputDataError(f"{layout.store}: no molecules to train {mode} on")
+    net = (
+        DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        if d.active
+        else model
+    )
+    bits = spec.ecfp_bits
+
+    def step(batch: dict[str, torch.Tensor]) -> float:
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        opt.zero_grad(set_to_none=True)
+        with autocast(device, amp):
+            loss, _ = loss_and_output(net, mode, batch, masking_rate=t.masking_rate, ecfp_bits=bits)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        return float(loss.detach())
+
+    if smoke:
+        batch = next(iter(make_loader(stream, 0)))
+        loss = step(batch)
+        if not math.isfinite(loss):
+            raise PipelineError(f"smoke check: {mode} loss is {loss}")
+        return TrainResult(mode, out_dir, 0, loss, 0, 0.0)
+
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("%s: %d parameters on %s x %d, amp=%s; %d train / %d validation molecules",
+             mode, n_params, device, d.world_size, amp, len(stream) * d.world_size,
+             val_store.count((SUBSET_VAL,)))
+    metrics = StepMetrics(
+        "belka", f"train_{mode}", run_id(cfg.monitoring, "belka"),
+        scores={"val_loss": "Validation loss"}, loss=f"{mode} loss",
+    )
+    speed, val = 0.0, {}
+    with step_metrics(metrics, cfg.monitoring, export=d.is_main):
+        for epoch in range(state["epoch"] + 1, t.epochs + 1):
+            if state["bad"] >= t.patience:
+                break
+            model.train()
+            stream.set_epoch(epoch)
+            loss_sum, n, t0 = 0.0, 0, time.perf_counter()
+            bar = progress(total=len(stream), desc=f"{mode} epoch {epoch}", unit="mol",
+                           unit_scale=True, leave=False)
+            # ranks' blocks may differ by a batch: Join lets a finished rank shadow the rest
+            with Join([net]) if d.active else nullcontext():
+                for i, batch in enumerate(make_loader(stream, cfg.system.n_workers,
+                                                      device.type == "cuda")):
+                    if t.steps_per_epoch is not None and i >= t.steps_per_epoch:
+                        break
+                    tb = time.perf_counter()
+                    loss = step(batch)
+                    if not math.isfinite(loss):
+                        raise PipelineError(
+                            f"{mode} epoch {epoch}: loss is {loss}; nothing of this epoch was "
+                            f"saved; lower training.learning_rate (now {t.learning_rate:g})"
+                        )
+                    b = len(batch["mol_id"])
+                    loss_sum, n = loss_sum + loss * b, n + b
+                    bar.update(b)
+                    metrics.batch(b, time.perf_counter() - tb, loss)
+            bar.close()
+            totals = all_gathered(d, (loss_sum, n, time.perf_counter() - t0))
+            n_all = sum(c for _, c, _ in totals)
+            speed = n_all / max(max(s for _, _, s in totals), 1e-9)
+            val = validate(model, val_stream, cfg, mode, device, amp, d)
+            if not math.isfinite(val["val_loss"]):
+                raise PipelineError(f"{mode} epoch {epoch}: validation loss is {val['val_loss']}")
+            record = {"epoch": epoch, "loss": sum(s for s, _, _ in totals) / max(n_all, 1),
+                      "samples_per_s": speed, **{k: v for k, v in val.items()}}
+            state["history"].append(record)
+            state["epoch"] = epoch
+            metrics.pass_done({"samples_per_s": speed, "val_loss": val["val_loss"]}, epoch)
+            log.info("%s epoch %d: loss %.4f, val loss %.4f%s", mode, epoch, record["loss"],
+                     val["val_loss"], f", val mAP {val['val_map']:.4f}" if "val_map" in val else "")
+            improved = val["val_loss"] < state["best"]
+            if improved:
+                state.update(best=val["val_loss"], best_epoch=epoch, bad=0)
+            else:
+                state["bad"] += 1
+            if d.is_main:
+                weights = {"model_state": model.state_dict(), "model_spec": spec.to_dict(),
+                           "epoch": epoch, "vocab_digest": vocab.digest(), "val": val}
+                if improved:
+                    save_checkpoint(join_uri(out_dir, BEST_MODEL), weights)
+                if epoch % t.checkpoint_every == 0 or state["bad"] >= t.patience:
+                    save_checkpoint(latest, weights | {
+                        "optimizer_state": opt.state_dict(), "scaler_state": scaler.state_dict(),
+                        "rng": rng_state(), "train_state": state,
+                    })
+                    crashpoint("train_model.latest_saved")
+    if d.is_main:
+        with replacing_uri(join_uri(out_dir, HISTORY), "w") as fh:
+            json.dump(state["history"], fh, indent=2)
+        SCHEMA.save_resolved(cfg, join_uri(out_dir, "resolved_config.yaml"))
+    if not math.isfinite(state["best"]):
+        raise PipelineError(f"{mode}: no epoch gave a finite validation loss (no epoch ran?)")
+    best_val = next((h for h in state["history"] if h["epoch"] == state["best_epoch"]), {})
+    return TrainResult(mode, out_dir, state["best_epoch"], state["best"], state["epoch"], speed,
+                       {k: v for k, v in best_val.items() if k != "epoch"})
