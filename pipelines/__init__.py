@@ -19,6 +19,7 @@ PIPELINES: dict[str, dict[str, str]] = {
     },
     "esm2pairs": {"esm2pairs_pipeline": "esm2pairs_pipeline:esm2pairs_pipeline"},
     "rheidae": {"rheidae_pipeline": "rheidae_pipeline:rheidae_pipeline"},
+    "belka": {"belka_pipeline": "belka_pipeline:belka_pipeline"},
 }
 
 

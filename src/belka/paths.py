@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from belka.config import Config
 from pipekit.uri import join_uri
@@ -22,15 +22,31 @@ LOG = "belka.log"
 
 @dataclass(frozen=True)
 class Layout:
+    """Every location a step reads or writes. From the config, all sit in `data.working`;
+    a pipeline gives each step's outputs their own artifact folder instead."""
+
     root: str
-    working: str
+    working: str  # this step's reports and logs
+    parquet: str
     vocab: str
+    store: str
+    val_store: str
+    models: tuple[tuple[str, str], ...]  # (mode, folder)
 
     @classmethod
-    def of(cls, cfg: Config) -> Layout:
+    def of(cls, cfg: Config, **where: str) -> Layout:
         working = cfg.data.working.rstrip("/")
-        vocab = cfg.data.vocab or join_uri(working, VOCAB)
-        return cls(cfg.data.root.rstrip("/"), working, vocab)
+        models = tuple((m, join_uri(working, "models", m)) for m in ("mlm", "fps", "clf"))
+        base = cls(
+            root=cfg.data.root.rstrip("/"),
+            working=working,
+            parquet=join_uri(working, BELKA_PARQUET),
+            vocab=cfg.data.vocab or join_uri(working, VOCAB),
+            store=join_uri(working, STORE),
+            val_store=join_uri(working, VAL_STORE),
+            models=models,
+        )
+        return replace(base, **where)
 
     def raw(self, name: str) -> str:
         return join_uri(self.root, name)
@@ -38,20 +54,8 @@ class Layout:
     def out(self, *parts: str) -> str:
         return join_uri(self.working, *parts)
 
-    @property
-    def parquet(self) -> str:
-        return self.out(BELKA_PARQUET)
-
-    @property
-    def store(self) -> str:
-        return self.out(STORE)
-
-    @property
-    def val_store(self) -> str:
-        return self.out(VAL_STORE)
-
     def model_dir(self, mode: str) -> str:
-        return self.out("models", mode)
+        return dict(self.models)[mode]
 
     @property
     def log(self) -> str:

@@ -23,9 +23,9 @@ class ValResult:
     shards: int
 
 
-def run(cfg: Config) -> ValResult:
+def run(cfg: Config, layout: Layout | None = None) -> ValResult:
     apply_storage_options(cfg.data.storage_options)
-    layout = Layout.of(cfg)
+    layout = layout or Layout.of(cfg)
     source = Store.open(layout.store)
     out = layout.val_store
     if uri_exists(join_uri(out, MANIFEST)):

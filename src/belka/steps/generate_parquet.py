@@ -179,9 +179,9 @@ def _assign(mols: pd.DataFrame, heldout: set[str], train_blocks: set[str], cfg: 
     mols["shared_blocks"] = pd.array(np.where(has_blocks, shared, None), dtype="boolean")
 
 
-def run(cfg: Config) -> GenerateResult:
+def run(cfg: Config, layout: Layout | None = None) -> GenerateResult:
     apply_storage_options(cfg.data.storage_options)
-    layout = Layout.of(cfg)
+    layout = layout or Layout.of(cfg)
     tmp = Path(tempfile.mkdtemp(prefix="belka-buckets-"))
     try:
         n_buckets, rows, skips, blocks = _bucketize(cfg, layout, tmp)

@@ -37,9 +37,9 @@ class _Count:
             return None
 
 
-def run(cfg: Config) -> VocabResult:
+def run(cfg: Config, layout: Layout | None = None) -> VocabResult:
     apply_storage_options(cfg.data.storage_options)
-    layout = Layout.of(cfg)
+    layout = layout or Layout.of(cfg)
     require_file(layout.parquet, "belka.parquet (run --step generate_parquet first)")
     counts: Counter[str] = Counter()
     bad, n, longest = 0, 0, 0

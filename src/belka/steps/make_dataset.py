@@ -86,9 +86,9 @@ def _arrays(table: pa.Table, feats: list, ok: np.ndarray, cfg: Config, dtype) ->
     }
 
 
-def run(cfg: Config) -> DatasetResult:
+def run(cfg: Config, layout: Layout | None = None) -> DatasetResult:
     apply_storage_options(cfg.data.storage_options)
-    layout = Layout.of(cfg)
+    layout = layout or Layout.of(cfg)
     require_file(layout.parquet, "belka.parquet (run --step generate_parquet first)")
     vocab = Vocab.load(layout.vocab)
     f = cfg.features

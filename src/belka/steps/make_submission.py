@@ -112,9 +112,9 @@ def _submission(layout: Layout, test: dict[str, np.ndarray], prevalence: np.ndar
     return sub, fallback
 
 
-def run(cfg: Config, model_path: str | None = None) -> SubmissionResult:
+def run(cfg: Config, model_path: str | None = None, layout: Layout | None = None) -> SubmissionResult:
     apply_storage_options(cfg.data.storage_options)
-    layout = Layout.of(cfg)
+    layout = layout or Layout.of(cfg)
     vocab = Vocab.load(layout.vocab)
     store = Store.open(layout.store)
     val_store = Store.open(layout.val_store, "create_val_dataset")

@@ -143,9 +143,10 @@ def run(
     resume: bool = False,
     initial_epoch: int | None = None,
     smoke: bool = False,
+    layout: Layout | None = None,
 ) -> TrainResult:
     apply_storage_options(cfg.data.storage_options)
-    layout = Layout.of(cfg)
+    layout = layout or Layout.of(cfg)
     out_dir = layout.model_dir(mode)
     with distributed(cfg.training.device) as (d, device):
         if not d.is_main or smoke:
@@ -172,8 +173,14 @@ def _run(cfg, mode, layout, model_path, resume, initial_epoch, smoke, d: Dist, d
     amp = amp_enabled(device, t.mixed_precision)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     state: dict[str, Any] = {"epoch": 0, "best": math.inf, "best_epoch": 0, "bad": 0, "history": []}
-    source = model_path if (model_path and resume) else latest
-    if resume and uri_exists(source):
+    source = None
+    if resume:  # --model_path of this same mode is what to resume; else our latest
+        given = load_checkpoint(model_path) if model_path else None
+        if given is not None and given["model_spec"]["mode"] == mode:
+            source = model_path
+        elif uri_exists(latest):
+            source = latest
+    if source is not None:
         ckpt = load_checkpoint(source)
         if "optimizer_state" in ckpt:  # a latest_model.pt: continue exactly
             model.load_state_dict(ckpt["model_state"])
@@ -185,10 +192,11 @@ def _run(cfg, mode, layout, model_path, resume, initial_epoch, smoke, d: Dist, d
             start_from(model, spec, source)
             state["epoch"] = int(ckpt.get("epoch", 0))
         log.info("resuming %s after epoch %d from %s", mode, state["epoch"], source)
-    elif resume and d.is_main:
-        log.warning("--resume: no checkpoint at %s; training from the start", source)
-    if model_path and not resume:
-        start_from(model, spec, model_path)
+    else:
+        if resume and d.is_main:
+            log.info("no checkpoint at %s: training %s from the start", latest, mode)
+        if model_path:
+            start_from(model, spec, model_path)
     if initial_epoch is not None:
         state["epoch"] = initial_epoch
     stream = StoreStream(

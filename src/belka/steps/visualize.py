@@ -32,14 +32,14 @@ def pr_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tp / max(int(y.sum()), 1), tp / np.arange(1, len(y) + 1)  # recall, precision
 
 
-def run(cfg: Config) -> VisualizeResult:
+def run(cfg: Config, layout: Layout | None = None) -> VisualizeResult:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     apply_storage_options(cfg.data.storage_options)
-    layout = Layout.of(cfg)
+    layout = layout or Layout.of(cfg)
     uri = layout.out(VAL_PREDICTIONS)
     if not uri_exists(uri):
         raise InputDataError(f"{uri} not found: run --step make_submission first")

@@ -1,0 +1,25 @@
+"""make_dataset component: belka.parquet + vocab.txt -> the sharded feature store."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Output
+
+from pipekit.pipeline.images import CPU_IMAGE
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def make_dataset(
+    molecules: Input[Dataset], vocab: Input[Artifact], settings: dict, store: Output[Dataset]
+):
+    """Token ids and ECFP bits of every molecule, in compressed shards.
+
+    Args:
+        molecules: the generate_parquet output.
+        vocab: the get_vocab output.
+        settings: config sections (features, model.max_length, system.n_workers, ...).
+        store: belka.tfr/ (shards, manifest.json) and failed_molecules.txt.
+    """
+    from belka import kfp_io
+    from belka.steps import make_dataset as step
+
+    cfg, _ = kfp_io.component_config(settings, "", store)
+    step.run(cfg, kfp_io.layout(cfg, molecules=molecules, vocab=vocab, store=store))

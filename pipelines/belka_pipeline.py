@@ -1,0 +1,106 @@
+"""The Belka pipeline: generate_parquet -> get_vocab -> make_dataset -> create_val_dataset
+-> train mlm -> fps -> clf -> make_submission -> visualize.
+
+One definition for the Kubeflow UI (`pipelines/compiled/belka_pipeline.yaml`) and a laptop
+(`belka pipeline run --local`). Each mode starts from the previous mode's model; the three
+trainings and the submission's predictions run on the GPU nodes.
+"""
+
+from kfp import dsl
+
+from belka.components import (
+    create_val_dataset,
+    generate_parquet,
+    get_vocab,
+    make_dataset,
+    make_submission,
+    train_model,
+    visualize,
+)
+from pipekit.pipeline.gpu import gpu_node_selector
+from pipekit.pipeline.tasks import DEFAULT_GPU_PRODUCT, S3_SECRET, configure, on_gpu, scraped
+
+# (cpu request, cpu limit, memory request, memory limit) per step
+RESOURCES = {
+    "generate_parquet": ("2", "4", "16Gi", "24Gi"),  # one bucket of rows_per_bucket at a time
+    "get_vocab": ("4", "8", "4Gi", "8Gi"),
+    "make_dataset": ("8", "16", "8Gi", "16Gi"),  # RDKit on system.n_workers processes
+    "create_val_dataset": ("1", "2", "4Gi", "8Gi"),
+    "train_model": ("4", "8", "16Gi", "24Gi"),
+    "make_submission": ("4", "8", "16Gi", "24Gi"),
+    "visualize": ("1", "2", "2Gi", "4Gi"),
+    "gpu_node_selector": ("100m", "500m", "256Mi", "1Gi"),
+}
+
+
+def _step(task: dsl.PipelineTask, step: str, secret_name) -> dsl.PipelineTask:
+    return configure(task, RESOURCES[step], step != "gpu_node_selector", secret_name)
+
+
+@dsl.pipeline(name="belka", description="SMILES transformer: MLM, ECFP, binding (BELKA)")
+def belka_pipeline(
+    raw_dir: str,
+    settings: dict = {},  # noqa: B006 (KFP reads the default)
+    gpu_product: str = DEFAULT_GPU_PRODUCT,
+    s3_secret_name: str = S3_SECRET,
+):
+    """From the BELKA inputs to a submission and its evaluation.
+
+    Args:
+        raw_dir: URI of the folder of train.parquet, test.parquet, DNA_Labeled_Data.csv.
+        settings: config sections as in config.yaml (model, training, features, ...); not
+            data.root, data.working or data.vocab (the artifacts say where data is).
+        gpu_product: nvidia.com/gpu.product label of the GPU nodes for training.
+        s3_secret_name: Kubernetes secret with the object store's credentials.
+    """
+    selector = _step(gpu_node_selector(gpu_product=gpu_product), "gpu_node_selector", None)
+    mols = _step(generate_parquet(raw_dir=raw_dir, settings=settings), "generate_parquet",
+                 s3_secret_name)
+    vocab = _step(get_vocab(molecules=mols.outputs["molecules"], settings=settings),
+                  "get_vocab", s3_secret_name)
+    store = _step(
+        make_dataset(molecules=mols.outputs["molecules"], vocab=vocab.outputs["vocab"],
+                     settings=settings),
+        "make_dataset",
+        s3_secret_name,
+    )
+    val = _step(create_val_dataset(store=store.outputs["store"], settings=settings),
+                "create_val_dataset", s3_secret_name)
+    data = {
+        "store": store.outputs["store"],
+        "val_store": val.outputs["val_store"],
+        "vocab": vocab.outputs["vocab"],
+        "settings": settings,
+    }
+    mlm = train_model(mode="mlm", **data)
+    on_gpu(scraped(_step(mlm, "train_model", s3_secret_name)), selector).set_display_name(
+        "train mlm"
+    )
+    fps = train_model(mode="fps", previous=mlm.outputs["model"], **data)
+    on_gpu(scraped(_step(fps, "train_model", s3_secret_name)), selector).set_display_name(
+        "train fps"
+    )
+    clf = train_model(mode="clf", previous=fps.outputs["model"], **data)
+    on_gpu(scraped(_step(clf, "train_model", s3_secret_name)), selector).set_display_name(
+        "train clf"
+    )
+    sub = make_submission(
+        molecules=mols.outputs["molecules"],
+        vocab=vocab.outputs["vocab"],
+        store=store.outputs["store"],
+        val_store=val.outputs["val_store"],
+        model=clf.outputs["model"],
+        settings=settings,
+    )
+    on_gpu(_step(sub, "make_submission", s3_secret_name), selector)
+    _step(
+        visualize(
+            submission=sub.outputs["submission"],
+            mlm=mlm.outputs["model"],
+            fps=fps.outputs["model"],
+            clf=clf.outputs["model"],
+            settings=settings,
+        ),
+        "visualize",
+        s3_secret_name,
+    )
