@@ -162,20 +162,41 @@ def _pivot(bucket: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def _assign(mols: pd.DataFrame, heldout: set[str], train_blocks: set[str], cfg: Config) -> None:
-    has_blocks = mols[list(BLOCKS)].notna().all(axis=1)
+def _subsets(mols: pd.DataFrame, heldout: set[str], cfg: Config) -> np.ndarray:
+    """0 train, 1 validation, 2 test for one row per molecule (blocks, source, SMILES)."""
+    has_blocks = mols[list(BLOCKS)].notna().all(axis=1).to_numpy()
     held = np.zeros(len(mols), dtype=bool)
-    shared = has_blocks.to_numpy().copy()
     for b in BLOCKS:
         held |= mols[b].isin(heldout).to_numpy()
-        shared &= mols[b].isin(train_blocks).to_numpy()
     labelled = mols["source"].to_numpy() != SOURCE_TEST
     # a stable per-molecule draw: the same molecules are validated on every run
     draw = (_hash(mols["molecule_smiles"]) % 1_000_003) / 1_000_003
-    val = labelled & (held | (has_blocks.to_numpy() & (draw < cfg.validation.shared_fraction)))
+    val = labelled & (held | (has_blocks & (draw < cfg.validation.shared_fraction)))
     subset = np.where(labelled, SUBSET_TRAIN, SUBSET_TEST)
     subset[val] = SUBSET_VAL
-    mols["subset"] = subset.astype(np.int8)
+    return subset.astype(np.int8)
+
+
+def _training_blocks(tmp: Path, n_buckets: int, heldout: set[str], cfg: Config) -> set[str]:
+    """The blocks of the molecules that end up in training (a block can be in neither the
+    held-out set nor any training molecule: all its molecules were drawn for validation)."""
+    blocks: set[str] = set()
+    for k in range(n_buckets):
+        cols = ["molecule_smiles", *BLOCKS, "source"]
+        part = pq.read_table(tmp / f"bucket-{k}.parquet", columns=cols).to_pandas()
+        part = part.groupby("molecule_smiles", sort=False).agg("min").reset_index()
+        train = part[_subsets(part, heldout, cfg) == SUBSET_TRAIN]
+        for b in BLOCKS:
+            blocks.update(train[b].dropna().unique().tolist())
+    return blocks
+
+
+def _assign(mols: pd.DataFrame, heldout: set[str], train_blocks: set[str], cfg: Config) -> None:
+    has_blocks = mols[list(BLOCKS)].notna().all(axis=1).to_numpy()
+    shared = has_blocks.copy()
+    for b in BLOCKS:
+        shared &= mols[b].isin(train_blocks).to_numpy()
+    mols["subset"] = _subsets(mols, heldout, cfg)
     mols["shared_blocks"] = pd.array(np.where(has_blocks, shared, None), dtype="boolean")
 
 
@@ -187,7 +208,7 @@ def run(cfg: Config, layout: Layout | None = None) -> GenerateResult:
         n_buckets, rows, skips, blocks = _bucketize(cfg, layout, tmp)
         crashpoint("generate_parquet.bucketed")
         heldout = _heldout(blocks, cfg.validation.heldout_block_fraction, cfg.validation.seed)
-        train_blocks = blocks - heldout
+        train_blocks = _training_blocks(tmp, n_buckets, heldout, cfg)
         log.info("%d building blocks in training molecules, %d held out", len(blocks), len(heldout))
         by_subset = {"train": 0, "validation": 0, "test": 0}
         next_id = 0

@@ -106,7 +106,7 @@ def _submission(layout: Layout, test: dict[str, np.ndarray], prevalence: np.ndar
         missing = rows[p].isna()
         fallback += int(missing.sum())
         parts.append(pd.DataFrame(
-            {"id": rows[f"id_{p}"].astype(np.int64), "binds": rows[p].fillna(prevalence[j])}
+            {"id": rows[f"id_{p}"].astype(np.int64), "binds": rows[p].astype(float).fillna(prevalence[j])}
         ))
     sub = pd.concat(parts).sort_values("id")
     return sub, fallback
