@@ -6,8 +6,6 @@ One definition for the Kubeflow UI (`pipelines/compiled/belka_pipeline.yaml`) an
 trainings and the submission's predictions run on the GPU nodes.
 """
 
-from kfp import dsl
-
 from belka.components import (
     create_val_dataset,
     generate_parquet,
@@ -17,6 +15,8 @@ from belka.components import (
     train_model,
     visualize,
 )
+from kfp import dsl
+
 from pipekit.pipeline.gpu import gpu_node_selector
 from pipekit.pipeline.tasks import DEFAULT_GPU_PRODUCT, S3_SECRET, configure, on_gpu, scraped
 
@@ -54,18 +54,26 @@ def belka_pipeline(
         s3_secret_name: Kubernetes secret with the object store's credentials.
     """
     selector = _step(gpu_node_selector(gpu_product=gpu_product), "gpu_node_selector", None)
-    mols = _step(generate_parquet(raw_dir=raw_dir, settings=settings), "generate_parquet",
-                 s3_secret_name)
-    vocab = _step(get_vocab(molecules=mols.outputs["molecules"], settings=settings),
-                  "get_vocab", s3_secret_name)
+    mols = _step(
+        generate_parquet(raw_dir=raw_dir, settings=settings), "generate_parquet", s3_secret_name
+    )
+    vocab = _step(
+        get_vocab(molecules=mols.outputs["molecules"], settings=settings),
+        "get_vocab",
+        s3_secret_name,
+    )
     store = _step(
-        make_dataset(molecules=mols.outputs["molecules"], vocab=vocab.outputs["vocab"],
-                     settings=settings),
+        make_dataset(
+            molecules=mols.outputs["molecules"], vocab=vocab.outputs["vocab"], settings=settings
+        ),
         "make_dataset",
         s3_secret_name,
     )
-    val = _step(create_val_dataset(store=store.outputs["store"], settings=settings),
-                "create_val_dataset", s3_secret_name)
+    val = _step(
+        create_val_dataset(store=store.outputs["store"], settings=settings),
+        "create_val_dataset",
+        s3_secret_name,
+    )
     data = {
         "store": store.outputs["store"],
         "val_store": val.outputs["val_store"],

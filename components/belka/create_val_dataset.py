@@ -18,5 +18,5 @@ def create_val_dataset(store: Input[Dataset], settings: dict, val_store: Output[
     from belka import kfp_io
     from belka.steps import create_val_dataset as step
 
-    cfg, _ = kfp_io.component_config(settings, "", val_store)
+    cfg = kfp_io.component_config(settings, "", val_store)
     step.run(cfg, kfp_io.layout(cfg, store=store, val_store=val_store))

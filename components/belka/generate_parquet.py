@@ -18,5 +18,5 @@ def generate_parquet(raw_dir: str, settings: dict, molecules: Output[Dataset]):
     from belka import kfp_io
     from belka.steps import generate_parquet as step
 
-    cfg, _ = kfp_io.component_config(settings, raw_dir, molecules)
+    cfg = kfp_io.component_config(settings, raw_dir, molecules)
     step.run(cfg, kfp_io.layout(cfg))

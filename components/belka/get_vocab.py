@@ -18,5 +18,5 @@ def get_vocab(molecules: Input[Dataset], settings: dict, vocab: Output[Artifact]
     from belka import kfp_io
     from belka.steps import get_vocab as step
 
-    cfg, _ = kfp_io.component_config(settings, "", vocab)
+    cfg = kfp_io.component_config(settings, "", vocab)
     step.run(cfg, kfp_io.layout(cfg, molecules=molecules, vocab=vocab))

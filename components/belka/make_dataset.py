@@ -21,5 +21,5 @@ def make_dataset(
     from belka import kfp_io
     from belka.steps import make_dataset as step
 
-    cfg, _ = kfp_io.component_config(settings, "", store)
+    cfg = kfp_io.component_config(settings, "", store)
     step.run(cfg, kfp_io.layout(cfg, molecules=molecules, vocab=vocab, store=store))

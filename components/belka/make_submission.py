@@ -33,7 +33,7 @@ def make_submission(
     from belka.steps import make_submission as step
     from pipekit.kfp_io import log_metrics
 
-    cfg, _ = kfp_io.component_config(settings, "", submission)
+    cfg = kfp_io.component_config(settings, "", submission)
     layout = kfp_io.layout(cfg, molecules=molecules, vocab=vocab, store=store, val_store=val_store)
     res = step.run(cfg, kfp_io.best_model(model), layout)
     log_metrics(

@@ -33,10 +33,8 @@ def train_model(
     from belka.steps import train_model as step
     from pipekit.kfp_io import log_metrics
 
-    cfg, _ = kfp_io.component_config(settings, "", model)
-    layout = kfp_io.layout(
-        cfg, store=store, val_store=val_store, vocab=vocab, models={mode: model}
-    )
+    cfg = kfp_io.component_config(settings, "", model)
+    layout = kfp_io.layout(cfg, store=store, val_store=val_store, vocab=vocab, models={mode: model})
     start = kfp_io.best_model(previous) if previous is not None else None
     res = step.run(cfg, mode, model_path=start, resume=True, layout=layout)
     values = {

@@ -33,7 +33,7 @@ def visualize(
     from pipekit.kfp_io import copy_files
     from pipekit.plots import inlined_index
 
-    cfg, out = kfp_io.component_config(settings, "", plots)
+    cfg = kfp_io.component_config(settings, "", plots)
     copy_files(submission, plots, [EVALUATION, VAL_PREDICTIONS])
     layout = kfp_io.layout(cfg, models={"mlm": mlm, "fps": fps, "clf": clf})
     res = step.run(cfg, layout)

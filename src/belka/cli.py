@@ -180,15 +180,17 @@ def _flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("mlm", "fps", "clf"), help="train_model's head")
     p.add_argument("--resume", action="store_true", help="continue from latest_model.pt")
     p.add_argument(
-        "--model_path", help="train_model: start from this model (or resume from it); "
-        "make_submission: the clf model (default models/clf/best_model.pt)"
+        "--model_path",
+        help="train_model: start from this model (or resume from it); "
+        "make_submission: the clf model (default models/clf/best_model.pt)",
     )
     p.add_argument("--initial_epoch", type=int, help="epochs already done (with --resume)")
     p.add_argument("--batch_size", type=int, help="training.batch_size")
     p.add_argument("--n_workers", type=int, help="system.n_workers")
     p.add_argument(
-        "--memory_safe", action="store_true", help="accepted; generate_parquet is always "
-        "out of core"
+        "--memory_safe",
+        action="store_true",
+        help="accepted; generate_parquet is always out of core",
     )
     p.add_argument("--output_dir", help="data.working")
     p.add_argument("--log_level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))

@@ -75,12 +75,35 @@ AMINE_SCAFFOLDS = [
     "[*:7]NCC1CCN(C1)C(=O)c1ccc({X})cc1",
 ]
 SUBSTITUENTS = [
-    "[H]", "F", "Cl", "Br", "C", "OC", "C(F)(F)F", "OC(F)(F)F", "C#N", "S(N)(=O)=O",
-    "C(=O)O", "NC(N)=O", "c2c(C)onc2C", "C(N)=O", "N2CCOCC2", "CC(=O)O", "OCC",
+    "[H]",
+    "F",
+    "Cl",
+    "Br",
+    "C",
+    "OC",
+    "C(F)(F)F",
+    "OC(F)(F)F",
+    "C#N",
+    "S(N)(=O)=O",
+    "C(=O)O",
+    "NC(N)=O",
+    "c2c(C)onc2C",
+    "C(N)=O",
+    "N2CCOCC2",
+    "CC(=O)O",
+    "OCC",
 ]
 ALIPHATIC = [
-    "[*:7]NC1CC1", "[*:7]NCC(C)C", "[*:7]NCCOC", "[*:7]NC1CCOCC1", "[*:7]NCC#C",
-    "[*:7]NCC1CCCO1", "[*:7]NCCN1CCOCC1", "[*:7]NC1CCCCC1", "[*:7]NCC(F)(F)F", "[*:7]NCCS(C)(=O)=O",
+    "[*:7]NC1CC1",
+    "[*:7]NCC(C)C",
+    "[*:7]NCCOC",
+    "[*:7]NC1CCOCC1",
+    "[*:7]NCC#C",
+    "[*:7]NCC1CCCO1",
+    "[*:7]NCCN1CCOCC1",
+    "[*:7]NC1CCCCC1",
+    "[*:7]NCC(F)(F)F",
+    "[*:7]NCCS(C)(=O)=O",
 ]
 CORE = "[*:1]c1nc([*:2])nc([*:3])n1"
 LINKER = "[*:9]N[Dy]"
@@ -119,10 +142,13 @@ def block_smiles(frag: str) -> str:
 
 class Rule:
     def __init__(self) -> None:
-        self.pat = {p: tuple(Chem.MolFromSmarts(s) if s and "[" in s else s for s in r)
-                    for p, r in RULES.items()}
-        self.aromatic_bb1 = {f: Chem.MolFromSmiles(f).GetAromaticAtoms().__len__() > 0
-                             for f in AMINO_ACIDS}
+        self.pat = {
+            p: tuple(Chem.MolFromSmarts(s) if s and "[" in s else s for s in r)
+            for p, r in RULES.items()
+        }
+        self.aromatic_bb1 = {
+            f: Chem.MolFromSmiles(f).GetAromaticAtoms().__len__() > 0 for f in AMINO_ACIDS
+        }
 
     def positive(self, mol: Chem.Mol, bb1: str) -> dict[str, bool]:
         brd4_pat, _ = self.pat["BRD4"]
@@ -215,8 +241,9 @@ def demo_config(root: Path, working: Path) -> dict:
     }
 
 
-def make_demo(out: str | Path, n_train: int = 12000, n_test: int = 1500, n_extra: int = 1500,
-              seed: int = 0) -> Demo:
+def make_demo(
+    out: str | Path, n_train: int = 12000, n_test: int = 1500, n_extra: int = 1500, seed: int = 0
+) -> Demo:
     out = Path(out)
     raw = out / "raw"
     raw.mkdir(parents=True, exist_ok=True)
@@ -229,7 +256,11 @@ def make_demo(out: str | Path, n_train: int = 12000, n_test: int = 1500, n_extra
     train_rows = _molecules(_library(n_train, AMINO_ACIDS, train_pool, rng), rule, rng, True)
     shared = _library(n_test // 2, AMINO_ACIDS, train_pool, rng)
     taken = {(r[0], r[1], r[2]) for r in train_rows}
-    shared = [c for c in shared if (block_smiles(c[0]), block_smiles(c[1]), block_smiles(c[2])) not in taken]
+    shared = [
+        c
+        for c in shared
+        if (block_smiles(c[0]), block_smiles(c[1]), block_smiles(c[2])) not in taken
+    ]
     new = _library(n_test - len(shared), AMINO_ACIDS, train_pool, rng, must=test_only)
     test_rows = _molecules(shared + new, rule, rng, False)
     train = _long(train_rows, 0, True)

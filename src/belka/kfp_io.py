@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from belka.config import SCHEMA, Config
-from belka.paths import BEST_MODEL, BELKA_PARQUET, STORE, VAL_STORE, VOCAB, Layout
+from belka.paths import BELKA_PARQUET, BEST_MODEL, STORE, VAL_STORE, VOCAB, Layout
 from pipekit.errors import ConfigError
 from pipekit.kfp_io import Location, component_settings, location
 from pipekit.logging_setup import setup_logging
@@ -22,10 +22,8 @@ def folder(artifact: Location) -> str:
     return location(artifact).rstrip("/")
 
 
-def component_config(
-    settings: Mapping[str, Any], raw_dir: str, out: Location
-) -> tuple[Config, str]:
-    """The config a component runs with, and its output folder (where it logs too)."""
+def component_config(settings: Mapping[str, Any], raw_dir: str, out: Location) -> Config:
+    """The config a component runs with; it logs into its output folder `out`."""
     out_dir = folder(out)
     values = component_settings(settings, (), run_dir=out_dir)
     data = values.setdefault("data", {})
@@ -37,7 +35,7 @@ def component_config(
     apply_storage_options(cfg.data.storage_options)
     setup_logging(cfg.logging.level, join_uri(out_dir, "logs", "belka.log"))
     set_progress(cfg.logging.show_progress)
-    return cfg, out_dir
+    return cfg
 
 
 def layout(

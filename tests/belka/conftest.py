@@ -22,8 +22,9 @@ TINY = {
 
 @pytest.fixture(scope="session")
 def belka_demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
-    return make_demo(tmp_path_factory.mktemp("belka_demo"), n_train=500, n_test=120,
-                     n_extra=80, seed=1)
+    return make_demo(
+        tmp_path_factory.mktemp("belka_demo"), n_train=500, n_test=120, n_extra=80, seed=1
+    )
 
 
 def write_config(path: Path, demo: Demo, extra: dict | None = None) -> Path:

@@ -124,8 +124,9 @@ def test_broken_inputs_are_one_line_errors(tmp_path, belka_demo, capsys, damage,
     if damage == "drop_binds":
         df.drop(columns="binds").to_parquet(raw / "train.parquet", index=False)
     elif damage == "empty_rows":
-        pq.write_table(pa.Table.from_pandas(df.iloc[:0], preserve_index=False),
-                       raw / "train.parquet")
+        pq.write_table(
+            pa.Table.from_pandas(df.iloc[:0], preserve_index=False), raw / "train.parquet"
+        )
     elif damage == "zero_bytes":
         (raw / "train.parquet").write_bytes(b"")
     else:
@@ -133,8 +134,17 @@ def test_broken_inputs_are_one_line_errors(tmp_path, belka_demo, capsys, damage,
     path, cfg = _cfg(tmp_path, belka_demo, raw)
     with pytest.raises(InputDataError, match="parquet"):
         generate_parquet.run(cfg)
-    code = main(["--quiet", "--config", str(path), "--step", "generate_parquet", "--set",
-                 f"data.root={raw}"])
+    code = main(
+        [
+            "--quiet",
+            "--config",
+            str(path),
+            "--step",
+            "generate_parquet",
+            "--set",
+            f"data.root={raw}",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0], err
 
@@ -143,8 +153,17 @@ def test_an_extra_csv_without_its_columns_names_them(tmp_path, belka_demo, capsy
     raw = _copy_raw(belka_demo, tmp_path)
     pd.DataFrame({"smiles": ["CCO"], "count": [1]}).to_csv(raw / "DNA_Labeled_Data.csv")
     path, _ = _cfg(tmp_path, belka_demo, raw)
-    code = main(["--quiet", "--config", str(path), "--step", "generate_parquet", "--set",
-                 f"data.root={raw}"])
+    code = main(
+        [
+            "--quiet",
+            "--config",
+            str(path),
+            "--step",
+            "generate_parquet",
+            "--set",
+            f"data.root={raw}",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "DNA_Labeled_Data.csv: missing columns" in err
     assert "new_structure" in err and len(err.splitlines()) == 1

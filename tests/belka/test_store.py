@@ -35,8 +35,9 @@ def test_store_rows_match_the_molecule_table(prepared: Path) -> None:
         row = mols.loc[arrays["mol_id"][k]]
         ids, _ = vocab.encode(row["molecule_smiles"], store.manifest["max_length"])
         assert np.array_equal(arrays["tokens"][k], ids)
-        labels = [-1 if pd.isna(row[f"binds_{p}"]) else row[f"binds_{p}"] for p in
-                  ("BRD4", "HSA", "sEH")]
+        labels = [
+            -1 if pd.isna(row[f"binds_{p}"]) else row[f"binds_{p}"] for p in ("BRD4", "HSA", "sEH")
+        ]
         assert arrays["labels"][k].tolist() == labels
         assert arrays["subset"][k] == row["subset"]
     val = Store.open(str(work / "belka_val.tfr"))
@@ -47,15 +48,25 @@ def test_store_rows_match_the_molecule_table(prepared: Path) -> None:
 def test_each_molecule_once_per_pass_over_ranks_and_workers(prepared: Path, workers) -> None:
     store = Store.open(str(prepared / "work" / "belka.tfr"))
     want = sorted(
-        int(i) for s in range(len(store.shards)) for i, sub in
-        zip(store.read(s)["mol_id"], store.read(s)["subset"], strict=True) if sub in (0, 2)
+        int(i)
+        for s in range(len(store.shards))
+        for i, sub in zip(store.read(s)["mol_id"], store.read(s)["subset"], strict=True)
+        if sub in (0, 2)
     )
     for world in (1, 2, 3):
         seen: list[int] = []
         sizes = []
         for rank in range(world):
-            stream = StoreStream(store, (0, 2), 32, shuffle=True, seed=5, buffer_size=100,
-                                 rank=rank, world_size=world)
+            stream = StoreStream(
+                store,
+                (0, 2),
+                32,
+                shuffle=True,
+                seed=5,
+                buffer_size=100,
+                rank=rank,
+                world_size=world,
+            )
             stream.set_epoch(3)
             ids = _ids(stream, workers)
             assert len(ids) == len(stream)
@@ -75,8 +86,16 @@ def _run_make_dataset(config: Path, crash: str | None) -> subprocess.CompletedPr
     env = {k: v for k, v in os.environ.items() if k != "PIPEKIT_CRASH_AT"}
     if crash:
         env["PIPEKIT_CRASH_AT"] = crash
-    cmd = [sys.executable, "-m", "belka", "--quiet", "--config", str(config), "--step",
-           "make_dataset"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "belka",
+        "--quiet",
+        "--config",
+        str(config),
+        "--step",
+        "make_dataset",
+    ]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 

@@ -42,7 +42,7 @@ def write_shard(store: str, i: int, arrays: dict[str, np.ndarray]) -> dict[str, 
 
 def entry(i: int, subset: np.ndarray) -> dict[str, Any]:
     counts = np.bincount(subset.astype(np.int64), minlength=N_SUBSETS)[:N_SUBSETS]
-    return {"name": shard_name(i), "rows": int(len(subset)), "by_subset": counts.tolist()}
+    return {"name": shard_name(i), "rows": len(subset), "by_subset": counts.tolist()}
 
 
 def read_json(uri: str) -> dict[str, Any] | None:

@@ -94,7 +94,9 @@ def _bucketize(cfg: Config, layout: Layout, tmp: Path) -> tuple[int, dict, dict,
     train_uri, test_uri = layout.raw(cfg.data.train_file), layout.raw(cfg.data.test_file)
     total = parquet_rows(train_uri, True) + parquet_rows(test_uri, False)
     n_buckets = max(1, math.ceil(total / cfg.features.rows_per_bucket))
-    writers = [pq.ParquetWriter(tmp / f"bucket-{k}.parquet", BUCKET_SCHEMA) for k in range(n_buckets)]
+    writers = [
+        pq.ParquetWriter(tmp / f"bucket-{k}.parquet", BUCKET_SCHEMA) for k in range(n_buckets)
+    ]
     sources: list[tuple[str, str, object]] = [
         ("train", train_uri, lambda c: parquet_batches(train_uri, True, BATCH_ROWS, c)),
         ("test", test_uri, lambda c: parquet_batches(test_uri, False, BATCH_ROWS, c)),
@@ -129,7 +131,13 @@ def _bucketize(cfg: Config, layout: Layout, tmp: Path) -> tuple[int, dict, dict,
             rows[name] = counts.rows
             skips[name] = asdict(counts) | {"skipped": counts.skipped}
             if counts.skipped:
-                log.warning("%s: %d of %d rows skipped (%s)", uri, counts.skipped, counts.rows, asdict(counts))
+                log.warning(
+                    "%s: %d of %d rows skipped (%s)",
+                    uri,
+                    counts.skipped,
+                    counts.rows,
+                    asdict(counts),
+                )
     finally:
         for w in writers:
             w.close()
@@ -151,13 +159,11 @@ def _pivot(bucket: pd.DataFrame) -> pd.DataFrame:
     ids = bucket[bucket["id"] >= 0].pivot_table(
         index=key, columns="protein", values="id", aggfunc="min"
     )
-    first = bucket.groupby(key, sort=True).agg(
-        {**{b: "first" for b in BLOCKS}, "source": "min"}
-    )
+    first = bucket.groupby(key, sort=True).agg({**{b: "first" for b in BLOCKS}, "source": "min"})
     out = first.copy()
     for i, p in enumerate(PROTEINS):
-        out[f"binds_{p}"] = binds[i] if i in binds else np.nan
-        out[f"id_{p}"] = ids[i] if i in ids else np.nan
+        out[f"binds_{p}"] = binds.get(i, np.nan)
+        out[f"id_{p}"] = ids.get(i, np.nan)
         out = out.astype({f"binds_{p}": "Int8", f"id_{p}": "Int64"})
     return out.reset_index()
 
@@ -232,9 +238,7 @@ def run(cfg: Config, layout: Layout | None = None) -> GenerateResult:
             raise InputDataError("generate_parquet: no molecule left after skipping bad rows")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    res = GenerateResult(
-        layout.parquet, next_id, by_subset, rows, skips, len(heldout), n_buckets
-    )
+    res = GenerateResult(layout.parquet, next_id, by_subset, rows, skips, len(heldout), n_buckets)
     with replacing_uri(layout.out("generate_parquet_report.json"), "w") as fh:
         json.dump(asdict(res), fh, indent=2)
     return res

@@ -16,8 +16,16 @@ import pyarrow.parquet as pq
 
 from belka import PROTEINS
 from belka.config import Config
-from belka.data.store import BUILD, FORMAT_VERSION, MANIFEST, entry, read_json, shard_name
-from belka.data.store import write_json, write_shard
+from belka.data.store import (
+    BUILD,
+    FORMAT_VERSION,
+    MANIFEST,
+    entry,
+    read_json,
+    shard_name,
+    write_json,
+    write_shard,
+)
 from belka.features import Featurizer
 from belka.parallel import Pool
 from belka.paths import Layout
@@ -26,13 +34,24 @@ from pipekit.atomic import replacing_uri
 from pipekit.faults import crashpoint
 from pipekit.fingerprint import fingerprint
 from pipekit.progress import progress
-from pipekit.uri import apply_storage_options, join_uri, open_uri, remove_uri, require_file
-from pipekit.uri import uri_exists
+from pipekit.uri import (
+    apply_storage_options,
+    join_uri,
+    open_uri,
+    remove_uri,
+    require_file,
+    uri_exists,
+)
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["mol_id", "molecule_smiles", *[f"binds_{p}" for p in PROTEINS], "subset",
-           "shared_blocks"]
+COLUMNS = [
+    "mol_id",
+    "molecule_smiles",
+    *[f"binds_{p}" for p in PROTEINS],
+    "subset",
+    "shared_blocks",
+]
 
 
 @dataclass(frozen=True)
@@ -75,10 +94,12 @@ def _arrays(table: pa.Table, feats: list, ok: np.ndarray, cfg: Config, dtype) ->
     shared = np.where(shared.isna(), -1, shared.fillna(False).astype(int)).astype(np.int8)
     good = [f for f in feats if f is not None]
     return {
-        "tokens": np.stack([f[0] for f in good]).astype(dtype) if n else
-        np.zeros((0, cfg.model.max_length), dtype),
-        "ecfp": np.stack([f[1] for f in good]) if n else
-        np.zeros((0, cfg.features.ecfp_bits // 8), np.uint8),
+        "tokens": np.stack([f[0] for f in good]).astype(dtype)
+        if n
+        else np.zeros((0, cfg.model.max_length), dtype),
+        "ecfp": np.stack([f[1] for f in good])
+        if n
+        else np.zeros((0, cfg.features.ecfp_bits // 8), np.uint8),
         "labels": labels[ok],
         "mol_id": table.column("mol_id").to_numpy()[ok].astype(np.int64),
         "subset": table.column("subset").to_numpy()[ok].astype(np.int8),
@@ -141,7 +162,9 @@ def run(cfg: Config, layout: Layout | None = None) -> DatasetResult:
     with replacing_uri(layout.out("failed_molecules.txt"), "w") as fh:
         fh.write("mol_id\tmolecule_smiles\treason\n" + "".join(line + "\n" for line in failed))
     if failed:
-        log.warning("%d molecules skipped (see %s)", len(failed), layout.out("failed_molecules.txt"))
+        log.warning(
+            "%d molecules skipped (see %s)", len(failed), layout.out("failed_molecules.txt")
+        )
     if truncated:
         log.warning("%d molecules longer than model.max_length were cut", truncated)
     write_json(

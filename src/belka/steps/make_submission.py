@@ -73,7 +73,9 @@ def load_clf(uri: str, vocab: Vocab, device) -> torch.nn.Module:
         model.load_state_dict(ckpt["model_state"])
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
-        raise InputDataError(f"{uri}: its weights do not fit the model it names ({first})") from None
+        raise InputDataError(
+            f"{uri}: its weights do not fit the model it names ({first})"
+        ) from None
     return model
 
 
@@ -84,8 +86,11 @@ def _grouped(labels, shared, scores: dict[str, np.ndarray]) -> dict[str, Any]:
         for group, flag in GROUPS.items():
             keep = np.ones(len(labels), bool) if flag is None else shared == flag
             per = masked_scores(labels[keep], s[keep])
-            report[name][group] = {"mean_ap": mean_ap(per), "molecules": int(keep.sum()),
-                                   "per_protein": per}
+            report[name][group] = {
+                "mean_ap": mean_ap(per),
+                "molecules": int(keep.sum()),
+                "per_protein": per,
+            }
     return report
 
 
@@ -105,14 +110,21 @@ def _submission(layout: Layout, test: dict[str, np.ndarray], prevalence: np.ndar
         rows = merged[merged[f"id_{p}"].notna()]
         missing = rows[p].isna()
         fallback += int(missing.sum())
-        parts.append(pd.DataFrame(
-            {"id": rows[f"id_{p}"].astype(np.int64), "binds": rows[p].astype(float).fillna(prevalence[j])}
-        ))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "id": rows[f"id_{p}"].astype(np.int64),
+                    "binds": rows[p].astype(float).fillna(prevalence[j]),
+                }
+            )
+        )
     sub = pd.concat(parts).sort_values("id")
     return sub, fallback
 
 
-def run(cfg: Config, model_path: str | None = None, layout: Layout | None = None) -> SubmissionResult:
+def run(
+    cfg: Config, model_path: str | None = None, layout: Layout | None = None
+) -> SubmissionResult:
     apply_storage_options(cfg.data.storage_options)
     layout = layout or Layout.of(cfg)
     vocab = Vocab.load(layout.vocab)
@@ -124,8 +136,14 @@ def run(cfg: Config, model_path: str | None = None, layout: Layout | None = None
     bs = cfg.training.batch_size
     bits = int(store.manifest["ecfp_bits"])
 
-    train_stream = StoreStream(store, (SUBSET_TRAIN,), bs, shuffle=True, seed=cfg.system.seed,
-                               buffer_size=cfg.training.buffer_size)
+    train_stream = StoreStream(
+        store,
+        (SUBSET_TRAIN,),
+        bs,
+        shuffle=True,
+        seed=cfg.system.seed,
+        buffer_size=cfg.training.buffer_size,
+    )
     labels_seen = np.zeros(3)
     known_seen = np.zeros(3)
     for batch in make_loader(train_stream, 0):
@@ -137,16 +155,23 @@ def run(cfg: Config, model_path: str | None = None, layout: Layout | None = None
     test = predict(model, StoreStream(store, (SUBSET_TEST,), bs, shuffle=False), device, amp)
     sub, fallback = _submission(layout, test, prevalence)
     if fallback:
-        log.warning("%d test rows have no features (skipped molecules): given the training "
-                    "prevalence", fallback)
+        log.warning(
+            "%d test rows have no features (skipped molecules): given the training prevalence",
+            fallback,
+        )
     with replacing_uri(layout.out(SUBMISSION), "w") as fh:
         sub.to_csv(fh, index=False, float_format="%.6g")
 
     val = predict(model, StoreStream(val_store, (SUBSET_VAL,), bs, shuffle=False), device, amp)
     if not val:
         raise InputDataError(f"{layout.val_store}: no validation molecules")
-    logreg = fit_logreg(train_stream, bits, cfg.evaluation.baseline_max_train,
-                        cfg.evaluation.baseline_epochs, cfg.system.seed)
+    logreg = fit_logreg(
+        train_stream,
+        bits,
+        cfg.evaluation.baseline_max_train,
+        cfg.evaluation.baseline_epochs,
+        cfg.system.seed,
+    )
     scores = {
         "model": val["score"],
         "prevalence": np.broadcast_to(prevalence, val["score"].shape).astype(np.float32),
@@ -164,5 +189,6 @@ def run(cfg: Config, model_path: str | None = None, layout: Layout | None = None
             frame[f"{name}_{p}"] = s[:, j]
     with replacing_path(layout.out(VAL_PREDICTIONS)) as local:
         frame.to_parquet(local, index=False)
-    return SubmissionResult(layout.out(SUBMISSION), len(sub), fallback, layout.out(EVALUATION),
-                            report)
+    return SubmissionResult(
+        layout.out(SUBMISSION), len(sub), fallback, layout.out(EVALUATION), report
+    )

@@ -13,10 +13,10 @@ Outputs in `<working>/models/<mode>/`: `best_model.pt` (lowest validation loss),
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
 import logging
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,8 +46,11 @@ from pipekit.runlock import run_lock
 from pipekit.uri import apply_storage_options, join_uri, uri_exists
 
 log = logging.getLogger(__name__)
-TRAIN_SUBSETS = {"mlm": (SUBSET_TRAIN, SUBSET_TEST), "fps": (SUBSET_TRAIN, SUBSET_TEST),
-                 "clf": (SUBSET_TRAIN,)}
+TRAIN_SUBSETS = {
+    "mlm": (SUBSET_TRAIN, SUBSET_TEST),
+    "fps": (SUBSET_TRAIN, SUBSET_TEST),
+    "clf": (SUBSET_TRAIN,),
+}
 
 
 @dataclass(frozen=True)
@@ -115,8 +118,12 @@ def validate(model, stream: StoreStream, cfg: Config, mode: str, device, amp: bo
         batch = {k: v.to(device) for k, v in batch.items()}
         with autocast(device, amp):
             loss, logits = loss_and_output(
-                model, mode, batch, masking_rate=cfg.training.masking_rate,
-                ecfp_bits=stream.store.manifest["ecfp_bits"], generator=gen,
+                model,
+                mode,
+                batch,
+                masking_rate=cfg.training.masking_rate,
+                ecfp_bits=stream.store.manifest["ecfp_bits"],
+                generator=gen,
             )
         b = len(batch["mol_id"])
         loss_sum += float(loss) * b
@@ -125,7 +132,9 @@ def validate(model, stream: StoreStream, cfg: Config, mode: str, device, amp: bo
             labels.append(batch["labels"].cpu().numpy())
             scores.append(torch.sigmoid(logits).float().cpu().numpy())
     totals = all_gathered(d, (loss_sum, n))
-    out: dict[str, Any] = {"val_loss": sum(s for s, _ in totals) / max(sum(c for _, c in totals), 1)}
+    out: dict[str, Any] = {
+        "val_loss": sum(s for s, _ in totals) / max(sum(c for _, c in totals), 1)
+    }
     if mode == "clf":
         y = np.concatenate(labels) if labels else np.zeros((0, 3), np.int8)
         p = np.concatenate(scores) if scores else np.zeros((0, 3), np.float32)
@@ -200,11 +209,21 @@ def _run(cfg, mode, layout, model_path, resume, initial_epoch, smoke, d: Dist, d
     if initial_epoch is not None:
         state["epoch"] = initial_epoch
     stream = StoreStream(
-        store, TRAIN_SUBSETS[mode], t.batch_size, shuffle=True, seed=cfg.system.seed,
-        buffer_size=t.buffer_size, rank=d.rank, world_size=d.world_size,
+        store,
+        TRAIN_SUBSETS[mode],
+        t.batch_size,
+        shuffle=True,
+        seed=cfg.system.seed,
+        buffer_size=t.buffer_size,
+        rank=d.rank,
+        world_size=d.world_size,
     )
     val_stream = StoreStream(
-        val_store, (SUBSET_VAL,), t.batch_size, shuffle=False, rank=d.rank,
+        val_store,
+        (SUBSET_VAL,),
+        t.batch_size,
+        shuffle=False,
+        rank=d.rank,
         world_size=d.world_size,
     )
     if len(stream) == 0:
@@ -234,12 +253,22 @@ def _run(cfg, mode, layout, model_path, resume, initial_epoch, smoke, d: Dist, d
         return TrainResult(mode, out_dir, 0, loss, 0, 0.0)
 
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("%s: %d parameters on %s x %d, amp=%s; %d train / %d validation molecules",
-             mode, n_params, device, d.world_size, amp, len(stream) * d.world_size,
-             val_store.count((SUBSET_VAL,)))
+    log.info(
+        "%s: %d parameters on %s x %d, amp=%s; %d train / %d validation molecules",
+        mode,
+        n_params,
+        device,
+        d.world_size,
+        amp,
+        len(stream) * d.world_size,
+        val_store.count((SUBSET_VAL,)),
+    )
     metrics = StepMetrics(
-        "belka", f"train_{mode}", run_id(cfg.monitoring, "belka"),
-        scores={"val_loss": "Validation loss"}, loss=f"{mode} loss",
+        "belka",
+        f"train_{mode}",
+        run_id(cfg.monitoring, "belka"),
+        scores={"val_loss": "Validation loss"},
+        loss=f"{mode} loss",
     )
     speed, val = 0.0, {}
     with step_metrics(metrics, cfg.monitoring, export=d.is_main):
@@ -249,12 +278,18 @@ def _run(cfg, mode, layout, model_path, resume, initial_epoch, smoke, d: Dist, d
             model.train()
             stream.set_epoch(epoch)
             loss_sum, n, t0 = 0.0, 0, time.perf_counter()
-            bar = progress(total=len(stream), desc=f"{mode} epoch {epoch}", unit="mol",
-                           unit_scale=True, leave=False)
+            bar = progress(
+                total=len(stream),
+                desc=f"{mode} epoch {epoch}",
+                unit="mol",
+                unit_scale=True,
+                leave=False,
+            )
             # ranks' blocks may differ by a batch: Join lets a finished rank shadow the rest
             with Join([net]) if d.active else nullcontext():
-                for i, batch in enumerate(make_loader(stream, cfg.system.n_workers,
-                                                      device.type == "cuda")):
+                for i, batch in enumerate(
+                    make_loader(stream, cfg.system.n_workers, device.type == "cuda")
+                ):
                     if t.steps_per_epoch is not None and i >= t.steps_per_epoch:
                         break
                     tb = time.perf_counter()
@@ -275,28 +310,50 @@ def _run(cfg, mode, layout, model_path, resume, initial_epoch, smoke, d: Dist, d
             val = validate(model, val_stream, cfg, mode, device, amp, d)
             if not math.isfinite(val["val_loss"]):
                 raise PipelineError(f"{mode} epoch {epoch}: validation loss is {val['val_loss']}")
-            record = {"epoch": epoch, "loss": sum(s for s, _, _ in totals) / max(n_all, 1),
-                      "samples_per_s": speed, **{k: v for k, v in val.items()}}
+            record = {
+                "epoch": epoch,
+                "loss": sum(s for s, _, _ in totals) / max(n_all, 1),
+                "molecules": n_all,
+                "samples_per_s": speed,
+                **{k: v for k, v in val.items()},
+            }
             state["history"].append(record)
             state["epoch"] = epoch
             metrics.pass_done({"samples_per_s": speed, "val_loss": val["val_loss"]}, epoch)
-            log.info("%s epoch %d: loss %.4f, val loss %.4f%s", mode, epoch, record["loss"],
-                     val["val_loss"], f", val mAP {val['val_map']:.4f}" if "val_map" in val else "")
+            log.info(
+                "%s epoch %d: loss %.4f, val loss %.4f%s",
+                mode,
+                epoch,
+                record["loss"],
+                val["val_loss"],
+                f", val mAP {val['val_map']:.4f}" if "val_map" in val else "",
+            )
             improved = val["val_loss"] < state["best"]
             if improved:
                 state.update(best=val["val_loss"], best_epoch=epoch, bad=0)
             else:
                 state["bad"] += 1
             if d.is_main:
-                weights = {"model_state": model.state_dict(), "model_spec": spec.to_dict(),
-                           "epoch": epoch, "vocab_digest": vocab.digest(), "val": val}
+                weights = {
+                    "model_state": model.state_dict(),
+                    "model_spec": spec.to_dict(),
+                    "epoch": epoch,
+                    "vocab_digest": vocab.digest(),
+                    "val": val,
+                }
                 if improved:
                     save_checkpoint(join_uri(out_dir, BEST_MODEL), weights)
                 if epoch % t.checkpoint_every == 0 or state["bad"] >= t.patience:
-                    save_checkpoint(latest, weights | {
-                        "optimizer_state": opt.state_dict(), "scaler_state": scaler.state_dict(),
-                        "rng": rng_state(), "train_state": state,
-                    })
+                    save_checkpoint(
+                        latest,
+                        weights
+                        | {
+                            "optimizer_state": opt.state_dict(),
+                            "scaler_state": scaler.state_dict(),
+                            "rng": rng_state(),
+                            "train_state": state,
+                        },
+                    )
                     crashpoint("train_model.latest_saved")
     if d.is_main:
         with replacing_uri(join_uri(out_dir, HISTORY), "w") as fh:
@@ -305,5 +362,12 @@ def _run(cfg, mode, layout, model_path, resume, initial_epoch, smoke, d: Dist, d
     if not math.isfinite(state["best"]):
         raise PipelineError(f"{mode}: no epoch gave a finite validation loss (no epoch ran?)")
     best_val = next((h for h in state["history"] if h["epoch"] == state["best_epoch"]), {})
-    return TrainResult(mode, out_dir, state["best_epoch"], state["best"], state["epoch"], speed,
-                       {k: v for k, v in best_val.items() if k != "epoch"})
+    return TrainResult(
+        mode,
+        out_dir,
+        state["best_epoch"],
+        state["best"],
+        state["epoch"],
+        speed,
+        {k: v for k, v in best_val.items() if k != "epoch"},
+    )

@@ -61,18 +61,34 @@ def run(cfg: Config, layout: Layout | None = None) -> VisualizeResult:
                 recall, precision = pr_curve(y, sel[f"{name}_{p}"].to_numpy())
                 ap = report[name][group]["per_protein"][p]["ap"]
                 ax.plot(recall, precision, label=f"{name} (AP {ap:.3f})")
-                rows.append(pd.DataFrame({"protein": p, "scorer": name, "recall": recall,
-                                          "precision": precision}))
-            ax.set(title=f"{p}, {group.replace('_', '-')} blocks ({len(sel)})",
-                   xlabel="recall", ylabel="precision", ylim=(0, 1.02))
-            ax.legend(fontsize=7)
+                rows.append(
+                    pd.DataFrame(
+                        {"protein": p, "scorer": name, "recall": recall, "precision": precision}
+                    )
+                )
+            ax.set(
+                title=f"{p}, {group.replace('_', '-')} blocks ({len(sel)})",
+                xlabel="recall",
+                ylabel="precision",
+                ylim=(0, 1.02),
+            )
+            if y.any():
+                ax.legend(fontsize=7)
+            else:
+                ax.text(0.5, 0.5, "no binders here", ha="center", transform=ax.transAxes)
         data = pd.concat(rows) if rows else pd.DataFrame()
         plots.append(save_plot(fig, data, folder, f"precision_recall_{group}"))
     bars = pd.DataFrame(
         [
-            {"scorer": name, "group": group, "protein": p,
-             "ap": report[name][group]["per_protein"][p]["ap"]}
-            for name in SCORERS for group in ("shared", "non_shared") for p in PROTEINS
+            {
+                "scorer": name,
+                "group": group,
+                "protein": p,
+                "ap": report[name][group]["per_protein"][p]["ap"],
+            }
+            for name in SCORERS
+            for group in ("shared", "non_shared")
+            for p in PROTEINS
         ]
     )
     fig, ax = plt.subplots(figsize=(8, 3.8))
@@ -86,8 +102,14 @@ def run(cfg: Config, layout: Layout | None = None) -> VisualizeResult:
         if uri_exists(h_uri):
             with open_uri(h_uri, "r") as fh:
                 for h in json.load(fh):
-                    curves.append({"mode": mode, "epoch": h["epoch"], "loss": h["loss"],
-                                   "val_loss": h["val_loss"]})
+                    curves.append(
+                        {
+                            "mode": mode,
+                            "epoch": h["epoch"],
+                            "loss": h["loss"],
+                            "val_loss": h["val_loss"],
+                        }
+                    )
     if curves:
         hist = pd.DataFrame(curves)
         fig, axes = plt.subplots(1, len(hist["mode"].unique()), figsize=(12, 3.5), squeeze=False)
