@@ -8,9 +8,10 @@ DEMO_ESM ?= demo_esm2
 # in $(RHEIDAE)/config: pre_process.yaml, model.yaml, train_parms.yaml
 RHEIDAE ?= demo_rheidae
 RH_CFG = --config $(RHEIDAE)/config/model.yaml --train-parms $(RHEIDAE)/config/train_parms.yaml
+DEMO_BELKA ?= demo_belka
 
-.PHONY: venv demo demo-voxelflex demo-esm2pairs demo-rheidae test lint bench bench-esm2pairs \
-	bench-rheidae compile constraints clean rheidae-setup rheidae-install rheidae-preprocess \
+.PHONY: venv demo demo-voxelflex demo-esm2pairs demo-rheidae demo-belka test lint bench \
+	bench-esm2pairs bench-rheidae bench-belka compile constraints clean rheidae-setup rheidae-install rheidae-preprocess \
 	rheidae-train rheidae-train-residual rheidae-smoke rheidae-clean
 
 # torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build.
@@ -25,7 +26,7 @@ $(BIN)/voxelflex: pyproject.toml images/constraints.txt
 venv: $(BIN)/voxelflex
 
 # The main jobs: each whole Kubeflow pipeline on its demo data, here, through kfp.local.
-demo: demo-voxelflex demo-esm2pairs demo-rheidae
+demo: demo-voxelflex demo-esm2pairs demo-rheidae demo-belka
 
 demo-voxelflex: venv
 	$(BIN)/voxelflex demo-data --out $(DEMO)
@@ -39,6 +40,11 @@ demo-rheidae: venv
 	$(BIN)/rheidae demo-data --out $(RHEIDAE)
 	$(BIN)/rheidae pipeline run --local --pre-process $(RHEIDAE)/config/pre_process.yaml $(RH_CFG) \
 		--pipeline-root $(RHEIDAE)/kfp_local
+
+demo-belka: venv
+	$(BIN)/belka demo-data --out $(DEMO_BELKA)
+	$(BIN)/belka pipeline run --local --config $(DEMO_BELKA)/config.yaml \
+		--pipeline-root $(DEMO_BELKA)/kfp_local
 
 rheidae-setup rheidae-install: venv
 
@@ -62,6 +68,7 @@ compile: venv
 	$(BIN)/voxelflex pipeline compile
 	$(BIN)/esm2pairs pipeline compile
 	$(BIN)/rheidae pipeline compile
+	$(BIN)/belka pipeline compile
 
 # after changing a dependency: pin what is now installed (then run the tests on it)
 constraints: venv
@@ -81,6 +88,10 @@ bench: venv
 	$(BIN)/python bench/bench_ddp.py
 	$(BIN)/python bench/bench_esm2pairs.py
 	$(BIN)/python bench/bench_rheidae.py
+	$(BIN)/python bench/bench_belka.py
+
+bench-belka: venv
+	$(BIN)/python bench/bench_belka.py
 
 bench-rheidae: venv
 	$(BIN)/python bench/bench_rheidae.py
@@ -89,4 +100,4 @@ bench-esm2pairs: venv
 	$(BIN)/python bench/bench_esm2pairs.py
 
 clean:
-	rm -rf $(DEMO) $(DEMO_ESM) $(RHEIDAE) outputs processed bench_out .pytest_cache
+	rm -rf $(DEMO) $(DEMO_ESM) $(RHEIDAE) $(DEMO_BELKA) outputs processed bench_out .pytest_cache

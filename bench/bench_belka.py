@@ -1,0 +1,175 @@
+"""Belka benchmarks, ratios of measurements taken side by side here.
+
+1. Featurizing: tokenize + ECFP (what make_dataset does per molecule) against RDKit's
+   parse + Morgan fingerprint alone, molecules/s on one core.
+2. The training stream (shuffled, batched, as train_model reads it) against a raw read of
+   the same store (each shard decompressed, nothing else), molecules/s.
+3. Bytes per molecule: the feature store against the parquet it is made from, and against
+   the BELKA inputs (train + test parquet, one row per molecule and protein).
+4. generate_parquet's peak memory against its input rows (a subprocess per size; larger
+   inputs are the demo's rows repeated with distinct SMILES strings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rdkit import Chem
+from rdkit.Chem import rdFingerprintGenerator
+
+from belka.config import load_config
+from belka.data.dataset import StoreStream, make_loader
+from belka.data.store import Store
+from belka.demo import make_demo
+from belka.features import Featurizer
+from belka.steps import create_val_dataset, generate_parquet, get_vocab, make_dataset
+from belka.tokenizer import Vocab
+from pipekit.progress import set_progress
+
+
+def bench_featurize(work: Path, n: int) -> None:
+    smiles = pd.read_parquet(work / "belka.parquet")["molecule_smiles"].tolist()[:n]
+    f = Featurizer(Vocab.load(str(work / "vocab.txt")), 128, 2, 1024)
+    gen = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=1024)
+
+    def rdkit_only() -> float:
+        t0 = time.perf_counter()
+        for s in smiles:
+            gen.GetFingerprintAsNumPy(Chem.MolFromSmiles(s))
+        return len(smiles) / (time.perf_counter() - t0)
+
+    def featurize() -> float:
+        t0 = time.perf_counter()
+        for s in smiles:
+            f(s)
+        return len(smiles) / (time.perf_counter() - t0)
+
+    # interleaved, best of three each: neither side gets the warm caches alone
+    runs = [(rdkit_only(), featurize()) for _ in range(3)]
+    rdkit_rate, ours = max(r[0] for r in runs), max(r[1] for r in runs)
+    print(f"  RDKit parse + Morgan alone: {rdkit_rate:,.0f} molecules/s per core")
+    print(f"  tokenize + ECFP (make_dataset): {ours:,.0f} molecules/s per core")
+    print(f"  ours / RDKit alone: {ours / rdkit_rate:.2f}x")
+
+
+def bench_loader(work: Path, batch: int, repeat: int) -> None:
+    base = Store.open(str(work / "belka.tfr"))
+    # the store's shards listed `repeat` times: a larger store without featurizing more
+    store = Store(base.uri, base.manifest | {"shards": base.shards * repeat})
+    t0 = time.perf_counter()
+    n = sum(len(store.read(i)["mol_id"]) for i in range(len(store.shards)))
+    raw = n / (time.perf_counter() - t0)
+    print(f"  raw read of the store ({n:,} molecules): {raw:,.0f} molecules/s")
+    for workers in (0, 2):
+        stream = StoreStream(store, (0, 1, 2), batch, shuffle=True, seed=0, buffer_size=20_000)
+        t0 = time.perf_counter()
+        seen = sum(len(b["mol_id"]) for b in make_loader(stream, workers))
+        rate = seen / (time.perf_counter() - t0)
+        print(
+            f"  training stream, {workers} workers: {rate:,.0f} molecules/s "
+            f"({rate / raw:.2f}x the raw read)"
+        )
+
+
+def bench_bytes(root: Path, work: Path) -> None:
+    store = Store.open(str(work / "belka.tfr"))
+    store_bytes = sum(p.stat().st_size for p in (work / "belka.tfr").glob("shard-*.npz"))
+    mols = store.rows
+    parquet = (work / "belka.parquet").stat().st_size
+    inputs = sum((root / "raw" / f).stat().st_size for f in ("train.parquet", "test.parquet"))
+    print(f"  store: {store_bytes / mols:,.0f} bytes/molecule (tokens, 1024 ECFP bits, labels)")
+    print(
+        f"  belka.parquet: {parquet / mols:,.0f} bytes/molecule "
+        f"(store / parquet {store_bytes / parquet:.2f}x)"
+    )
+    print(
+        f"  BELKA inputs (train + test parquet): {inputs / mols:,.0f} bytes/molecule "
+        f"(store / inputs {store_bytes / inputs:.2f}x)"
+    )
+
+
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report the
+# parent's (this process holds the big input table when it starts the child)
+RSS_PROBE = """
+import json, sys
+from belka.config import load_config
+from belka.steps import generate_parquet
+from pipekit.progress import set_progress
+set_progress(False)
+res = generate_parquet.run(load_config(sys.argv[1]))
+hwm = [x for x in open("/proc/self/status") if x.startswith("VmHWM")][0].split()[1]
+print(json.dumps({"rss_mb": int(hwm) / 1024,
+                  "molecules": res.molecules, "buckets": res.buckets}))
+"""
+
+
+def bench_memory(root: Path, tmp: Path, sizes: list[int], bucket_rows: int) -> None:
+    train = pd.read_parquet(root / "raw" / "train.parquet")
+    for rows in sizes:
+        folder = tmp / f"rss_{rows}"
+        (folder / "raw").mkdir(parents=True)
+        reps = -(-rows // len(train))
+        big = pd.concat([train] * reps, ignore_index=True).iloc[:rows].copy()
+        copy = np.repeat(np.arange(reps), len(train))[:rows]
+        big["molecule_smiles"] = big["molecule_smiles"] + "." + pd.Series(copy).astype(str)
+        big["id"] = np.arange(rows)
+        big.to_parquet(folder / "raw" / "train.parquet", index=False, row_group_size=100_000)
+        del big
+        (folder / "raw" / "test.parquet").write_bytes((root / "raw" / "test.parquet").read_bytes())
+        cfg = {
+            "data": {
+                "root": str(folder / "raw"),
+                "working": str(folder / "work"),
+                "extra_file": None,
+            },
+            "features": {"rows_per_bucket": bucket_rows},
+        }
+        (folder / "config.yaml").write_text(json.dumps(cfg))
+        t0 = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, "-c", RSS_PROBE, str(folder / "config.yaml")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(
+            f"  {rows:>10,} rows ({r['buckets']} buckets): peak RSS {r['rss_mb']:,.0f} MB, "
+            f"{time.perf_counter() - t0:.1f} s"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--molecules", type=int, default=8000)
+    ap.add_argument("--rss-rows", type=int, nargs="+", default=[300_000, 1_000_000, 3_000_000])
+    ap.add_argument("--bucket-rows", type=int, default=250_000)
+    args = ap.parse_args()
+    set_progress(False)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        demo = make_demo(tmp / "demo", n_train=args.molecules, n_test=1000, n_extra=500)
+        cfg = load_config(str(demo.config), ["system.n_workers=0"])
+        for step in (generate_parquet, get_vocab, make_dataset, create_val_dataset):
+            step.run(cfg)
+        work = Path(cfg.data.working)
+        print("1. featurizing")
+        bench_featurize(work, 3000)
+        print("2. loader")
+        bench_loader(work, 2048, 20)  # the plan's training.batch_size
+        print("3. size")
+        bench_bytes(demo.root, work)
+        print(f"4. generate_parquet memory (rows_per_bucket {args.bucket_rows:,})")
+        bench_memory(demo.root, tmp, args.rss_rows, args.bucket_rows)
+
+
+if __name__ == "__main__":
+    main()
