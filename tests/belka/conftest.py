@@ -3,7 +3,10 @@ with RDKit, read only), and per-test configs whose outputs go under the test's f
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,3 +72,14 @@ def prepared(tmp_path_factory: pytest.TempPathFactory, belka_demo: Demo) -> Path
 def prepared_cfg(prepared: Path, tmp_path: Path, belka_demo: Demo):
     shutil.copytree(prepared / "work", tmp_path / "work")
     return load_config(str(write_config(tmp_path, belka_demo)))
+
+
+def run_belka(config: Path, *args: str, crash: str | None = None) -> subprocess.CompletedProcess:
+    """`python -m belka --quiet --config CONFIG ARGS` in its own process; `crash` names a
+    crash point where it kills itself (`PIPEKIT_CRASH_AT`)."""
+    env = {k: v for k, v in os.environ.items() if k != "PIPEKIT_CRASH_AT"}
+    env["OMP_NUM_THREADS"] = "1"
+    if crash:
+        env["PIPEKIT_CRASH_AT"] = crash
+    cmd = [sys.executable, "-m", "belka", "--quiet", "--config", str(config), *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

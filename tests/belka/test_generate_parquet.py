@@ -91,6 +91,21 @@ def _copy_raw(belka_demo, tmp_path: Path) -> Path:
     return raw
 
 
+def _generate(config: Path, raw: Path) -> int:
+    """The CLI's generate_parquet on the inputs in `raw` (its exit code)."""
+    return main(
+        [
+            "--quiet",
+            "--config",
+            str(config),
+            "--step",
+            "generate_parquet",
+            "--set",
+            f"data.root={raw}",
+        ]
+    )
+
+
 def _cfg(tmp_path: Path, belka_demo, raw: Path):
     path = write_config(tmp_path, belka_demo)
     return path, load_config(str(path), [f"data.root={raw}"])
@@ -134,17 +149,7 @@ def test_broken_inputs_are_one_line_errors(tmp_path, belka_demo, capsys, damage,
     path, cfg = _cfg(tmp_path, belka_demo, raw)
     with pytest.raises(InputDataError, match="parquet"):
         generate_parquet.run(cfg)
-    code = main(
-        [
-            "--quiet",
-            "--config",
-            str(path),
-            "--step",
-            "generate_parquet",
-            "--set",
-            f"data.root={raw}",
-        ]
-    )
+    code = _generate(path, raw)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0], err
 
@@ -153,17 +158,7 @@ def test_an_extra_csv_without_its_columns_names_them(tmp_path, belka_demo, capsy
     raw = _copy_raw(belka_demo, tmp_path)
     pd.DataFrame({"smiles": ["CCO"], "count": [1]}).to_csv(raw / "DNA_Labeled_Data.csv")
     path, _ = _cfg(tmp_path, belka_demo, raw)
-    code = main(
-        [
-            "--quiet",
-            "--config",
-            str(path),
-            "--step",
-            "generate_parquet",
-            "--set",
-            f"data.root={raw}",
-        ]
-    )
+    code = _generate(path, raw)
     err = capsys.readouterr().err.strip()
     assert code == 2 and "DNA_Labeled_Data.csv: missing columns" in err
     assert "new_structure" in err and len(err.splitlines()) == 1

@@ -3,9 +3,6 @@ parse, and the stream's exactly-once pass over workers and ranks (local and S3).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +14,7 @@ from belka.data.dataset import StoreStream, make_loader
 from belka.data.store import Store
 from belka.steps import create_val_dataset, generate_parquet, get_vocab, make_dataset
 from belka.tokenizer import Vocab
-from tests.belka.conftest import write_config
+from tests.belka.conftest import run_belka, write_config
 
 
 def _ids(stream: StoreStream, workers: int) -> list[int]:
@@ -82,33 +79,16 @@ def test_each_molecule_once_per_pass_over_ranks_and_workers(prepared: Path, work
     assert other != first and sorted(other) == sorted(first)
 
 
-def _run_make_dataset(config: Path, crash: str | None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "PIPEKIT_CRASH_AT"}
-    if crash:
-        env["PIPEKIT_CRASH_AT"] = crash
-    cmd = [
-        sys.executable,
-        "-m",
-        "belka",
-        "--quiet",
-        "--config",
-        str(config),
-        "--step",
-        "make_dataset",
-    ]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-
-
 def test_a_killed_make_dataset_resumes_to_the_same_store(tmp_path, belka_demo) -> None:
     config = write_config(tmp_path / "a", belka_demo)
     cfg = load_config(str(config))
     generate_parquet.run(cfg)
     get_vocab.run(cfg)
-    killed = _run_make_dataset(config, "make_dataset.shard_written:3")
+    killed = run_belka(config, "--step", "make_dataset", crash="make_dataset.shard_written:3")
     assert killed.returncode == -9, killed.stderr
     work = tmp_path / "a" / "work" / "belka.tfr"
     assert not (work / "manifest.json").exists()  # an unfinished store reads as unfinished
-    done = _run_make_dataset(config, None)
+    done = run_belka(config, "--step", "make_dataset")
     assert done.returncode == 0, done.stderr
     assert "(3 kept from an earlier run)" in done.stdout
     clean = write_config(tmp_path / "b", belka_demo)

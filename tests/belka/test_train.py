@@ -16,6 +16,7 @@ import torch
 from belka.cli import main
 from belka.steps import train_model
 from pipekit.checkpoint import load_checkpoint
+from tests.belka.conftest import run_belka
 from tests.conftest import free_port
 
 
@@ -48,15 +49,6 @@ def test_each_mode_starts_from_the_previous_modes_encoder(prepared_cfg, monkeypa
     assert 0 <= history[-1]["val_map"] <= 1
 
 
-def _cli(config: Path, *args: str, crash: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "PIPEKIT_CRASH_AT"}
-    env["OMP_NUM_THREADS"] = "1"
-    if crash:
-        env["PIPEKIT_CRASH_AT"] = crash
-    cmd = [sys.executable, "-m", "belka", "--quiet", "--config", str(config), *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-
-
 @pytest.mark.slow
 def test_a_killed_training_resumes_to_the_same_weights(prepared_cfg, tmp_path: Path) -> None:
     from belka.config import SCHEMA
@@ -64,18 +56,18 @@ def test_a_killed_training_resumes_to_the_same_weights(prepared_cfg, tmp_path: P
     config = tmp_path / "run.yaml"
     SCHEMA.save_resolved(prepared_cfg, str(config))
     args = ("--step", "train_model", "--mode", "clf", "--set", "training.epochs=3")
-    killed = _cli(config, *args, crash="train_model.latest_saved:2")
+    killed = run_belka(config, *args, crash="train_model.latest_saved:2")
     assert killed.returncode == -9, killed.stderr[-2000:]
     models = Path(prepared_cfg.data.working) / "models" / "clf"
     assert load_checkpoint(str(models / "latest_model.pt"))["epoch"] == 2
-    resumed = _cli(config, *args, "--resume")
+    resumed = run_belka(config, *args, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     after = load_checkpoint(str(models / "latest_model.pt"))
     # the same run, never killed, in a copy of the inputs
     shutil.copytree(
         prepared_cfg.data.working, tmp_path / "whole", ignore=shutil.ignore_patterns("models")
     )
-    whole = _cli(config, *args, "--output_dir", str(tmp_path / "whole"))
+    whole = run_belka(config, *args, "--output_dir", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr[-2000:]
     ref = load_checkpoint(str(tmp_path / "whole" / "models" / "clf" / "latest_model.pt"))
     assert after["epoch"] == ref["epoch"] == 3
