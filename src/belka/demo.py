@@ -108,12 +108,6 @@ ALIPHATIC = [
 CORE = "[*:1]c1nc([*:2])nc([*:3])n1"
 LINKER = "[*:9]N[Dy]"
 
-RULES = {
-    "BRD4": ("[CH3]c1onc([CH3])c1", "BB1_AROMATIC"),
-    "HSA": ("[CX3](=O)[OX2H1]", "[c][F,Cl,Br]"),
-    "sEH": ("[NX3][CX3](=O)[NX3]", None),
-}
-
 
 def _zip(*parts: str) -> Chem.Mol:
     mol = Chem.molzip(Chem.MolFromSmiles(".".join(parts)))
@@ -141,23 +135,21 @@ def block_smiles(frag: str) -> str:
 
 
 class Rule:
+    """The binding rule of the module docstring, per protein."""
+
     def __init__(self) -> None:
-        self.pat = {
-            p: tuple(Chem.MolFromSmarts(s) if s and "[" in s else s for s in r)
-            for p, r in RULES.items()
-        }
-        self.aromatic_bb1 = {
-            f: Chem.MolFromSmiles(f).GetAromaticAtoms().__len__() > 0 for f in AMINO_ACIDS
-        }
+        self.isoxazole = Chem.MolFromSmarts("[CH3]c1onc([CH3])c1")
+        self.acid = Chem.MolFromSmarts("[CX3](=O)[OX2H1]")
+        self.aryl_halide = Chem.MolFromSmarts("[c][F,Cl,Br]")
+        self.urea = Chem.MolFromSmarts("[NX3][CX3](=O)[NX3]")
+        self.aromatic_bb1 = {f: bool(Chem.MolFromSmiles(f).GetAromaticAtoms()) for f in AMINO_ACIDS}
 
     def positive(self, mol: Chem.Mol, bb1: str) -> dict[str, bool]:
-        brd4_pat, _ = self.pat["BRD4"]
-        hsa_acid, hsa_halo = self.pat["HSA"]
-        seh_urea, _ = self.pat["sEH"]
+        has = mol.HasSubstructMatch
         return {
-            "BRD4": mol.HasSubstructMatch(brd4_pat) and self.aromatic_bb1[bb1],
-            "HSA": mol.HasSubstructMatch(hsa_acid) and mol.HasSubstructMatch(hsa_halo),
-            "sEH": mol.HasSubstructMatch(seh_urea) and not self.aromatic_bb1[bb1],
+            "BRD4": has(self.isoxazole) and self.aromatic_bb1[bb1],
+            "HSA": has(self.acid) and has(self.aryl_halide),
+            "sEH": has(self.urea) and not self.aromatic_bb1[bb1],
         }
 
 
@@ -188,7 +180,7 @@ def _library(n: int, bb1s: list[str], pool: list[str], rng, must: list[str] | No
     return sorted(seen)
 
 
-def _molecules(combos, rule: Rule, rng, labelled: bool) -> pd.DataFrame:
+def _molecules(combos, rule: Rule, rng) -> list:
     rows = []
     for a, b, c in combos:
         mol = _zip(CORE, a, b.replace("[*:7]", "[*:2]"), c.replace("[*:7]", "[*:3]"), LINKER)
@@ -253,7 +245,7 @@ def make_demo(
     n_new = max(2, len(pool) // 8)
     test_only, train_pool = pool[:n_new], pool[n_new:]
     rule = Rule()
-    train_rows = _molecules(_library(n_train, AMINO_ACIDS, train_pool, rng), rule, rng, True)
+    train_rows = _molecules(_library(n_train, AMINO_ACIDS, train_pool, rng), rule, rng)
     shared = _library(n_test // 2, AMINO_ACIDS, train_pool, rng)
     taken = {(r[0], r[1], r[2]) for r in train_rows}
     shared = [
@@ -262,12 +254,12 @@ def make_demo(
         if (block_smiles(c[0]), block_smiles(c[1]), block_smiles(c[2])) not in taken
     ]
     new = _library(n_test - len(shared), AMINO_ACIDS, train_pool, rng, must=test_only)
-    test_rows = _molecules(shared + new, rule, rng, False)
+    test_rows = _molecules(shared + new, rule, rng)
     train = _long(train_rows, 0, True)
     test = _long(test_rows, len(train), False)
     pq.write_table(pa.Table.from_pandas(train, preserve_index=False), raw / "train.parquet")
     pq.write_table(pa.Table.from_pandas(test, preserve_index=False), raw / "test.parquet")
-    extra_rows = _molecules(_library(n_extra, AMINO_ACIDS, train_pool, rng), rule, rng, True)
+    extra_rows = _molecules(_library(n_extra, AMINO_ACIDS, train_pool, rng), rule, rng)
     extra = pd.DataFrame(
         {
             "new_structure": [r[3] for r in extra_rows],
