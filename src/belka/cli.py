@@ -14,6 +14,7 @@ from pipekit.cli import (
     add_pipeline_commands,
     log_level,
     print_local_run,
+    require_local,
     run_main,
     start_logging,
 )
@@ -163,11 +164,7 @@ def cmd_demo_data(args: argparse.Namespace) -> None:
 def cmd_pipeline_run(args: argparse.Namespace) -> None:
     from belka.pipeline_run import publish, run_local
 
-    if not args.local:
-        raise PipelineError(
-            "pipeline run needs --local (kfp.local on this machine); on a cluster, upload "
-            "pipelines/compiled/belka_pipeline.yaml in the Kubeflow UI"
-        )
+    require_local(args, "belka_pipeline")
     start_logging(log_level("WARNING", args), args, None, False)
     run = run_local(args.config, args.overrides, args.pipeline_root)
     print_local_run(run)

@@ -12,10 +12,10 @@ from pipekit.cli import (
     add_pipeline_commands,
     log_level,
     print_local_run,
+    require_local,
     run_main,
     start_logging,
 )
-from pipekit.errors import PipelineError
 
 log = logging.getLogger("esm2pairs")
 
@@ -126,11 +126,7 @@ def cmd_pipeline_run(args: argparse.Namespace) -> None:
     from esm2pairs.pipeline_run import publish, run_local
     from pipekit.logging_setup import setup_logging
 
-    if not args.local:
-        raise PipelineError(
-            "pipeline run needs --local (kfp.local on this machine); on a cluster, upload "
-            "pipelines/compiled/esm2pairs_pipeline.yaml in the Kubeflow UI"
-        )
+    require_local(args, "esm2pairs_pipeline")
     setup_logging(log_level("WARNING", args))
     cfg = load_config(args.config or args.config_bundle, args.overrides)
     from pipekit.uri import join_uri

@@ -214,6 +214,16 @@ def add_gate_command(sub: Any, label: str, judge: Callable[[], Any]) -> None:
     p.set_defaults(func=cmd_gate)
 
 
+def require_local(args: argparse.Namespace, pipeline: str) -> None:
+    """`<system> pipeline run` runs a pipeline here, through kfp.local, only with --local;
+    on a cluster its compiled YAML is uploaded instead."""
+    if not args.local:
+        raise PipelineError(
+            "pipeline run needs --local (kfp.local on this machine); on a cluster, upload "
+            f"pipelines/compiled/{pipeline}.yaml in the Kubeflow UI"
+        )
+
+
 def print_local_run(run: Any) -> None:
     """Each task's outputs of a local pipeline run, with the metrics they logged."""
     print(f"pipeline run: {run.run_dir}")

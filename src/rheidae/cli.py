@@ -10,10 +10,10 @@ from pipekit.cli import (
     add_pipeline_commands,
     log_level,
     print_local_run,
+    require_local,
     run_main,
     start_logging,
 )
-from pipekit.errors import PipelineError
 
 
 def _training_args(p: argparse.ArgumentParser) -> None:
@@ -100,11 +100,7 @@ def cmd_visualize(args: argparse.Namespace) -> None:
 def cmd_pipeline_run(args: argparse.Namespace) -> None:
     from rheidae.pipeline_run import publish, run_local
 
-    if not args.local:
-        raise PipelineError(
-            "pipeline run needs --local (kfp.local on this machine); on a cluster, upload "
-            "pipelines/compiled/rheidae_pipeline.yaml in the Kubeflow UI"
-        )
+    require_local(args, "rheidae_pipeline")
     start_logging(log_level("WARNING", args), args, None, False)
     run = run_local(
         args.pre_process,

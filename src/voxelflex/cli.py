@@ -11,6 +11,7 @@ from pipekit.cli import (
     add_gate_command,
     add_pipeline_commands,
     print_local_run,
+    require_local,
     run_main,
     start_logging,
 )
@@ -181,11 +182,7 @@ def cmd_pipeline_run(args: argparse.Namespace) -> None:
     from voxelflex.paths import RunPaths
     from voxelflex.pipeline_run import publish, run_local
 
-    if not args.local:
-        raise PipelineError(
-            "pipeline run needs --local (kfp.local on this machine); on a cluster, upload "
-            "pipelines/compiled/voxelflex_pipeline.yaml in the Kubeflow UI"
-        )
+    require_local(args, "voxelflex_pipeline")
     cfg = _prepare(args)
     root = args.pipeline_root or join_uri(RunPaths.from_config(cfg).run_dir, "kfp_local")
     if not is_local(root):
