@@ -33,34 +33,41 @@ class ReleaseMismatch(PipelineError):
     """The code that would run is not the code that was released or compiled."""
 
 
-def _package_roots() -> list[Path]:
-    """The folders of the distribution's packages as installed, with each system's KFP face
-    (`<system>.components`, installed from another folder)."""
+def _package_roots() -> list[tuple[str, Path]]:
+    """(dotted name, folder) of the distribution's packages as installed, with each system's
+    KFP face (`<system>.components`, installed from another folder in a checkout and inside
+    its system's folder in an image)."""
+    from importlib.util import find_spec
+
     names = sorted(n for n, d in metadata.packages_distributions().items() if DIST in d)
     roots = []
     for name in names:
         for mod_name in (name, f"{name}.components"):
-            try:
-                mod = __import__(mod_name, fromlist=["__file__"])
-            except ImportError:  # no KFP face, or one that needs kfp (not installed)
+            # found, not imported: inside a running step kfp.dsl has no `component` decorator
+            # (the KFP runtime leaves it out), so importing the components would fail there
+            spec = find_spec(mod_name)
+            if spec is None or not spec.origin:  # no KFP face
                 continue
-            roots.append(Path(mod.__file__).parent)
+            roots.append((mod_name, Path(spec.origin).parent))
     return roots
 
 
 def code_digest() -> str:
     """SHA-256 (16 hex) of the project's Python code and packaged config, as installed (the
-    compiled pipeline YAML is left out: it carries the digest)."""
-    roots = _package_roots()
-    h = hashlib.sha256()
-    seen: set[Path] = set()
-    for root in roots:
-        for path in sorted(root.rglob("*")):
-            if path.suffix not in (".py", ".yaml") or "compiled" in path.parts or path in seen:
+    compiled pipeline YAML is left out: it carries the digest). Files are named by their
+    place in the package tree, not on disk, so an editable checkout and an image installed
+    from it agree."""
+    files: dict[str, Path] = {}
+    for mod_name, root in _package_roots():
+        for path in root.rglob("*"):
+            if path.suffix not in (".py", ".yaml") or "compiled" in path.parts:
                 continue
-            seen.add(path)
-            h.update(f"{root.name}/{path.relative_to(root).as_posix()}\n".encode())
-            h.update(path.read_bytes())
+            rel = path.relative_to(root).as_posix()
+            files.setdefault(f"{mod_name.replace('.', '/')}/{rel}", path)
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(f"{name}\n".encode())
+        h.update(files[name].read_bytes())
     return h.hexdigest()[:16]
 
 
