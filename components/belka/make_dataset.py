@@ -20,6 +20,11 @@ def make_dataset(
     """
     from belka import kfp_io
     from belka.steps import make_dataset as step
+    from pipekit.kfp_io import fetch_folder, work_location
 
-    cfg = kfp_io.component_config(settings, "", store)
-    step.run(cfg, kfp_io.layout(cfg, molecules=molecules, vocab=vocab, store=store))
+    # shards go where a retried task (a fresh pod, an empty output folder) finds them, and
+    # it redoes only the missing ones
+    work = work_location(store)
+    cfg = kfp_io.component_config(settings, "", work, log_folder=store)
+    step.run(cfg, kfp_io.layout(cfg, molecules=molecules, vocab=vocab, store=work))
+    fetch_folder(work, store)  # the launcher uploads the store from its local folder

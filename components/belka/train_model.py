@@ -31,12 +31,15 @@ def train_model(
     """
     from belka import kfp_io
     from belka.steps import train_model as step
-    from pipekit.kfp_io import log_metrics
+    from pipekit.kfp_io import fetch_folder, log_metrics, work_location
 
-    cfg = kfp_io.component_config(settings, "", model)
-    layout = kfp_io.layout(cfg, store=store, val_store=val_store, vocab=vocab, models={mode: model})
+    # checkpoints go where a retried task (a fresh pod, an empty output folder) finds them
+    work = work_location(model)
+    cfg = kfp_io.component_config(settings, "", work, log_folder=model)
+    layout = kfp_io.layout(cfg, store=store, val_store=val_store, vocab=vocab, models={mode: work})
     start = kfp_io.best_model(previous) if previous is not None else None
     res = step.run(cfg, mode, model_path=start, resume=True, layout=layout)
+    fetch_folder(work, model)  # the launcher uploads the model from its local folder
     values = {
         "best_val_loss": res.best_val_loss,
         "best_epoch": res.best_epoch,

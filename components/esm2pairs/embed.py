@@ -28,7 +28,11 @@ def embed(
     """
     from esm2pairs import kfp_io
     from esm2pairs.steps import embed as step
-    from pipekit.kfp_io import log_metrics
+    from pipekit.kfp_io import log_metrics, same_task
+
+    # the cache is written in place (by URI): a retried task keeps what its killed attempt
+    # finished, taking over that attempt's hold on the cache at once
+    same_task(run_info)
 
     cfg = kfp_io.component_config(
         settings,

@@ -25,14 +25,17 @@ def train(
     """
     from esm2pairs import kfp_io
     from esm2pairs.steps import train as step
-    from pipekit.kfp_io import log_metrics
+    from pipekit.kfp_io import fetch_folder, log_metrics, work_location
 
+    # checkpoints go where a retried task (a fresh pod, an empty output folder) finds them
+    work = work_location(model)
     cfg = kfp_io.component_config(
         settings,
-        {"pairs_dir": pair_sets, "embeddings_dir": embeddings_uri, "run_dir": model},
+        {"pairs_dir": pair_sets, "embeddings_dir": embeddings_uri, "run_dir": work},
         model,
     )
     res = step.run(cfg, resume=True)
+    fetch_folder(work, model)  # the launcher uploads the model from its local folder
     log_metrics(
         metrics,
         {

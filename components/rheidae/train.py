@@ -23,13 +23,15 @@ def train(
         model: best_model.pt, training_history.json, checkpoints/, resolved configs.
         metrics: best validation MSE, its epoch, epochs run, samples/s.
     """
-    from pipekit.kfp_io import log_metrics
+    from pipekit.kfp_io import fetch_folder, log_metrics, work_location
     from rheidae import kfp_io
     from rheidae.steps import train as step
 
-    res = step.run(
-        kfp_io.training_setup(settings, preprocessed, model, predict_residual), resume=True
-    )
+    # checkpoints go where a retried task (a fresh pod, an empty output folder) finds them
+    work = work_location(model)
+    setup = kfp_io.training_setup(settings, preprocessed, work, predict_residual, model)
+    res = step.run(setup, resume=True)
+    fetch_folder(work, model)  # the launcher uploads the model from its local folder
     log_metrics(
         metrics,
         {

@@ -32,25 +32,24 @@ def train(
             scaling), training_history.json and the training log.
         metrics: best validation Pearson r, epochs run, final losses and samples/s.
     """
-    import os
-
-    from pipekit.runlock import OWNER_ENV
     from voxelflex import kfp_io
     from voxelflex.steps import train as step
 
+    # checkpoints go where a retried task (a fresh pod, an empty output folder) finds them,
+    # and it resumes from the last one (none on the first attempt: it starts)
+    work = kfp_io.work_location(model)
     cfg = kfp_io.component_config(
         settings,
-        run_dir=model,
+        run_dir=work,
         processed_dir=metadata,
         overrides=kfp_io.training_overrides(
             voxel_file, architecture, num_epochs, batch_size, learning_rate
         ),
+        log_folder=model,
     )
-    kfp_io.copy_files(metadata, model, ["models/temp_scaling_params.json"])
-    # a retried task writes to the same artifact: it resumes from the checkpoint its failed
-    # attempt left there (none on the first attempt: it starts), and takes over its lease
-    os.environ[OWNER_ENV] = model.uri
+    kfp_io.copy_files(metadata, work, ["models/temp_scaling_params.json"])
     result = step.run(cfg, resume="auto")
+    kfp_io.fetch_folder(work, model)  # the launcher uploads the model from its local folder
     kfp_io.log_metrics(
         metrics,
         {

@@ -22,8 +22,11 @@ def folder(artifact: Location) -> str:
     return location(artifact).rstrip("/")
 
 
-def component_config(settings: Mapping[str, Any], raw_dir: str, out: Location) -> Config:
-    """The config a component runs with; it logs into its output folder `out`."""
+def component_config(
+    settings: Mapping[str, Any], raw_dir: str, out: Location, log_folder: Location | None = None
+) -> Config:
+    """The config a component runs with, writing to `out` (its output folder, or where it
+    works: `pipekit.kfp_io.work_location`); it logs into `log_folder` (default `out`)."""
     out_dir = folder(out)
     values = component_settings(settings, (), run_dir=out_dir)
     data = values.setdefault("data", {})
@@ -33,7 +36,8 @@ def component_config(settings: Mapping[str, Any], raw_dir: str, out: Location) -
     data.update(root=raw_dir or ".", working=out_dir)
     cfg = SCHEMA.from_dict(values, "pipeline settings")
     apply_storage_options(cfg.data.storage_options)
-    setup_logging(cfg.logging.level, join_uri(out_dir, "logs", "belka.log"))
+    logs = folder(log_folder) if log_folder is not None else out_dir
+    setup_logging(cfg.logging.level, join_uri(logs, "logs", "belka.log"))
     set_progress(cfg.logging.show_progress)
     return cfg
 

@@ -131,6 +131,31 @@ def fetch_folder(uri: str, artifact: Location) -> None:
     fs.get(path.rstrip("/") + "/", local_path(where).rstrip("/") + "/", recursive=True)
 
 
+def same_task(artifact: ArtifactLike) -> None:
+    """Name this attempt by the task's output `artifact` (its URI is the same for every
+    attempt of a task), so a retry takes over at once the run folder lease a killed attempt
+    of the same task still holds (`pipekit.runlock`), instead of waiting for it to expire."""
+    from pipekit.runlock import OWNER_ENV
+
+    os.environ[OWNER_ENV] = artifact.uri
+
+
+def work_location(artifact: ArtifactLike) -> str:
+    """Where a long step (training, a store it builds) keeps its work while it runs, so that
+    a retry resumes from it. Under the KFP launcher an output's local folder is empty on every
+    attempt and uploaded only after success, so the work goes straight to the artifact's
+    object-store URI (the same for every attempt of a task) and `fetch_folder` copies it into
+    the local folder once the step is done. Where the artifact's folder is the artifact
+    (kfp.local), it is that folder, which survives a failed attempt. Either way this attempt
+    is named as its task's (`same_task`)."""
+    same_task(artifact)
+    where = location(artifact)
+    remote = fsspec_uri(artifact.uri)
+    if is_local(where) and not is_local(remote):
+        return remote.rstrip("/")
+    return where.rstrip("/")
+
+
 @contextmanager
 def local_folder(artifact: Location) -> Iterator[str]:
     """A local folder for a step that writes with plain file APIs (h5py, biotite): the

@@ -53,18 +53,22 @@ def training_setup(
     data: Location,
     out: Location,
     predict_residual: bool | None = None,
+    log_folder: Location | None = None,
 ) -> TrainSetup:
+    """The training config for `out` (the model artifact, or where the step works:
+    `pipekit.kfp_io.work_location`); the log goes to `<log_folder or out>/logs/`."""
     out_dir = location(out).rstrip("/")
     model = _file(settings, "model", out_dir)
     parms = _file(settings, "train_parms", None)
     _set(model, "data.path", join_uri(location(data).rstrip("/"), "preprocessed_all.h5"))
     _set(model, "training.output_dir", out_dir)
-    # checkpoints beside the model: a retried task finds its own and resumes
+    # checkpoints beside the model: a retried task finds its own there and resumes
     _set(parms, "checkpoint.dir", join_uri(out_dir, "checkpoints"))
     if predict_residual is not None:
         parms.setdefault("targets", {})["predict_residual"] = predict_residual
     exp = EXPERIMENT.from_dict(model, "pipeline settings")
     setup = TrainSetup(exp, TRAIN_PARMS.from_dict(parms, "pipeline settings"))
-    setup_logging(exp.logging.level, join_uri(out_dir, "logs", "rheidae.log"))
+    logs = location(log_folder).rstrip("/") if log_folder is not None else out_dir
+    setup_logging(exp.logging.level, join_uri(logs, "logs", "rheidae.log"))
     set_progress(exp.logging.show_progress)
     return setup

@@ -20,6 +20,7 @@ from pipekit.kfp_io import (
     local_folder,
     location,
     log_metrics,
+    work_location,
 )
 from pipekit.logging_setup import setup_logging
 from pipekit.progress import set_progress
@@ -40,6 +41,7 @@ __all__ = [
     "location",
     "log_metrics",
     "training_overrides",
+    "work_location",
 ]
 
 # The pipeline owns where data and outputs live; a user's settings may not move them.
@@ -51,14 +53,16 @@ def component_config(
     run_dir: Location | None = None,
     processed_dir: Location | None = None,
     overrides: Mapping[str, Any] | None = None,
+    log_folder: Location | None = None,
 ) -> Config:
     """Config for one component: defaults, then `settings` (config sections), then
     `overrides` (`{"input.voxel_file": uri, "training.batch_size": 64}`: the component's typed
     parameters), then the artifact locations.
 
-    `run_dir` (the component's output artifact) becomes `output.base_dir/output.run_name`;
-    `processed_dir` (the preprocess artifact) holds `master_samples.parquet`. Logging goes to
-    the console and the run's log file (console only for a step without a run folder).
+    `run_dir` (the component's output artifact, or where it works: `work_location`) becomes
+    `output.base_dir/output.run_name`; `processed_dir` (the preprocess artifact) holds
+    `master_samples.parquet`. Logging goes to the console and the run's log file, or
+    `<log_folder>/logs/voxelflex.log` (console only for a step without a run folder).
     """
     run_dir = location(run_dir).rstrip("/") if run_dir is not None else None
     values = component_settings(settings, OWNED_SECTIONS, overrides, run_dir)
@@ -71,6 +75,8 @@ def component_config(
     cfg = config_from_dict(values, origin="pipeline settings")
     apply_storage_options(cfg.input.storage_options)
     log_file = RunPaths.from_config(cfg).log_file if run_dir is not None else None
+    if log_folder is not None:
+        log_file = join_uri(location(log_folder).rstrip("/"), "logs", "voxelflex.log")
     setup_logging(cfg.logging.level, log_file)
     set_progress(cfg.logging.show_progress)
     return cfg
