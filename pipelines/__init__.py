@@ -23,6 +23,15 @@ PIPELINES: dict[str, dict[str, str]] = {
 }
 
 
+# pipeline name -> the parameters naming paths it writes outside its artifacts (a shared
+# cache, a promotion record, a packed mirror): `--runner docker` mounts them writable
+WRITES: dict[str, tuple[str, ...]] = {
+    "voxelflex_pipeline": ("mirror_uri", "accepted_metrics_uri"),
+    "voxelflex_evaluation_pipeline": ("accepted_metrics_uri",),
+    "esm2pairs_pipeline": ("embeddings_uri",),
+}
+
+
 def pipelines_of(system: str) -> dict[str, Callable]:
     """{pipeline name: pipeline function} of one system."""
     out = {}

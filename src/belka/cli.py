@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pipekit.cli import (
     add_overrides,
     add_pipeline_commands,
+    add_runner_arg,
     log_level,
     print_local_run,
     require_local,
@@ -166,7 +167,7 @@ def cmd_pipeline_run(args: argparse.Namespace) -> None:
 
     require_local(args, "belka_pipeline")
     start_logging(log_level("WARNING", args), args, None, False)
-    run = run_local(args.config, args.overrides, args.pipeline_root)
+    run = run_local(args.config, args.overrides, args.pipeline_root, args.runner)
     print_local_run(run)
     print(f"outputs (what `belka --step ...` uses): {publish(args.config, args.overrides, run)}")
 
@@ -221,6 +222,7 @@ def build_command_parser() -> argparse.ArgumentParser:
     add_overrides(q)
     q.add_argument("--local", action="store_true")
     q.add_argument("--pipeline-root", default="kfp_local_belka", help="artifacts folder")
+    add_runner_arg(q)
     q.set_defaults(func=cmd_pipeline_run)
     return parser
 

@@ -22,14 +22,16 @@ def pipeline_arguments(cfg: Config) -> dict[str, Any]:
     return {"raw_dir": Layout.of(cfg).root, "settings": settings}
 
 
-def run_local(config: str | None, overrides: list[str], pipeline_root: str) -> LocalRun:
+def run_local(
+    config: str | None, overrides: list[str], pipeline_root: str, runner: str = "subprocess"
+) -> LocalRun:
     from lab_pipelines import pipelines_of
     from pipekit.pipeline import local
 
     cfg = load_config(config, overrides)
     func = pipelines_of("belka")["belka_pipeline"]
     storage = {"s3": cfg.data.storage_options} if cfg.data.storage_options else None
-    return local.run_local(func, pipeline_arguments(cfg), pipeline_root, storage)
+    return local.run_local(func, pipeline_arguments(cfg), pipeline_root, storage, runner)
 
 
 def publish(config: str | None, overrides: list[str], run: LocalRun) -> str:

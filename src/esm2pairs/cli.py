@@ -10,6 +10,7 @@ from pipekit.cli import (
     add_config_args,
     add_gate_command,
     add_pipeline_commands,
+    add_runner_arg,
     log_level,
     print_local_run,
     require_local,
@@ -131,7 +132,8 @@ def cmd_pipeline_run(args: argparse.Namespace) -> None:
     cfg = load_config(args.config or args.config_bundle, args.overrides)
     from pipekit.uri import join_uri
 
-    run = run_local(cfg, args.pipeline_root or join_uri(cfg.paths.data_dir, "kfp_local"))
+    root = args.pipeline_root or join_uri(cfg.paths.data_dir, "kfp_local")
+    run = run_local(cfg, root, args.runner)
     print_local_run(run)
     run_dir = publish(cfg, run)
     print(f"outputs (what `esm2pairs evaluate|visualize --config` use): {run_dir}")
@@ -194,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(q)
     q.add_argument("--local", action="store_true", help="run here through kfp.local")
     q.add_argument("--pipeline-root", help="artifacts folder (default: <paths.data_dir>/kfp_local)")
+    add_runner_arg(q)
     q.set_defaults(func=cmd_pipeline_run)
     return parser
 

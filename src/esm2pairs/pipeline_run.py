@@ -37,12 +37,19 @@ def pipeline_arguments(cfg: Config) -> dict[str, Any]:
     }
 
 
-def run_local(cfg: Config, pipeline_root: str) -> LocalRun:
-    from lab_pipelines import pipelines_of
+def run_local(cfg: Config, pipeline_root: str, runner: str = "subprocess") -> LocalRun:
+    from lab_pipelines import WRITES, pipelines_of
     from pipekit.pipeline import local
 
     func = pipelines_of("esm2pairs")["esm2pairs_pipeline"]
-    return local.run_local(func, pipeline_arguments(cfg), pipeline_root, cfg.paths.storage_options)
+    return local.run_local(
+        func,
+        pipeline_arguments(cfg),
+        pipeline_root,
+        cfg.paths.storage_options,
+        runner,
+        WRITES["esm2pairs_pipeline"],
+    )
 
 
 def publish(cfg: Config, run: LocalRun) -> str:

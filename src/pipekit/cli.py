@@ -224,6 +224,18 @@ def require_local(args: argparse.Namespace, pipeline: str) -> None:
         )
 
 
+def add_runner_arg(q: argparse.ArgumentParser) -> None:
+    """`--runner` of `pipeline run --local`: each step as a subprocess (default) or in the
+    project's image (`make images`), as on a cluster's pods."""
+    q.add_argument(
+        "--runner",
+        choices=("subprocess", "docker"),
+        default="subprocess",
+        help="run each step as a subprocess of this Python (default) or in the project's "
+        "image as its non-root user (docker; build it with `make images`)",
+    )
+
+
 def print_local_run(run: Any) -> None:
     """Each task's outputs of a local pipeline run, with the metrics they logged."""
     print(f"pipeline run: {run.run_dir}")

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pipekit.cli import (
     add_overrides,
     add_pipeline_commands,
+    add_runner_arg,
     log_level,
     print_local_run,
     require_local,
@@ -109,6 +110,7 @@ def cmd_pipeline_run(args: argparse.Namespace) -> None:
         args.overrides,
         args.predict_residual,
         args.pipeline_root,
+        args.runner,
     )
     print_local_run(run)
     out = publish(args.pre_process, args.config, args.train_parms, args.overrides, run)
@@ -153,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     _training_args(q)
     q.add_argument("--local", action="store_true")
     q.add_argument("--pipeline-root", default="kfp_local_rheidae", help="artifacts folder")
+    add_runner_arg(q)
     q.set_defaults(func=cmd_pipeline_run)
     return parser
 

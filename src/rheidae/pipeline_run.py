@@ -76,9 +76,11 @@ def run_local(
     overrides: list[str],
     predict_residual: bool,
     pipeline_root: str,
+    runner: str = "subprocess",
 ) -> LocalRun:
     from lab_pipelines import pipelines_of
     from pipekit.pipeline import local
 
     args = pipeline_arguments(pre_process, model, train_parms, overrides, predict_residual)
-    return local.run_local(pipelines_of("rheidae")["rheidae_pipeline"], args, pipeline_root)
+    func = pipelines_of("rheidae")["rheidae_pipeline"]
+    return local.run_local(func, args, pipeline_root, runner=runner)

@@ -10,6 +10,7 @@ from pipekit.cli import (
     add_config_args,
     add_gate_command,
     add_pipeline_commands,
+    add_runner_arg,
     print_local_run,
     require_local,
     run_main,
@@ -196,6 +197,7 @@ def cmd_pipeline_run(args: argparse.Namespace) -> None:
         mirror_uri=mirror_uri,
         params=parse_params(args.param),
         pipeline=args.pipeline,
+        runner=args.runner,
     )
     print_local_run(run)
     if args.pipeline == "voxelflex_pipeline":
@@ -342,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--local", action="store_true", help="run here through kfp.local")
     q.add_argument("--pipeline-root", help="folder for artifacts (default: <run dir>/kfp_local)")
+    add_runner_arg(q)
     q.add_argument(
         "--temperature",
         type=float,

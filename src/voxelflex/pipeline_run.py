@@ -99,10 +99,11 @@ def run_local(
     mirror_uri: str | None = None,
     params: dict[str, Any] | None = None,
     pipeline: str = "voxelflex_pipeline",
+    runner: str = "subprocess",
 ) -> LocalRun:
     """Run one of VoxelFlex's pipelines through `kfp.local`. The main pipeline takes its
     parameters from the config; the others from `params` (plus the config's settings)."""
-    from lab_pipelines import pipelines_of
+    from lab_pipelines import WRITES, pipelines_of
     from pipekit.pipeline import local
 
     pipelines = pipelines_of("voxelflex")
@@ -112,4 +113,11 @@ def run_local(
         args = {**pipeline_arguments(cfg, temperatures, split, mirror_uri), **(params or {})}
     else:
         args = {"settings": settings_of(cfg), **(params or {})}
-    return local.run_local(pipelines[pipeline], args, pipeline_root, cfg.input.storage_options)
+    return local.run_local(
+        pipelines[pipeline],
+        args,
+        pipeline_root,
+        cfg.input.storage_options,
+        runner,
+        WRITES.get(pipeline, ()),
+    )

@@ -1,7 +1,9 @@
-"""Run a whole pipeline on this machine through `kfp.local` (no cluster, no Docker).
+"""Run a whole pipeline on this machine through `kfp.local` (no cluster).
 
-Each component runs as a subprocess of the current Python (which must have the project
-installed); artifacts land under a local pipeline root. Kubernetes settings are ignored.
+By default each component runs as a subprocess of the current Python (which must have the
+project installed); with `runner="docker"` each runs in the project's image, as on a
+cluster's pods (`pipekit.pipeline.docker_local`). Artifacts land under a local pipeline
+root. Kubernetes settings are ignored.
 """
 
 from __future__ import annotations
@@ -44,33 +46,46 @@ def _collect(run_dir: Path) -> dict[str, dict[str, dict[str, Any]]]:
     return out
 
 
-def _for_this_machine(node: Any) -> None:
-    """No retry policies, and metrics on any free port instead of the pods' fixed one (a
-    second local run, or a test beside a demo, would find it taken)."""
+RUNNERS = ("subprocess", "docker")
+
+
+def _for_this_machine(node: Any, images: dict[str, str]) -> None:
+    """No retry policies, metrics on any free port instead of the pods' fixed one (a second
+    local run, or a test beside a demo, would find it taken), and each step's image as this
+    machine has it (`images`: compiled -> here)."""
     from pipekit.monitoring import ENV_PORT
 
     if isinstance(node, dict):
         node.pop("retryPolicy", None)
         if node.get("name") == ENV_PORT and "value" in node:
             node["value"] = "0"
+        if isinstance(node.get("image"), str) and node["image"] in images:
+            node["image"] = images[node["image"]]
         for value in node.values():
-            _for_this_machine(value)
+            _for_this_machine(value, images)
     elif isinstance(node, list):
         for value in node:
-            _for_this_machine(value)
+            _for_this_machine(value, images)
 
 
-def _without_retries(func: Any, workdir: Path) -> Any:
+def _without_retries(
+    func: Any, workdir: Path, images: dict[str, str] | None = None, digest: str | None = None
+) -> Any:
     """The pipeline as compiled for the cluster, minus its retry policies (kfp.local honours
     them, and a mistake here should fail in seconds, not after two 60 s and 120 s backoffs
-    meant for a node lost on a cluster) and with metrics on a free port."""
+    meant for a node lost on a cluster) and with metrics on a free port. With `digest`,
+    stamped as `submit` stamps it: a step whose image holds other code refuses to run."""
     from kfp import compiler, components
+
+    from pipekit.pipeline.submit import stamp
 
     path = workdir / "pipeline.yaml"
     compiler.Compiler().compile(func, str(path))
     spec = next(yaml.safe_load_all(path.read_text()))  # the platform (Kubernetes) part is unused
-    _for_this_machine(spec)
+    _for_this_machine(spec, images or {})
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    if digest:
+        stamp(str(path), digest)
     return components.load_component_from_file(str(path))
 
 
@@ -79,25 +94,48 @@ def run_local(
     args: dict[str, Any],
     pipeline_root: str | Path,
     storage_options: dict[str, dict[str, Any]] | None = None,
+    runner: str = "subprocess",
+    writes: tuple[str, ...] = (),
 ) -> LocalRun:
-    """Run the pipeline `func` with `args` through `kfp.local`'s SubprocessRunner; returns
-    where everything is."""
+    """Run the pipeline `func` with `args` through `kfp.local`, each step a subprocess or
+    (`runner="docker"`) a container of the project's image; `writes` names the parameters
+    whose paths the pipeline writes outside its artifacts. Returns where everything is."""
     from kfp import local
 
+    if runner not in RUNNERS:
+        raise PipelineError(f"--runner must be one of {RUNNERS}, not {runner!r}")
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     before = set(root.iterdir())
-    # components run as subprocesses: they get the config's storage options the way a pod
-    # gets its secret, from the environment (fsspec reads FSSPEC_<PROTOCOL>_<OPTION>)
-    for protocol, opts in (storage_options or {}).items():
-        for key, value in opts.items():
-            os.environ[f"FSSPEC_{protocol.upper()}_{key.upper()}"] = str(value)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    # components get the config's storage options the way a pod gets its secret, from the
+    # environment (fsspec reads FSSPEC_<PROTOCOL>_<OPTION>)
+    storage_env = {
+        f"FSSPEC_{protocol.upper()}_{key.upper()}": str(value)
+        for protocol, opts in (storage_options or {}).items()
+        for key, value in opts.items()
+    }
+    images: dict[str, str] = {}
+    digest = None
+    if runner == "docker":
+        from pipekit.pipeline import docker_local
+        from pipekit.pipeline.images import CPU_IMAGE, GPU_IMAGE
+        from pipekit.release import code_digest
+
+        docker_local.check_image(CPU_IMAGE)
+        images = {GPU_IMAGE: docker_local.image_for(GPU_IMAGE)}
+        args, mounts = docker_local.host_paths(args, writes)
+        env = docker_local.passed_env(storage_env)
+        kfp_runner: Any = docker_local.runner(root, mounts, env)
+        digest = code_digest()
+    else:
+        os.environ.update(storage_env)
+        kfp_runner = local.SubprocessRunner(use_venv=False)
+    local.init(runner=kfp_runner, pipeline_root=str(root))
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         # image, GPU and resource settings are for the cluster; locally they are expected no-ops
         warnings.filterwarnings("ignore", message=".*(non-Python base image|have no effect).*")
         try:
-            _without_retries(func, Path(tmp))(**args)
+            _without_retries(func, Path(tmp), images, digest)(**args)
         except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE"
             raise PipelineError(
                 f"local pipeline run failed ({exc}); the failing task's log is above"

@@ -1,0 +1,161 @@
+"""`pipeline run --local --runner docker`: each step in the project's image, through
+kfp.local's DockerRunner, as on a cluster's pods: the image's own non-root user, only
+the pipeline root and the pipeline's own paths visible, no host Python.
+
+What a container needs that a subprocess had for free, given here and nowhere else:
+- the image, built from this checkout (its code digest must be the checkout's: a step
+  refuses other code anyway, this says so before the first step, with the fix);
+- the local files the pipeline's parameters name, mounted at their absolute paths (read-only,
+  as inputs are on a cluster, except the folders a pipeline writes outside its artifacts,
+  such as a shared embedding cache), relative paths made absolute;
+- folders it writes (the pipeline root, those folders) writable by the image's user;
+- object-store settings from the environment (AWS_*, FSSPEC_*), the host's network so a
+  store on loopback is reachable, and GPU steps in the CPU image where no CUDA image is
+  built here (every step then runs on the CPU, as the subprocess runner does).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pipekit.errors import PipelineError
+from pipekit.pipeline.images import CPU_IMAGE, GPU_IMAGE
+
+log = logging.getLogger(__name__)
+
+IMAGE_UID = 1000  # the `pipelines` user of images/Dockerfile and images/Dockerfile.cuda
+# passed into every container from this process's environment (a pod gets them from its
+# secret and spec): object-store credentials and endpoint, fsspec options, test fault points
+PASSED_ENV_PREFIXES = ("AWS_", "FSSPEC_", "PIPEKIT_", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+LABEL = "org.lab-pipelines.kfp-local"
+
+
+def _docker(*args: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=300)
+    except FileNotFoundError:
+        raise PipelineError(
+            "--runner docker needs Docker (the docker command is not installed); README: images"
+        ) from None
+
+
+def check_image(image: str = CPU_IMAGE) -> None:
+    """The image exists here and holds this checkout's code; else one line with the fix."""
+    from pipekit.release import code_digest
+
+    if _docker("info").returncode != 0:
+        raise PipelineError("--runner docker: no Docker daemon answers (start dockerd)")
+    if _docker("image", "inspect", image).returncode != 0:
+        raise PipelineError(f"--runner docker: image {image} is not built here; run `make images`")
+    out = _docker("run", "--rm", image, "python", "-m", "pipekit.release", "digest")
+    theirs, ours = out.stdout.strip(), code_digest()
+    if out.returncode != 0 or theirs != ours:
+        raise PipelineError(
+            f"--runner docker: image {image} holds code {theirs or '?'}, this checkout is "
+            f"{ours}; run `make images` to build it from this checkout"
+        )
+
+
+def image_for(image: str) -> str:
+    """The image a step runs in here: the CUDA image only where it was built on this machine."""
+    if image == GPU_IMAGE and _docker("image", "inspect", GPU_IMAGE).returncode != 0:
+        return CPU_IMAGE
+    return image
+
+
+def _is_path(value: str) -> bool:
+    return "://" not in value or value.startswith("file://")
+
+
+def _absolute(value: str) -> Path:
+    return Path(value.removeprefix("file://")).resolve()
+
+
+def host_paths(
+    args: Mapping[str, Any], writes: Iterable[str]
+) -> tuple[dict[str, Any], list[tuple[Path, bool]]]:
+    """The pipeline's arguments with local paths made absolute, and what to mount: (folder or
+    file, writable). A string argument (or list item) naming an existing local path is an
+    input, mounted read-only; an argument in `writes` (a folder or file the pipeline writes
+    outside its artifacts) gets its folder mounted writable, created if missing."""
+    out: dict[str, Any] = dict(args)
+    mounts: list[tuple[Path, bool]] = []
+    writes = set(writes)
+
+    def convert(name: str, value: Any) -> Any:
+        if isinstance(value, list):
+            return [convert(name, v) for v in value]
+        if not isinstance(value, str) or not value or not _is_path(value):
+            return value
+        path = _absolute(value)
+        if name in writes:
+            folder = path if path.is_dir() or not path.suffix else path.parent
+            folder.mkdir(parents=True, exist_ok=True)
+            mounts.append((folder, True))
+            return str(path)
+        if path.exists():
+            mounts.append((path, False))
+            return str(path)
+        return value  # a hub name, a split name: not a path here
+
+    for name, value in args.items():
+        out[name] = convert(name, value)
+    return out, _outermost(mounts)
+
+
+def _outermost(mounts: list[tuple[Path, bool]]) -> list[tuple[Path, bool]]:
+    """One mount per place: a read-only path inside a writable folder is already there."""
+    writable = [p for p, w in mounts if w]
+    keep: dict[Path, bool] = {}
+    for path, rw in mounts:
+        if not rw and any(path == w or w in path.parents for w in writable):
+            continue
+        keep[path] = keep.get(path, False) or rw
+    return sorted(keep.items())
+
+
+def writable_by_image(folder: Path) -> None:
+    """Let the image's user write `folder`: as root (CI) by handing it over, as its owner by
+    opening it to others; anyone else is told what to run."""
+    st = folder.stat()
+    if st.st_uid == IMAGE_UID or st.st_mode & 0o002:
+        return
+    if os.geteuid() == 0:
+        os.chown(folder, IMAGE_UID, -1)
+    elif st.st_uid == os.geteuid():
+        folder.chmod(st.st_mode | 0o007)
+    else:
+        raise PipelineError(
+            f"{folder} is not writable by the image's user (uid {IMAGE_UID}); "
+            f"run `sudo chown {IMAGE_UID} {folder}` or choose another folder"
+        )
+
+
+def passed_env(storage_env: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.startswith(PASSED_ENV_PREFIXES)}
+    return {**env, **storage_env}
+
+
+def runner(root: Path, mounts: list[tuple[Path, bool]], env: Mapping[str, str]) -> Any:
+    """kfp.local's DockerRunner for these mounts and environment (the pipeline root is
+    mounted by kfp.local itself, at its own path)."""
+    from docker.types import Mount
+    from kfp import local
+
+    writable_by_image(root)
+    for path, rw in mounts:
+        if rw:
+            writable_by_image(path)
+    return local.DockerRunner(
+        mounts=[
+            Mount(target=str(p), source=str(p), type="bind", read_only=not rw) for p, rw in mounts
+        ],
+        environment=dict(env),
+        network_mode="host",  # a store or server on the host's loopback (tests, port-forwards)
+        labels={LABEL: str(root)},
+    )
