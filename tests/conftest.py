@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
 from pathlib import Path
 
 import h5py
@@ -13,6 +15,8 @@ import yaml
 
 from voxelflex.config import load_config
 from voxelflex.data.demo import DemoDataset, make_demo_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FAST = {
     "model": {"base_filters": 4, "num_residual_blocks": 1, "head_hidden": 16, "dropout_rate": 0.0},
@@ -60,6 +64,61 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# Container tests (marked `container`) run the project's image. They need a Docker daemon:
+# where none answers they skip with the reason, except in CI (`CI=true`), where `.ci/run`
+# starts one and a missing daemon fails them loudly. The image is built (`images/build.sh`;
+# cached layers: seconds after a source change) when missing or holding other code.
+def docker_problem() -> str | None:
+    """Why containers cannot run here, or None."""
+    try:
+        out = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        return "the docker command is not installed (README: images)"
+    except subprocess.TimeoutExpired:
+        return "the Docker daemon does not answer"
+    if out.returncode != 0:
+        said = out.stderr.strip().splitlines()
+        return "no Docker daemon answers" + (f" ({said[-1]})" if said else "")
+    return None
+
+
+def image_digest(image: str) -> str | None:
+    out = subprocess.run(
+        ["docker", "run", "--rm", image, "python", "-m", "pipekit.release", "digest"],
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+@pytest.fixture(scope="session")
+def image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The CPU image, holding this checkout's code."""
+    from pipekit.pipeline.images import CPU_IMAGE
+    from pipekit.release import code_digest
+
+    problem = docker_problem()
+    if problem:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"container tests cannot run in CI: {problem}")
+        pytest.skip(f"container tests need Docker: {problem}")
+    if image_digest(CPU_IMAGE) != code_digest():
+        log = tmp_path_factory.mktemp("image") / "build.log"
+        with log.open("w") as fh:
+            built = subprocess.run([str(ROOT / "images" / "build.sh")], stdout=fh, stderr=fh)
+        assert built.returncode == 0, f"images/build.sh failed:\n{log.read_text()[-4000:]}"
+        assert image_digest(CPU_IMAGE) == code_digest(), "the image built holds other code"
+    return CPU_IMAGE
+
+
+@pytest.fixture(params=["subprocess", pytest.param("docker", marks=pytest.mark.container)])
+def runner(request: pytest.FixtureRequest) -> str:
+    """`pipeline run --local --runner`: each step a subprocess, or in the project's image."""
+    if request.param == "docker":
+        request.getfixturevalue("image")
+    return request.param
 
 
 @pytest.fixture(scope="session")

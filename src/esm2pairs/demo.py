@@ -107,6 +107,10 @@ def make_tiny_esm(folder: str | Path, seed: int = 0, hidden: int = 32, layers: i
     torch.manual_seed(seed)
     EsmModel(cfg, add_pooling_layer=False).save_pretrained(str(folder))
     tok.save_pretrained(str(folder))
+    # readable by all, as a hub download is: transformers writes the weights owner-only,
+    # which a step running as another user (the image's, in a container) cannot open
+    for path in folder.iterdir():
+        path.chmod(path.stat().st_mode | 0o444)
     return folder
 
 

@@ -62,5 +62,20 @@ def fingerprint(uris: list[str]) -> str:
     return digest[:16]
 
 
+def content_digest(uri: str, block: int = 1 << 24) -> dict[str, Any]:
+    """Size and SHA-256 of one file's bytes, streamed. Where a file is rebuilt from the same
+    bytes but is a new copy (the KFP launcher downloads a step's inputs afresh for every
+    attempt), its time changes and this does not: the identity of an input a step's own
+    partial work was made from."""
+    fs, path = url_to_fs(uri)
+    h = hashlib.sha256()
+    size = 0
+    with fs.open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            h.update(chunk)
+            size += len(chunk)
+    return {"size": size, "sha256": h.hexdigest()}
+
+
 def _today() -> str:
     return time.strftime("%Y-%m-%d", time.gmtime())

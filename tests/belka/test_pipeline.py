@@ -12,7 +12,7 @@ import yaml
 from belka.cli import main
 
 
-def test_the_pipeline_runs_locally_end_to_end(belka_config, belka_demo, tmp_path, capsys):
+def test_the_pipeline_runs_locally_end_to_end(belka_config, belka_demo, tmp_path, capsys, runner):
     argv = [
         "pipeline",
         "run",
@@ -23,6 +23,8 @@ def test_the_pipeline_runs_locally_end_to_end(belka_config, belka_demo, tmp_path
         "training.epochs=1",
         "--pipeline-root",
         str(tmp_path / "kfp"),
+        "--runner",
+        runner,
     ]
     assert main(argv) == 0
     out = capsys.readouterr().out

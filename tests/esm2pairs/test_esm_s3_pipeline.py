@@ -59,15 +59,15 @@ def test_an_s3_cache_and_model_uri_serve_training_with_workers(
 
 
 @pytest.mark.slow
-def test_the_pipeline_runs_locally_end_to_end(tmp_path: Path, raw_proteins, tiny_model, capsys):
+def test_the_pipeline_runs_locally_end_to_end(
+    tmp_path: Path, raw_proteins, tiny_model, capsys, runner
+) -> None:
     from esm2pairs.cli import main
 
     cfg = write_esm_config(tmp_path, raw_proteins, tiny_model, {"training": {"num_epochs": 2}})
     root = tmp_path / "kfp"
-    assert (
-        main(["pipeline", "run", "--local", "--config", str(cfg), "--pipeline-root", str(root)])
-        == 0
-    )
+    argv = ["pipeline", "run", "--local", "--config", str(cfg), "--pipeline-root", str(root)]
+    assert main([*argv, "--runner", runner]) == 0
     out = capsys.readouterr().out
     for line in (
         "embed/metrics",
@@ -85,10 +85,7 @@ def test_the_pipeline_runs_locally_end_to_end(tmp_path: Path, raw_proteins, tiny
     assert Path(layout.evaluation_metrics("test")).is_file()
     assert (Path(layout.visualizations_dir) / "roc_curve_test.png").is_file()
     # a second run computes nothing: the cache outlives the run
-    assert (
-        main(["pipeline", "run", "--local", "--config", str(cfg), "--pipeline-root", str(root)])
-        == 0
-    )
+    assert main([*argv, "--runner", runner]) == 0
     assert "cache_hit_rate = 1" in capsys.readouterr().out
 
 

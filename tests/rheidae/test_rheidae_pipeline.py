@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 
-def test_the_pipeline_runs_locally_end_to_end(preprocessed, tmp_path: Path, capsys) -> None:
+def test_the_pipeline_runs_locally_end_to_end(preprocessed, tmp_path: Path, capsys, runner) -> None:
     from rheidae.cli import main
 
     d = preprocessed
@@ -25,6 +25,8 @@ def test_the_pipeline_runs_locally_end_to_end(preprocessed, tmp_path: Path, caps
         "training.epochs=20",
         "--pipeline-root",
         str(tmp_path / "kfp"),
+        "--runner",
+        runner,
     ]
     assert main(argv) == 0
     out = capsys.readouterr().out

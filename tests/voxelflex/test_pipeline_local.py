@@ -18,11 +18,12 @@ PRED_COLS = ["domain_id", "resid", "resname", "temperature", "predicted_rmsf", "
 
 
 @pytest.mark.slow
-def test_pipeline_runs_locally_end_to_end(tmp_path: Path, demo_data, capsys) -> None:
+def test_pipeline_runs_locally_end_to_end(tmp_path: Path, demo_data, capsys, runner) -> None:
     cfg = write_config(tmp_path, demo_data, {"training": {"num_epochs": 1, "num_workers": 1}})
     root = tmp_path / "kfp_root"
     store = tmp_path / "voxels.packed"
     argv = ["pipeline", "run", "--local", "--config", str(cfg), "--pipeline-root", str(root)]
+    argv += ["--runner", runner]
     temps = ["--temperature", "300", "--temperature", "335"]
     accepted = tmp_path / "accepted" / "evaluation_metrics_test.json"
     gate = ["--param", f"accepted_metrics_uri={accepted}"]
@@ -117,7 +118,7 @@ def test_pipeline_runs_locally_end_to_end(tmp_path: Path, demo_data, capsys) -> 
 
 
 @pytest.mark.slow
-def test_structure_pipeline_runs_locally(tmp_path: Path, capsys) -> None:
+def test_structure_pipeline_runs_locally(tmp_path: Path, capsys, runner) -> None:
     from tests.conftest import ideal_residue, write_pdb, write_tiny_checkpoint
 
     model_dir = tmp_path / "model"  # laid out like a train step's Model artifact
@@ -126,6 +127,7 @@ def test_structure_pipeline_runs_locally(tmp_path: Path, capsys) -> None:
     structure = write_pdb(tmp_path / "mine.pdb", residues)
     root = tmp_path / "root"
     argv = ["pipeline", "run", "--local", "--pipeline", "voxelflex_structure_pipeline"]
+    argv += ["--runner", runner]
     params = [f"model_uri={model_dir}", f"structures=[{structure}]", "temperatures=[300, 330]"]
     flags = [a for p in params for a in ("--param", p)]
     assert main([*argv, "--pipeline-root", str(root), *flags, "-q"]) == 0
@@ -139,14 +141,49 @@ def test_structure_pipeline_runs_locally(tmp_path: Path, capsys) -> None:
     assert page.count("data:image/png;base64,") == 1  # one chain, one profile
 
 
-def test_a_failing_local_run_fails_fast_with_one_line(tmp_path: Path, demo_data, capsys) -> None:
+def test_a_failing_local_run_fails_fast_with_one_line(
+    tmp_path: Path, demo_data, capsys, runner
+) -> None:
     import time
 
     cfg = write_config(tmp_path, demo_data)
     argv = ["pipeline", "run", "--local", "--config", str(cfg), "--pipeline-root", str(tmp_path)]
+    argv += ["--runner", runner]
     start = time.monotonic()
     assert main([*argv, "--set", f"input.voxel_file={tmp_path / 'absent.hdf5'}", "-q"]) == 2
     assert time.monotonic() - start < 60  # no retry backoffs locally
     err = capsys.readouterr().err
     # the first step that reads the inputs fails: the fingerprint of what they hold
     assert "local pipeline run failed" in err and "fingerprint-inputs" in err
+
+
+@pytest.mark.slow
+def test_evaluation_pipeline_runs_locally(tmp_path: Path, demo_data, runner) -> None:
+    """The scheduled evaluation of a given model: evaluated, judged (a first run sets the
+    baseline and promotes it) and visualized."""
+    from tests.conftest import write_tiny_checkpoint
+
+    model_dir = tmp_path / "model"  # laid out like a train step's Model artifact
+    write_tiny_checkpoint(model_dir / "models" / "best_model.pt")
+    record = tmp_path / "accepted" / "promotion.json"
+    cfg = write_config(tmp_path, demo_data)
+    inputs = {
+        "voxel_file": demo_data.voxel_file,
+        "aggregated_rmsf_file": demo_data.rmsf_csv,
+        **{
+            f"{s}_split_file": demo_data.root / f"{s}_domains.txt" for s in ("train", "val", "test")
+        },
+        "model_uri": model_dir,
+        "accepted_metrics_uri": record,
+    }
+    params = [a for k, v in inputs.items() for a in ("--param", f"{k}={v}")]
+    root = tmp_path / "root"
+    argv = ["pipeline", "run", "--local", "--pipeline", "voxelflex_evaluation_pipeline"]
+    argv += ["--config", str(cfg), "--runner", runner, "--pipeline-root", str(root)]
+    assert main([*argv, *params, "-q"]) == 0
+    (report,) = root.glob("*/evaluate/evaluation/metrics/evaluation_metrics_test.json")
+    assert json.loads(report.read_text())["model_uri"] == str(
+        model_dir / "models" / "best_model.pt"
+    )
+    promoted = json.loads(record.read_text())
+    assert promoted["accepted"]["model_uri"] == str(model_dir)

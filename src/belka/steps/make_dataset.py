@@ -32,7 +32,7 @@ from belka.paths import Layout
 from belka.tokenizer import Vocab
 from pipekit.atomic import replacing_uri
 from pipekit.faults import crashpoint
-from pipekit.fingerprint import fingerprint
+from pipekit.fingerprint import content_digest
 from pipekit.progress import progress
 from pipekit.uri import (
     apply_storage_options,
@@ -115,7 +115,9 @@ def run(cfg: Config, layout: Layout | None = None) -> DatasetResult:
     f = cfg.features
     build = {
         "version": FORMAT_VERSION,
-        "source": fingerprint([layout.parquet]),
+        # the bytes, not the file's time: under the KFP launcher every attempt gets a fresh
+        # download of the same parquet, and must still reuse the shards a killed one wrote
+        "source": content_digest(layout.parquet),
         "vocab_digest": vocab.digest(),
         "vocab_size": len(vocab),
         "max_length": cfg.model.max_length,
@@ -171,4 +173,5 @@ def run(cfg: Config, layout: Layout | None = None) -> DatasetResult:
         join_uri(store, MANIFEST),
         build | {"shards": shards, "rows": molecules, "skipped": len(failed)},
     )
+    log.info("%s: %d molecules in %d shards, %d reused", store, molecules, len(shards), reused)
     return DatasetResult(store, molecules, len(shards), reused, len(failed), truncated)

@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,24 @@ def writable_by_image(folder: Path) -> None:
         )
 
 
+def readable_by_image(path: Path, limit: int = 100_000) -> None:
+    """A read-only input (its first `limit` entries) can be read by the image's user: files
+    readable, folders readable and enterable; else one line naming it, before any step."""
+    if os.geteuid() == IMAGE_UID:
+        return
+    entries = [path] if path.is_file() else [path, *path.rglob("*")]
+    for entry in entries[:limit]:
+        st = entry.stat()
+        need = 0o5 if entry.is_dir() else 0o4  # r-x for a folder, r-- for a file
+        if st.st_mode & need != need and not (
+            st.st_uid == IMAGE_UID and (st.st_mode >> 6) & need == need
+        ):
+            raise PipelineError(
+                f"{entry} is not readable by the image's user (uid {IMAGE_UID}), which runs "
+                f"each step under --runner docker; run `chmod -R a+rX {path}`"
+            )
+
+
 def passed_env(storage_env: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k.startswith(PASSED_ENV_PREFIXES)}
     return {**env, **storage_env}
@@ -151,6 +170,8 @@ def runner(root: Path, mounts: list[tuple[Path, bool]], env: Mapping[str, str]) 
     for path, rw in mounts:
         if rw:
             writable_by_image(path)
+        else:
+            readable_by_image(path)
     return local.DockerRunner(
         mounts=[
             Mount(target=str(p), source=str(p), type="bind", read_only=not rw) for p, rw in mounts
@@ -159,3 +180,32 @@ def runner(root: Path, mounts: list[tuple[Path, bool]], env: Mapping[str, str]) 
         network_mode="host",  # a store or server on the host's loopback (tests, port-forwards)
         labels={LABEL: str(root)},
     )
+
+
+def _run_container(client: Any, image: str, command: list[str], volumes: Any, **args: Any) -> int:
+    """One step's container, its log streamed, its exit code returned. kfp.local's own start
+    has the container removed as it exits and, when the removal wins the race with reading
+    the exit code, reports the step as succeeded whatever it returned; here the container
+    stays until its exit code is read."""
+    container = client.containers.run(
+        image=image, command=command, volumes=volumes, detach=True, **args
+    )
+    try:
+        for line in container.logs(stream=True, follow=True):
+            print(line.decode(errors="replace"), end="")
+        return int(container.wait()["StatusCode"])
+    finally:
+        container.remove(force=True)
+
+
+@contextmanager
+def true_exit_codes() -> Iterator[None]:
+    """kfp.local's DockerRunner with `_run_container` in place of its container start."""
+    from kfp.local import docker_task_handler
+
+    original = docker_task_handler.run_docker_container
+    docker_task_handler.run_docker_container = _run_container
+    try:
+        yield
+    finally:
+        docker_task_handler.run_docker_container = original

@@ -14,6 +14,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,7 @@ def run_local(
     }
     images: dict[str, str] = {}
     digest = None
+    exit_codes: AbstractContextManager[Any] = nullcontext()
     if runner == "docker":
         from pipekit.pipeline import docker_local
         from pipekit.pipeline.images import CPU_IMAGE, GPU_IMAGE
@@ -127,11 +129,12 @@ def run_local(
         env = docker_local.passed_env(storage_env)
         kfp_runner: Any = docker_local.runner(root, mounts, env)
         digest = code_digest()
+        exit_codes = docker_local.true_exit_codes()
     else:
         os.environ.update(storage_env)
         kfp_runner = local.SubprocessRunner(use_venv=False)
     local.init(runner=kfp_runner, pipeline_root=str(root))
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), exit_codes:
         # image, GPU and resource settings are for the cluster; locally they are expected no-ops
         warnings.filterwarnings("ignore", message=".*(non-Python base image|have no effect).*")
         try:
