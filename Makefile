@@ -10,7 +10,7 @@ RHEIDAE ?= demo_rheidae
 RH_CFG = --config $(RHEIDAE)/config/model.yaml --train-parms $(RHEIDAE)/config/train_parms.yaml
 DEMO_BELKA ?= demo_belka
 
-.PHONY: venv demo demo-voxelflex demo-esm2pairs demo-rheidae demo-belka test lint bench \
+.PHONY: venv demo demo-voxelflex demo-esm2pairs demo-rheidae demo-belka test lint bench images images-cuda \
 	bench-esm2pairs bench-rheidae bench-belka compile constraints clean rheidae-setup rheidae-install rheidae-preprocess \
 	rheidae-train rheidae-train-residual rheidae-smoke rheidae-clean
 
@@ -78,7 +78,18 @@ lint: venv
 	$(BIN)/ruff check src tests bench components pipelines
 	$(BIN)/ruff format --check src tests bench components pipelines
 
+# The CPU image every step runs in on a cluster (README: images): on any machine with Docker.
+images:
+	images/build.sh cpu
+
+images-cuda:
+	images/build.sh cuda
+
+# The container tests (marked `container`) need the image of this checkout: built first where
+# a Docker daemon answers (cached layers: seconds), else they skip, saying why (CI: they fail).
 test: venv lint
+	@if docker info >/dev/null 2>&1; then images/build.sh cpu; \
+	else echo "no Docker daemon: the container tests will skip (CI=true: fail)"; fi
 	$(BIN)/pytest -q
 
 bench: venv

@@ -60,7 +60,9 @@ def test_an_input_the_image_user_cannot_read_is_named_before_any_step(tmp_path: 
     weights = model / "model.safetensors"
     weights.write_bytes(b"x")
     weights.chmod(0o600)  # as transformers writes it
-    with pytest.raises(PipelineError, match=r"model.safetensors is not readable .* `chmod -R a\+rX "):
+    with pytest.raises(
+        PipelineError, match=r"model.safetensors is not readable .* `chmod -R a\+rX "
+    ):
         readable_by_image(model)
     weights.chmod(0o644)
     readable_by_image(model)
