@@ -121,19 +121,25 @@ def _outermost(mounts: list[tuple[Path, bool]]) -> list[tuple[Path, bool]]:
 
 
 def writable_by_image(folder: Path) -> None:
-    """Let the image's user write `folder`: as root (CI) by handing it over, as its owner by
-    opening it to others; anyone else is told what to run."""
-    st = folder.stat()
-    if st.st_uid == IMAGE_UID or st.st_mode & 0o002:
+    """Let the image's user write `folder` and what is in it (an earlier subprocess run may
+    have left files there): as root (CI) by handing them over, as their owner by opening
+    them to others; anyone else is told what to run."""
+    entries = [folder, *folder.rglob("*")]
+    theirs = [p for p in entries if p.stat().st_uid != IMAGE_UID and not p.stat().st_mode & 0o002]
+    if not theirs:
         return
     if os.geteuid() == 0:
-        os.chown(folder, IMAGE_UID, -1)
-    elif st.st_uid == os.geteuid():
-        folder.chmod(st.st_mode | 0o007)
-    else:
+        for path in theirs:
+            os.chown(path, IMAGE_UID, -1, follow_symlinks=False)
+        return
+    mine = [p for p in theirs if p.stat().st_uid == os.geteuid()]
+    for path in mine:
+        path.chmod(path.stat().st_mode | (0o007 if path.is_dir() else 0o006))
+    others = [p for p in theirs if p not in mine]
+    if others:
         raise PipelineError(
-            f"{folder} is not writable by the image's user (uid {IMAGE_UID}); "
-            f"run `sudo chown {IMAGE_UID} {folder}` or choose another folder"
+            f"{others[0]} is not writable by the image's user (uid {IMAGE_UID}); "
+            f"run `sudo chown -R {IMAGE_UID} {folder}` or choose another folder"
         )
 
 
