@@ -134,3 +134,7 @@ def test_local_pipeline_runs_serve_metrics_on_a_free_port() -> None:
     spec["retryPolicy"] = {"maxRetryCount": 2}
     _for_this_machine(spec)
     assert spec == {"executors": {"e": {"container": {"env": [{"name": ENV_PORT, "value": "0"}]}}}}
+    # under --runner docker, a GPU step's image is the one this machine has
+    spec = {"executors": {"e": {"container": {"image": "x:1-cuda"}}, "f": {"container": {}}}}
+    _for_this_machine(spec, {"x:1-cuda": "x:1"})
+    assert spec == {"executors": {"e": {"container": {"image": "x:1"}}, "f": {"container": {}}}}

@@ -50,12 +50,13 @@ def _collect(run_dir: Path) -> dict[str, dict[str, dict[str, Any]]]:
 RUNNERS = ("subprocess", "docker")
 
 
-def _for_this_machine(node: Any, images: dict[str, str]) -> None:
+def _for_this_machine(node: Any, images: dict[str, str] | None = None) -> None:
     """No retry policies, metrics on any free port instead of the pods' fixed one (a second
     local run, or a test beside a demo, would find it taken), and each step's image as this
     machine has it (`images`: compiled -> here)."""
     from pipekit.monitoring import ENV_PORT
 
+    images = images or {}
     if isinstance(node, dict):
         node.pop("retryPolicy", None)
         if node.get("name") == ENV_PORT and "value" in node:
