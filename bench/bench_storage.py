@@ -6,15 +6,14 @@ attempt (one (5, 21, 21, 21) float32 tensor per residue per temperature: compute
 written). Loader speed (one process, training split, shuffled): the VoxelStream over the
 per-residue HDF5, over the mirror on local disk, and over the mirror in S3 (moto's server in
 another process on loopback), against the raw packed-read limit: every chunk of the mirror
-read, decompressed and unpacked to uint8 in a plain loop, with no loader around it.
+read, decompressed and unpacked to uint8 in a plain loop, with no loader around it. The S3
+server's request log counts the requests per chunk the loader makes (target: one GET each).
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
-import os
-import socket
+import re
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+import s3_loopback
 from pipekit.progress import set_progress
 from training_data import training_index
 from voxelflex.data import packed
@@ -33,21 +33,6 @@ from voxelflex.paths import RunPaths
 from voxelflex.steps import mirror
 
 PREBATCHED_BYTES = int(np.prod(VOXEL_SHAPE)) * 4  # one float32 tensor per residue-temperature
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve_s3(port: int) -> None:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    while True:
-        time.sleep(3600)
 
 
 def loader_rate(uri: str, index: SampleIndex, repeats: int, unpack: bool) -> tuple[float, float]:
@@ -84,6 +69,17 @@ def raw_packed_rate(uri: str, repeats: int) -> float:
     return array.n_rows / best
 
 
+CHUNK_REQUEST = re.compile(r'"(GET|HEAD) /bench/voxels\.packed/voxels/c/')
+
+
+def chunk_requests(log: Path, start: int) -> dict[str, int]:
+    """GET and HEAD requests for the mirror's chunk objects logged after byte `start`."""
+    with log.open() as fh:
+        fh.seek(start)
+        found = CHUNK_REQUEST.findall(fh.read())
+    return {verb: found.count(verb) for verb in ("GET", "HEAD")}
+
+
 def sharded_mirror(src: str, dst: str, writers: int) -> float:
     """Wall time of the parallel mirror: plan, `writers` processes at once, a finishing run."""
     t0 = time.perf_counter()
@@ -105,15 +101,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     set_progress(False)
-    port = _free_port()
-    server = mp.Process(target=_serve_s3, args=(port,), daemon=True)
-    server.start()
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
-    )
+    log = Path(tempfile.mkdtemp()) / "s3-requests.log"
+    server = s3_loopback.start("bench", str(log))
     with tempfile.TemporaryDirectory() as tmp:
         data, cfg, index = training_index(tmp, args.domains)
         n_all = data.n_residues
@@ -125,15 +114,6 @@ def main() -> None:
         mirror.run(str(data.voxel_file), local)
         mirror_s = time.perf_counter() - t0
         sharded_s = sharded_mirror(str(data.voxel_file), str(Path(tmp, "sharded.packed")), 2)
-        import s3fs
-
-        fs = s3fs.S3FileSystem()
-        for _ in range(50):  # the server process may still be starting
-            try:
-                fs.mkdir("bench")
-                break
-            except Exception:
-                time.sleep(0.2)
         remote = "s3://bench/voxels.packed"
         mirror.run(str(data.voxel_file), remote)
 
@@ -159,7 +139,9 @@ def main() -> None:
         raw = raw_packed_rate(local, args.repeats)
         h5_res, h5_smp = loader_rate(cfg.input.voxel_file, index, args.repeats, True)
         loc_res, loc_smp = loader_rate(local, index, args.repeats, True)
+        before = log.stat().st_size
         s3_res, s3_smp = loader_rate(remote, index, args.repeats, True)
+        requests = chunk_requests(log, before)
         bits_res, bits_smp = loader_rate(local, index, args.repeats, False)
         print(f"loader, one process, training split ({index.n_residues:,} residues):")
         print(f"  raw packed read limit (read, decompress, unpack) {raw:10,.0f} residues/s")
@@ -174,7 +156,12 @@ def main() -> None:
         print(f"  mirror local / per-residue HDF5 loader: {loc_res / h5_res:6.1f}x (target >= 25x)")
         print(f"  mirror local / raw packed-read limit:   {loc_res / raw:6.2f}x (target >= 0.5x)")
         print(
-            f"  mirror s3 / mirror local:               {s3_res / loc_res:6.2f}x (target >= 0.5x)"
+            f"  mirror s3 / mirror local:               {s3_res / loc_res:6.2f}x (target >= 0.7x)"
+        )
+        per_chunk = (requests["GET"] + requests["HEAD"]) / max(requests["GET"], 1)
+        print(
+            f"S3 requests for chunks over {args.repeats} epochs: {requests['GET']} GET, "
+            f"{requests['HEAD']} HEAD: {per_chunk:.2f} requests per chunk read (target 1)"
         )
     server.terminate()
 

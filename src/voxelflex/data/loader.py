@@ -1,9 +1,10 @@
 """On-demand voxel stream: chunks per worker, each voxel read once per epoch.
 
 A read unit is a domain of a per-residue HDF5 (shuffled in chunks of `chunk_size` domains),
-or one storage chunk of a packed store (read and decompressed whole, the next one fetched
-while this one is used). Every epoch the units are put in one order, shuffled with a seed
-shared by all ranks and workers (`set_epoch`), and the residues in that order are cut into
+or one storage chunk of a packed store (read and decompressed whole with one request, the
+next ones fetched while this one is used: one ahead locally, several from object storage).
+Every epoch the units are put in one order, shuffled with a seed shared by all ranks and
+workers (`set_epoch`), and the residues in that order are cut into
 R x W contiguous shards of equal sample counts (R ranks, W loader workers): shard
 rank * W + worker is read by that worker of that rank, feeding its residues through a
 shuffle buffer. A unit cut by a shard boundary is read by both shards, each using its part:
@@ -18,15 +19,17 @@ Grids travel bit-packed (`np.packbits` of the channel-first grid: 5,789 bytes in
 there (`to_device`): on a GPU that is nearly free, and the host side moves 8x fewer bytes.
 A residue leaves the buffer with all of its temperatures; batches hold each residue's grid
 once plus an index from samples to grids, so a voxel serving 5 temperatures is shipped and
-encoded once. Memory is bounded by one chunk plus the buffer, whatever the dataset size.
+encoded once. Memory is bounded by the chunks in flight plus the buffer, whatever the dataset
+size.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,12 +37,17 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pipekit.errors import InputDataError
+from pipekit.uri import is_local
 from voxelflex.data import packed
 from voxelflex.data.packed_source import PackedVoxelSource
 from voxelflex.data.samples import SampleIndex
 from voxelflex.data.voxels import VOXEL_SHAPE, VoxelSource
 
 log = logging.getLogger(__name__)
+
+# storage chunks in flight ahead of the one being batched, per loader worker
+READ_AHEAD_LOCAL = 1
+READ_AHEAD_REMOTE = 4
 
 Batch = dict[str, torch.Tensor]
 
@@ -309,15 +317,26 @@ class VoxelStream(IterableDataset):
             rows = plan.rows[plan.offsets[k] : plan.offsets[k + 1]]
             return source.read_chunk(int(plan.chunk_ids[k]), rows)
 
-        # the next chunk is fetched and decompressed in a thread (both release the GIL)
+        # the next chunks are fetched and decompressed in threads (both release the GIL)
         # while this one's residues go through the buffer: object-store latency and
-        # decompression overlap with batching; memory grows by one chunk
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            ahead = pool.submit(fetch, pieces[0][0]) if pieces else None
-            for i, (k, a, b) in enumerate(pieces):
-                assert ahead is not None
-                data = ahead.result()
-                ahead = pool.submit(fetch, pieces[i + 1][0]) if i + 1 < len(pieces) else None
+        # decompression overlap with batching. From object storage several are in flight
+        # (a request's latency, not bandwidth, bounds one at a time); memory grows by that
+        # many chunks
+        depth = READ_AHEAD_LOCAL if is_local(source.uri) else READ_AHEAD_REMOTE
+        with ThreadPoolExecutor(max_workers=depth) as pool:
+            ahead: deque[Future[np.ndarray]] = deque()
+            if pieces:
+                # the first fetch alone, then the fan-out: the store's client and its session
+                # are made by the first request, and two made at once leave one unclosed
+                ahead.append(pool.submit(fetch, pieces[0][0]))
+                wait(ahead)
+            queued = len(ahead)
+            for k, a, b in pieces:
+                # `depth` fetches stay in flight while this chunk's residues are batched
+                while queued < len(pieces) and len(ahead) <= depth:
+                    ahead.append(pool.submit(fetch, pieces[queued][0]))
+                    queued += 1
+                data = ahead.popleft().result()
                 lo, hi = plan.offsets[k] + a, plan.offsets[k] + b
                 yield data[plan.rows[lo:hi]], plan.residues[lo:hi]  # a copy of the rows used
 

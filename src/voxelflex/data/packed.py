@@ -110,7 +110,10 @@ class ZarrChunks:
         import zarr
 
         try:
-            return cls(zarr.open_array(store=_zarr_store(root, mode), path=ARRAY, mode=mode))
+            # the format named: zarr otherwise also asks for v2's metadata files (two more
+            # requests to object storage per open, both answered 404)
+            store = _zarr_store(root, mode)
+            return cls(zarr.open_array(store=store, path=ARRAY, mode=mode, zarr_format=3))
         except (FileNotFoundError, KeyError, ValueError) as exc:
             raise InputDataError(f"no packed voxel array at {root}: {exc}") from None
 
@@ -157,7 +160,12 @@ def _zarr_store(root: str, mode: str) -> Any:
     read_only = mode == "r"
     if is_local(root):
         return LocalStore(local_path(root), read_only=read_only)
-    return FsspecStore.from_url(root, read_only=read_only)
+    options: dict[str, Any] = {}
+    if root.startswith(("s3://", "s3a://")):
+        # one GET per chunk: s3fs asks an object's size first (a HEAD) when it might fetch
+        # the object in parallel parts, which a chunk of a few MB never needs
+        options["max_concurrency"] = 1
+    return FsspecStore.from_url(root, read_only=read_only, storage_options=options)
 
 
 class HDF5Chunks:
