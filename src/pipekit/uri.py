@@ -68,6 +68,28 @@ def open_uri(uri: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:
     return fsspec.open(uri, mode, **kwargs).open()
 
 
+# a remote file read in scattered pieces keeps at most this much of itself in memory
+SCATTERED_BLOCK = 4 << 20
+SCATTERED_BLOCKS = 64
+
+
+def open_scattered(uri: str) -> IO[bytes]:
+    """Open a file for reading in scattered pieces (an HDF5 file through h5py). A remote one
+    goes through an LRU of 4 MB blocks: fsspec's default read-ahead fetches again whenever a
+    read jumps back, which listing the keys of an mdCATH-scale voxel file on S3 (loopback)
+    took 330 s instead of 3 s."""
+    fs, path = url_to_fs(uri)
+    if is_local(uri):
+        return fs.open(path, "rb")
+    return fs.open(
+        path,
+        "rb",
+        cache_type="blockcache",
+        block_size=SCATTERED_BLOCK,
+        cache_options={"maxblocks": SCATTERED_BLOCKS},
+    )
+
+
 # what to do about a failed read, by what failed (corrupt data: the caller says)
 _ADVICE = {
     "permission": "check the storage credentials",

@@ -202,12 +202,13 @@ def test_a_chain_column_keys_residues_of_several_chains(tmp_path: Path) -> None:
 def test_csv_resnames_that_differ_from_the_voxel_labels_are_counted_and_skipped(
     tmp_path: Path,
 ) -> None:
-    rows = [("d1", "A", 1, "ALA", 320.0, 0.1), ("d1", "A", 2, "PRO", 320.0, 0.2),
+    """d1's CSV numbered one off from its voxels (ALA GLY SER): resid 1 says GLY, 2 SER."""
+    rows = [("d1", "A", 1, "GLY", 320.0, 0.1), ("d1", "A", 2, "SER", 320.0, 0.2),
             ("d1", "A", 3, "SER", 320.0, 0.3), ("d2", "A", 1, "ALA", 320.0, 0.2)]  # fmt: skip
     res = preprocess.run(load_config(str(_two_chain_config(tmp_path, rows, with_chain=False))))
     master = pd.read_parquet(res.master_samples).query("domain_id == 'd1'")
-    assert res.counts["resname_label_mismatches"] == 1  # resid 2: GLY in the voxels
-    assert sorted(master.resid) == [1, 3] and set(master.chain_id) == {"A"}
+    assert res.counts["resname_label_mismatches"] == 2  # resids 1 and 2; 3 is SER either way
+    assert sorted(master.resid) == [3] and set(master.chain_id) == {"A"}
     assert res.counts["ambiguous_voxel_residues"] == 3  # chain B shares A's numbers
 
 

@@ -97,13 +97,13 @@ class PackedVoxelSource:
     def domain_ids(self) -> list[str]:
         return list(pd.unique(self.index["domain_id"]))
 
-    def list_residues(self, domains: list[str], labels: bool = False) -> pd.DataFrame:
+    def list_residues(self, domains: list[str]) -> pd.DataFrame:
         idx = self.index
         keep = idx["domain_id"].isin(set(domains)) & idx["valid"]
-        out = idx.loc[keep, KEY].reset_index(drop=True)
-        if labels:  # the packed index does not carry residue names
-            out["label"] = pd.Series([None] * len(out), dtype=object)
-        return out
+        return idx.loc[keep, KEY].reset_index(drop=True)
+
+    def read_labels(self, domain: str, chain: str, resid_strs: list[str]) -> list[str | None]:
+        return [None] * len(resid_strs)  # the packed index does not carry residue names
 
     def plan(self, index: SampleIndex) -> ChunkPlan:
         """Map each residue of `index` to its row, and group residues by storage chunk."""

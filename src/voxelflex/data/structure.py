@@ -332,23 +332,23 @@ class StructureVoxelSource:
     def domain_ids(self) -> list[str]:
         return list(self.residues)
 
-    def list_residues(self, domains: list[str], labels: bool = False):
+    def list_residues(self, domains: list[str]):
         import pandas as pd
 
         rows = [
-            (name, chain, key, label)
+            (name, chain, key)
             for name in domains
             if name in self.residues
-            for chain, key, label in zip(
-                self.residues[name].chain,
-                self.residues[name].resid_str,
-                self.residues[name].resname,
-                strict=True,
+            for chain, key in zip(
+                self.residues[name].chain, self.residues[name].resid_str, strict=True
             )
         ]
-        columns = ["domain_id", "chain_id", "resid_str", "label"]
-        table = pd.DataFrame(rows, columns=columns, dtype=object)
-        return table if labels else table.drop(columns="label")
+        return pd.DataFrame(rows, columns=["domain_id", "chain_id", "resid_str"], dtype=object)
+
+    def read_labels(self, domain: str, chain: str, resid_strs: list[str]) -> list[str | None]:
+        res = self.residues[domain]
+        names = {(c, k): n for c, k, n in zip(res.chain, res.resid_str, res.resname, strict=True)}
+        return [names.get((chain, k)) for k in resid_strs]
 
     def read_domain(self, domain_id: str, chain_ids, resid_strs) -> tuple[np.ndarray, np.ndarray]:
         from voxelflex.data.voxels import VOXEL_SHAPE

@@ -20,7 +20,7 @@ from pipekit.progress import progress
 from pipekit.uri import (
     is_local,
     local_path,
-    open_uri,
+    open_scattered,
     require_file,
     storage_failure,
 )
@@ -38,9 +38,12 @@ class VoxelSource(Protocol):
 
     def domain_ids(self) -> list[str]: ...
 
-    def list_residues(self, domains: list[str], labels: bool = False) -> pd.DataFrame:
-        """Columns domain_id, chain_id, resid_str for the listed domains present in the source;
-        with `labels`, also `label`: the residue name stored with the grid (None: not stored)."""
+    def list_residues(self, domains: list[str]) -> pd.DataFrame:
+        """Columns domain_id, chain_id, resid_str for the listed domains present in the source."""
+        ...
+
+    def read_labels(self, domain: str, chain: str, resid_strs: list[str]) -> list[str | None]:
+        """The residue name stored with each grid (None: not stored)."""
         ...
 
     def read_domain(
@@ -83,7 +86,7 @@ class HDF5VoxelSource:
                 if is_local(self.uri):
                     self._file = h5py.File(local_path(self.uri), "r")
                 else:
-                    self._fh = open_uri(self.uri, "rb")
+                    self._fh = open_scattered(self.uri)
                     self._file = h5py.File(self._fh, "r")
             except Exception as exc:  # h5py, fsspec and the S3 client each raise their own
                 what, advice = storage_failure(
@@ -96,26 +99,51 @@ class HDF5VoxelSource:
     def domain_ids(self) -> list[str]:
         return list(self.file.keys())
 
-    def list_residues(self, domains: list[str], labels: bool = False) -> pd.DataFrame:
-        dom_col: list[str] = []
-        chain_col: list[str] = []
+    def list_residues(self, domains: list[str]) -> pd.DataFrame:
+        names: list[str] = []  # (domain, chain) pairs in listing order
+        chains: list[str] = []
+        sizes: list[int] = []
         res_col: list[str] = []
-        label_col: list[str | None] = []
         for domain in progress(domains, desc="listing voxel residues", unit="domain"):
             if domain not in self.file:
                 continue
             group = self.file[domain]
             for chain in _members(self.uri, group, f"/{domain}", "chains"):
                 keys = list(_members(self.uri, group[chain], f"/{domain}/{chain}", "residues"))
-                dom_col.extend([domain] * len(keys))
-                chain_col.extend([chain] * len(keys))
+                names.append(domain)
+                chains.append(chain)
+                sizes.append(len(keys))
                 res_col.extend(keys)
-                if labels:  # one attribute read per residue: only when asked
-                    label_col.extend(_label(group[chain][k]) for k in keys)
-        cols = {"domain_id": dom_col, "chain_id": chain_col, "resid_str": res_col}
-        if labels:
-            cols["label"] = label_col
-        return pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in cols.items()})
+        # Arrow-backed strings built once; the repeated names by index, not by copies
+        pair = np.repeat(np.arange(len(names)), sizes)
+        return pd.DataFrame(
+            {
+                "domain_id": pd.array(names, dtype="str").take(pair),
+                "chain_id": pd.array(chains, dtype="str").take(pair),
+                "resid_str": pd.array(res_col, dtype="str"),
+            }
+        )
+
+    def read_labels(self, domain: str, chain: str, resid_strs: list[str]) -> list[str | None]:
+        # one metadata read per residue (remote where the file is): callers read a few.
+        # h5py's low-level calls: the object wrappers cost more than the read itself
+        fid = self.file.id
+        out: list[str | None] = []
+        for key in resid_strs:
+            try:
+                oid = h5py.h5o.open(fid, f"{domain}/{chain}/{key}".encode())
+            except KeyError:
+                out.append(None)
+                continue
+            if not h5py.h5a.exists(oid, b"label"):
+                out.append(None)
+                continue
+            attr = h5py.h5a.open(oid, b"label")
+            value = np.empty(attr.shape, dtype=attr.dtype)
+            attr.read(value)
+            item = value.item() if value.shape == () else value.ravel()[0]
+            out.append(item.decode() if isinstance(item, bytes) else str(item))
+        return out
 
     def read_domain(
         self, domain_id: str, chain_ids: np.ndarray, resid_strs: np.ndarray
@@ -185,13 +213,6 @@ def _members(uri: str, node: Any, path: str, what: str) -> Any:
             "(file[domain][chain][residue] = (21, 21, 21, 5) grid)"
         )
     return node.keys()
-
-
-def _label(ds: Any) -> str | None:
-    value = ds.attrs.get("label")
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def synthetic_note(uri: str) -> str | None:

@@ -26,12 +26,12 @@ from pipekit.monitoring import StepMetrics
 from pipekit.uri import join_uri, open_uri, remove_uri, uri_exists
 from voxelflex.config import Config, save_resolved_config
 from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader
+from voxelflex.data.sample_join import parse_residue_keys
 from voxelflex.data.samples import SampleIndex, read_master_samples
 from voxelflex.data.temperature import TemperatureScaler
 from voxelflex.data.voxels import VoxelSource, open_voxel_source
 from voxelflex.monitoring import step_metrics
 from voxelflex.paths import RunPaths
-from voxelflex.steps.preprocess import parse_residue_keys
 from voxelflex.training.checkpoint import LoadedModel, load_model
 from voxelflex.training.loop import predict_batches
 

@@ -6,10 +6,11 @@ Writes `master_samples.parquet`, `temp_scaling_params.json` (training split only
 
 from __future__ import annotations
 
+import io
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from pipekit.atomic import replacing_uri
@@ -17,8 +18,8 @@ from pipekit.errors import InputDataError
 from pipekit.uri import require_file
 from voxelflex.config import Config, save_resolved_config
 from voxelflex.data.rmsf_csv import CHAIN, OPTIONAL, clean_rmsf_rows, read_rmsf_csv
+from voxelflex.data.sample_join import Joined, join_samples
 from voxelflex.data.splits import SPLITS, read_splits
-from voxelflex.data.structure import RESNAME_ALIASES
 from voxelflex.data.temperature import TemperatureScaler
 from voxelflex.data.voxels import open_voxel_source
 from voxelflex.paths import RunPaths
@@ -35,7 +36,6 @@ MASTER_COLUMNS = (
     "target_rmsf",
     "split",
 )
-_RESID_RE = r"^\s*(-?\d+)\s*([A-Za-z]?)\s*$"
 
 
 @dataclass(frozen=True)
@@ -46,56 +46,24 @@ class PreprocessResult:
     n_samples: int
     n_residues: int
     counts: dict[str, int] = field(default_factory=dict)
+    labels_read: int = 0  # voxel label reads the resname check cost
 
 
-def parse_residue_keys(residues: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Add integer `resid` and insertion code `icode` ("52A" -> 52, "A"); drop unparseable keys."""
-    parts = residues["resid_str"].str.extract(_RESID_RE)
-    ok = parts[0].notna().to_numpy()
-    out = residues.loc[ok].copy()
-    out["resid"] = parts.loc[ok, 0].astype(np.int64).to_numpy()
-    out["icode"] = parts.loc[ok, 1].fillna("").to_numpy()
-    return out, int((~ok).sum())
+def _with_split(joined: Joined, split_of: pd.Series) -> pd.DataFrame:
+    """The contract's columns, in order, each sample's split added."""
+    master = joined.master
+    split_names = split_of.reindex(joined.domain_names).to_numpy()
+    master["split"] = pd.array(split_names, dtype="str").take(joined.domain)
+    extra = [c for c in OPTIONAL if c in master.columns]
+    return master[[*MASTER_COLUMNS, *extra]]
 
 
-def pick_one_residue_per_resid(
-    residues: pd.DataFrame, by_chain: bool = False
-) -> tuple[pd.DataFrame, int]:
-    """The CSV keys residues by integer resid (and chain, where it has a `chain_id` column);
-    where a domain has several voxel residues for one key (insertion codes; several chains
-    and no chain in the CSV), keep the plain one of the first chain."""
-    ranked = residues.assign(_has_icode=residues["icode"] != "").sort_values(
-        ["domain_id", "resid", "_has_icode", "chain_id", "icode"], kind="stable"
-    )
-    keys = ["domain_id", "chain_id", "resid"] if by_chain else ["domain_id", "resid"]
-    dup = ranked.duplicated(subset=keys, keep="first")
-    return ranked.loc[~dup].drop(columns="_has_icode"), int(dup.sum())
-
-
-def _standard(names: pd.Series) -> pd.Series:
-    return names.astype(str).str.strip().str.upper().replace(RESNAME_ALIASES)
-
-
-def drop_resname_mismatches(master: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Rows whose CSV `resname` is not the residue the voxels were made of (their `label`
-    attribute; force-field names such as HSD count as their standard name); returns the rest
-    and the number of residues dropped. Grids without a label are not checked."""
-    known = master["label"].notna()
-    bad = known & (_standard(master["resname"]) != _standard(master["label"].fillna("")))
-    n_bad = len(master.loc[bad].drop_duplicates(["domain_id", "chain_id", "resid_str"]))
-    if n_bad:
-        example = master.loc[bad].iloc[0]
-        log.warning(
-            "%d residues skipped: the CSV resname differs from the voxel label, e.g. %s/%s/%s "
-            "%s in the CSV, %s in the voxel file",
-            n_bad,
-            example["domain_id"],
-            example["chain_id"],
-            example["resid_str"],
-            example["resname"],
-            example["label"],
-        )
-    return master.loc[~bad].drop(columns="label"), n_bad
+def _parquet(master: pd.DataFrame) -> bytes:
+    # no column statistics: every reader reads the whole table (and they cost a quarter of
+    # the write)
+    buffer = io.BytesIO()
+    master.to_parquet(buffer, index=False, write_statistics=False)
+    return buffer.getvalue()
 
 
 def _write_failed(uri: str, failed: dict[str, str]) -> None:
@@ -120,8 +88,14 @@ def run(cfg: Config) -> PreprocessResult:
     voxel_domains = set(source.domain_ids())  # the one listing of top-level keys
     counts["voxel_domains_in_no_split"] = len(voxel_domains - set(wanted))
 
-    log.info("reading RMSF CSV %s", csv_uri)
-    rmsf = read_rmsf_csv(csv_uri)
+    # the CSV is parsed (pyarrow, without the GIL) in a thread while the voxel keys are
+    # listed (h5py, holding it): on two cores the two reads overlap
+    in_voxels = [d for d in wanted if d in voxel_domains]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        log.info("reading RMSF CSV %s", csv_uri)
+        reading = pool.submit(read_rmsf_csv, csv_uri, False)
+        residues = source.list_residues(in_voxels)
+        rmsf = reading.result()
     counts["csv_rows"] = len(rmsf)
     csv_domains = set(rmsf["domain_id"].unique())
     rmsf = rmsf.loc[rmsf["domain_id"].isin(split_of.index)]
@@ -135,30 +109,25 @@ def run(cfg: Config) -> PreprocessResult:
         elif d not in csv_domains:
             failed[d] = "no rows in RMSF CSV"
     present = [d for d in wanted if d not in failed]
-
-    residues = source.list_residues(present, labels=True)
-    source.close()
+    if len(present) < len(in_voxels):  # listed, but without CSV rows
+        residues = residues.loc[residues["domain_id"].isin(present)].reset_index(drop=True)
     counts["voxel_residues_listed"] = len(residues)
-    residues, counts["unparseable_residue_keys"] = parse_residue_keys(residues)
-    by_chain = CHAIN in rmsf.columns
-    residues, counts["ambiguous_voxel_residues"] = pick_one_residue_per_resid(residues, by_chain)
-    join = ["domain_id", "chain_id", "resid"] if by_chain else ["domain_id", "resid"]
-
-    # residue-level counts only within domains not already reported as failed
-    csv_keys = rmsf.loc[rmsf["domain_id"].isin(present), join].drop_duplicates()
-    matched = residues.merge(csv_keys, on=join, how="outer", indicator=True)
-    counts["voxel_residues_not_in_csv"] = int((matched["_merge"] == "left_only").sum())
-    counts["csv_residues_not_in_voxels"] = int((matched["_merge"] == "right_only").sum())
-
-    master = residues.drop(columns="icode").merge(rmsf, on=join, how="inner")
-    master, counts["resname_label_mismatches"] = drop_resname_mismatches(master)
-    master = master.rename(columns={"temperature_feature": "raw_temp"})
-    master["split"] = split_of.reindex(master["domain_id"]).to_numpy()
-    extra = [c for c in OPTIONAL if c in master.columns]
-    master = master[[*MASTER_COLUMNS, *extra]].sort_values(
-        ["domain_id", "chain_id", "resid", "resid_str", "raw_temp"], kind="stable"
+    joined = join_samples(residues, rmsf, present, CHAIN in rmsf.columns, source.read_labels)
+    # encoded while the resname check reads its labels; again only if it drops residues
+    master = _with_split(joined, split_of)
+    encoded = _parquet(master)
+    joined, check = joined.checked()
+    source.close()
+    counts.update(joined.counts)
+    counts["resname_label_mismatches"] = check.dropped_residues
+    log.info(
+        "preprocess: %d voxel labels read to check the CSV's resnames (%d chains whole)",
+        check.labels_read,
+        check.chains_read_whole,
     )
-    master = master.reset_index(drop=True)
+    if check.dropped_residues:
+        master = _with_split(joined, split_of)
+        encoded = _parquet(master)
 
     with_samples = set(master["domain_id"].unique())
     for d in present:
@@ -187,11 +156,11 @@ def run(cfg: Config) -> PreprocessResult:
         )
 
     with replacing_uri(paths.master_samples, "wb") as fh:  # whole, or the previous one
-        master.to_parquet(fh, index=False)
+        fh.write(encoded)
     scaler.save(paths.processed_temp_scaling)  # with the metadata: any later run finds it
     scaler.save(paths.temp_scaling)
     _write_failed(paths.failed_domains, failed)
-    n_res = len(master.drop_duplicates(["domain_id", "chain_id", "resid_str"]))
+    n_res = joined.n_residues
     by_split = master["split"].value_counts().to_dict()
     log.info(
         "preprocess: %d samples (%d residues) written to %s; per split %s; temperature %.1f-%.1f K",
@@ -203,5 +172,11 @@ def run(cfg: Config) -> PreprocessResult:
         scaler.temp_max,
     )
     return PreprocessResult(
-        paths.master_samples, paths.temp_scaling, paths.failed_domains, len(master), n_res, counts
+        paths.master_samples,
+        paths.temp_scaling,
+        paths.failed_domains,
+        len(master),
+        n_res,
+        counts,
+        check.labels_read,
     )
