@@ -17,13 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipekit.atomic import replacing_path
 from pipekit.device import amp_enabled, autocast, resolve_device
 from pipekit.errors import ConfigError, InputDataError
+from pipekit.fingerprint import content_digest
 from pipekit.uri import is_local, local_path
 
 log = logging.getLogger(__name__)
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+DIGESTS = ".esm2pairs-weights.json"  # beside the weights: each file's SHA-256, size, mtime
 ENV_MODEL_CACHE = "ESM2PAIRS_MODEL_CACHE"  # where models read from a URI are kept locally
 
 
@@ -69,20 +73,79 @@ def resolve_model_dir(model_ckpt: str) -> Path:
         ) from None
 
 
+def weight_files(folder: Path) -> list[Path]:
+    """The files holding the model's weights: one file, or every shard a sharded checkpoint's
+    index names (how the 3B and 15B models ship)."""
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            return [folder / name]
+    for name in SHARD_INDEXES:
+        index = folder / name
+        if index.is_file():
+            try:
+                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            except (ValueError, KeyError, AttributeError) as exc:
+                raise InputDataError(f"{index}: not a checkpoint index ({exc})") from None
+            missing = [s for s in shards if not (folder / s).is_file()]
+            if missing or not shards:
+                raise InputDataError(f"{index} names shard(s) the folder lacks: {missing}")
+            return [folder / s for s in shards]
+    names = " or ".join(WEIGHT_FILES + SHARD_INDEXES)
+    raise InputDataError(f"model folder {folder} has no {names}")
+
+
+def _digest_store(folder: Path) -> Path:
+    """Where a folder's weight digests are kept: beside the weights when the folder is
+    writable, else (a read-only mount, another user's hub cache) in ESM2PAIRS_MODEL_CACHE."""
+    if os.access(folder, os.W_OK):
+        return folder / DIGESTS
+    root = Path(os.environ.get(ENV_MODEL_CACHE) or Path(tempfile.gettempdir()) / "esm2pairs")
+    root.mkdir(parents=True, exist_ok=True)
+    return root / f"{hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]}.json"
+
+
+def weight_digests(folder: Path) -> dict[str, str]:
+    """SHA-256 of every weight file, by name. Each file is streamed once and its digest
+    kept with its size and modification time; a later run reuses it while both are unchanged
+    (a multi-GB model is not read twice per run), and reads the file again when either
+    differs (a fine-tuned model saved over the old one)."""
+    store = _digest_store(folder)
+    try:
+        kept = json.loads(store.read_text())
+    except (OSError, ValueError):
+        kept = {}
+    out: dict[str, str] = {}
+    fresh = {}
+    for path in weight_files(folder):
+        st = path.stat()
+        seen = kept.get(path.name, {})
+        if seen.get("size") == st.st_size and seen.get("mtime_ns") == st.st_mtime_ns:
+            digest = seen["sha256"]
+        else:
+            log.info("hashing %s (%.0f MB, once per version of the file)", path, st.st_size / 1e6)
+            digest = content_digest(str(path))["sha256"]
+        out[path.name] = digest
+        fresh[path.name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+    if fresh != kept:
+        try:
+            with replacing_path(str(store)) as tmp:
+                Path(tmp).write_text(json.dumps(fresh, indent=1))
+        except OSError as exc:  # the digests are then computed again next time
+            log.warning("cannot keep the weight digests at %s: %s", store, exc)
+    return out
+
+
 def model_signature(folder: Path, pooling: str, layer: str | int, max_residues: int) -> str:
-    """What makes an embedding: the model (its config and weights, wherever the folder
-    lives), the pooling, the layer and the truncation length. Equal signatures mean equal
-    embeddings, so a cache made with another one is refused, not mixed."""
-    weights = next((folder / n for n in WEIGHT_FILES if (folder / n).is_file()), None)
-    if weights is None:
-        raise InputDataError(f"model folder {folder} has no {' or '.join(WEIGHT_FILES)}")
+    """What makes an embedding: the model (its config and the SHA-256 of every weight file,
+    wherever the folder lives), the pooling, the layer and the truncation length. Equal
+    signatures mean equal embeddings, so a cache made with another one is refused, not
+    mixed."""
+    digests = weight_digests(folder)
     config = json.loads((folder / "config.json").read_text())
     for volatile in ("_name_or_path", "transformers_version", "torch_dtype", "dtype"):
         config.pop(volatile, None)
     h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-    h.update(str(weights.stat().st_size).encode())
-    with open(weights, "rb") as fh:  # the header (tensor table) and the first weights
-        h.update(fh.read(1 << 20))
+    h.update(json.dumps(sorted(digests.values())).encode())  # not names: shard names vary
     h.update(f"|{pooling}|{layer}|{max_residues}".encode())
     return h.hexdigest()[:16]
 
@@ -123,7 +186,10 @@ class Embedder:
         self.device = resolve_device(device)
         self.amp = amp_enabled(self.device, mixed_precision)
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        self.model = EsmModel.from_pretrained(str(folder), add_pooling_layer=False)
+        # attention pooling needs the attention weights, which only the eager
+        # implementation computes (the fused kernels never form them)
+        extra = {"attn_implementation": "eager"} if pooling == "attention" else {}
+        self.model = EsmModel.from_pretrained(str(folder), add_pooling_layer=False, **extra)
         self.model.to(self.device).eval()
         self.pooling = pooling
         self.max_residues = max_residues
@@ -139,6 +205,15 @@ class Embedder:
         self.calls = 0  # forward passes (a fully cached re-run makes none)
         special = [self.tokenizer.cls_token_id, self.tokenizer.eos_token_id]
         self._special = torch.tensor([t for t in special if t is not None], device=self.device)
+        self._cls_attention: torch.Tensor | None = None
+        if pooling == "attention":
+            # the layer that made the pooled hidden states (the first one for layer 0, the
+            # embeddings); only the CLS token's row is kept, not the (B, H, T, T) weights
+            block = self.model.encoder.layer[max(self.layer, 1) - 1].attention.self
+            block.register_forward_hook(self._keep_cls_attention)
+
+    def _keep_cls_attention(self, _module: Any, _inputs: Any, output: Any) -> None:
+        self._cls_attention = output[1][:, :, 0, :].float().mean(1)  # (B, T), heads averaged
 
     @torch.inference_mode()
     def embed(self, seqs: Sequence[str]) -> np.ndarray:
@@ -159,9 +234,13 @@ class Embedder:
             pooled = hidden[:, 0]
         else:
             residues = mask.bool() & ~torch.isin(ids, self._special)  # (B, T)
-            if self.pooling == "mean":
-                w = residues.unsqueeze(-1).float()
-                pooled = (hidden * w).sum(1) / w.sum(1).clamp_min(1.0)
+            if self.pooling in ("mean", "attention"):
+                w = residues.float()
+                if self.pooling == "attention":
+                    assert self._cls_attention is not None
+                    w = w * self._cls_attention  # how much CLS attends to each residue
+                w = w.unsqueeze(-1)
+                pooled = (hidden * w).sum(1) / w.sum(1).clamp_min(1e-12)
             else:
                 pooled = hidden.masked_fill(~residues.unsqueeze(-1), float("-inf")).amax(1)
         return pooled.cpu().numpy().astype(np.float32)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pipekit.config import LoggingConfig, MonitoringConfig
 from pipekit.config import check as _check
 
-POOLINGS = ("mean", "max", "cls")
+POOLINGS = ("mean", "max", "cls", "attention")
 PRECISIONS = ("fp16", "fp32")
 
 
