@@ -1,8 +1,11 @@
 """Pairs of cache rows -> batches of embeddings, read from the store row-wise.
 
-A batch reads only the distinct rows its pairs need (sorted, one h5py selection), so memory
-stays at one batch whatever the cache's size; each DataLoader worker opens the store itself
-(h5py handles do not survive a fork). The order is reshuffled per epoch from (seed, epoch)."""
+A batch reads only the distinct rows its pairs need (sorted), so memory stays at one batch
+whatever the cache's size: on local disk from a memory map of `emb`, in object storage with
+ranged GETs of just those rows' bytes (adjacent rows, or rows a small gap apart, in one
+range; see `RemoteRows`). Each DataLoader worker opens the store itself (h5py handles and
+s3fs sessions do not survive a fork). The order is drawn once per epoch from (seed, epoch).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pipekit.errors import InputDataError
-from pipekit.uri import is_local, local_path, open_uri
+from pipekit.uri import is_local, local_path, open_scattered
 
 
 def rows_of(pairs: pd.DataFrame, index: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -32,6 +35,52 @@ def rows_of(pairs: pd.DataFrame, index: pd.DataFrame, where: str) -> tuple[np.nd
     a = row.loc[pairs["brc_a"].astype(str)].to_numpy()
     b = row.loc[pairs["brc_b"].astype(str)].to_numpy()
     return a, b
+
+
+# rows fewer than this many bytes apart are fetched in one range (the gap read and dropped):
+# about what a second request's headers would cost; the requests of a batch go out at once,
+# so a wider gap would buy no time and cost bytes (random rows of a large cache are rarely
+# close)
+MERGE_GAP = 1 << 12
+
+
+class RemoteRows:
+    """Rows of a contiguous, uncompressed 2-D HDF5 dataset in object storage (the cache's
+    `emb`), read by byte range: h5py reads only the file's metadata (in small blocks) to find
+    where the data starts, then each request asks for exactly a run of rows. s3fs's default
+    read-ahead (50 MB) fetched most of a store for every few rows instead."""
+
+    def __init__(self, uri: str, name: str = "emb") -> None:
+        from fsspec.core import url_to_fs
+
+        self.fs, self.path = url_to_fs(uri)
+        with (
+            self.fs.open(self.path, "rb", cache_type="blockcache", block_size=1 << 16) as fh,
+            h5py.File(fh, "r") as f,
+        ):
+            d = f[name]
+            offset = d.id.get_offset()
+            if offset is None or d.chunks is not None or d.compression is not None:
+                raise ValueError(f"{uri}: {name} is not one contiguous uncompressed dataset")
+            self.offset, self.dtype, self.shape = int(offset), d.dtype, d.shape
+        self.row_bytes = int(self.shape[1]) * self.dtype.itemsize
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        """The rows `rows` (sorted, distinct), in that order."""
+        if len(rows) == 0:
+            return np.empty((0, self.shape[1]), self.dtype)
+        gap_rows = max(1, MERGE_GAP // self.row_bytes)
+        cut = np.flatnonzero(np.diff(rows) > gap_rows) + 1  # where a new range starts
+        first = rows[np.r_[0, cut]]
+        last = rows[np.r_[cut - 1, len(rows) - 1]] + 1
+        starts = (self.offset + first * self.row_bytes).tolist()
+        ends = (self.offset + last * self.row_bytes).tolist()
+        blobs = self.fs.cat_ranges([self.path] * len(starts), starts, ends)
+        span = np.frombuffer(b"".join(blobs), self.dtype).reshape(-1, self.shape[1])
+        sizes = last - first
+        at = np.cumsum(sizes) - sizes  # where each range starts in `span`
+        wanted = np.diff(np.r_[0, cut, len(rows)])  # rows asked for in each range
+        return span[rows - np.repeat(first - at, wanted)]
 
 
 class PairBatches(Dataset):
@@ -55,6 +104,7 @@ class PairBatches(Dataset):
         self.seed = seed
         self.epoch = 0
         self._h5: Any = None
+        self._order: tuple[int, np.ndarray] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -63,11 +113,11 @@ class PairBatches(Dataset):
         return -(-len(self.labels) // self.batch_size)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_h5": None}
+        return {**self.__dict__, "_h5": None, "_order": None}
 
-    def _emb(self) -> h5py.Dataset | np.ndarray:
+    def _emb(self) -> np.ndarray | RemoteRows | h5py.Dataset:
         """The `emb` rows: on local disk a memory map of the contiguous dataset (the page
-        cache serves repeated rows), in object storage the dataset read through fsspec."""
+        cache serves repeated rows), in object storage ranged reads of the rows wanted."""
         if self._h5 is None:
             if is_local(self.store):
                 path = local_path(self.store)
@@ -79,14 +129,22 @@ class PairBatches(Dataset):
                         return self._h5
                 self._h5 = h5py.File(path, "r")["emb"]
             else:
-                self._h5 = h5py.File(open_uri(self.store, "rb"), "r")["emb"]
+                try:
+                    self._h5 = RemoteRows(self.store)
+                except ValueError:  # a chunked store (not ours): h5py through a block cache
+                    self._h5 = h5py.File(open_scattered(self.store), "r")["emb"]
         return self._h5
 
     def order(self) -> np.ndarray:
-        n = len(self.labels)
-        if not self.shuffle:
-            return np.arange(n)
-        return np.random.default_rng((self.seed, self.epoch)).permutation(n)
+        """This epoch's order of the pairs, drawn once per epoch (per worker process)."""
+        if self._order is None or self._order[0] != self.epoch:
+            n = len(self.labels)
+            if self.shuffle:
+                perm = np.random.default_rng((self.seed, self.epoch)).permutation(n)
+            else:
+                perm = np.arange(n)
+            self._order = (self.epoch, perm)
+        return self._order[1]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         idx = self.order()[i * self.batch_size : (i + 1) * self.batch_size]

@@ -1,0 +1,87 @@
+"""The pair loader at scale: batches from an s3:// cache fetch about the bytes they use
+(measured on the wire, against a real S3 API on loopback), and the epoch's order is drawn
+once, not per batch."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from bench.wire import counting_relay
+from esm2pairs.data.pair_loader import PairBatches
+
+ROWS, DIM = 16_000, 640  # 20 MB of fp16 rows: far more than a batch needs
+
+
+def _store(path: Path, rows: int = ROWS, dim: int = DIM) -> np.ndarray:
+    emb = np.random.default_rng(0).standard_normal((rows, dim)).astype(np.float16)
+    with h5py.File(path, "w") as f:  # as the cache writes it: contiguous, uncompressed
+        f.create_dataset("emb", data=emb)
+        f.create_dataset("emb_keys", data=np.array([f"k{i}" for i in range(rows)], "S"))
+    return emb
+
+
+def test_batches_from_s3_fetch_about_the_rows_they_use(tmp_path: Path, s3, s3_endpoint) -> None:
+    from fsspec.config import conf
+
+    emb = _store(tmp_path / "master.h5")
+    s3.put_file(str(tmp_path / "master.h5"), "voxelflex/esm/master.h5")
+    rng = np.random.default_rng(1)
+    n_pairs = 50_000
+    a, b = rng.integers(0, ROWS, n_pairs), rng.integers(0, ROWS, n_pairs)
+    labels = rng.integers(0, 2, n_pairs)
+    with counting_relay(s3_endpoint) as relay:
+        # this test's filesystem talks to S3 through the relay
+        conf["s3"] = {"endpoint_url": f"http://127.0.0.1:{relay.port}"}
+        batches = PairBatches("s3://voxelflex/esm/master.h5", a, b, labels, 32, True, seed=2)
+        batches._emb()  # opening reads the file's metadata only
+        opened = relay.received
+        assert opened < 300_000, f"opening fetched {opened:,} B"
+        for i in range(3):
+            before = relay.received
+            ea, eb, _ = batches[i]
+            fetched = relay.received - before
+            idx = batches.order()[i * 32 : (i + 1) * 32]
+            np.testing.assert_array_equal(ea.numpy(), emb[a[idx]].astype(np.float32))
+            np.testing.assert_array_equal(eb.numpy(), emb[b[idx]].astype(np.float32))
+            needed = len(np.unique(np.r_[a[idx], b[idx]])) * DIM * 2
+            # the rows' bytes plus each response's headers; the store is 250x larger
+            assert needed <= fetched < 2 * needed, f"batch {i}: {fetched:,} B for {needed:,} B"
+
+
+def test_adjacent_rows_come_in_one_range_and_in_their_order(tmp_path: Path, s3) -> None:
+    from esm2pairs.data.pair_loader import RemoteRows
+
+    emb = _store(tmp_path / "small.h5", rows=500, dim=8)
+    s3.put_file(str(tmp_path / "small.h5"), "voxelflex/esm/small.h5")
+    rows = RemoteRows("s3://voxelflex/esm/small.h5")
+    for want in ([0], [499], [3, 4, 5, 9, 400, 401, 499], list(range(0, 500, 7))):
+        np.testing.assert_array_equal(rows[np.array(want)], emb[want])
+
+
+def test_the_order_is_drawn_once_per_epoch_not_per_batch(tmp_path: Path) -> None:
+    _store(tmp_path / "m.h5", rows=1000, dim=8)
+    n = 2_000_000
+    rng = np.random.default_rng(0)
+    a, b, labels = rng.integers(0, 1000, n), rng.integers(0, 1000, n), rng.integers(0, 2, n)
+    batches = PairBatches(str(tmp_path / "m.h5"), a, b, labels, 64, True, seed=3)
+    t0 = time.perf_counter()
+    batches[0]  # draws the epoch's order (2M pairs)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for i in range(1, 21):
+        batches[i]
+    rest = (time.perf_counter() - t0) / 20
+    assert rest * 10 < first, (
+        f"a batch took {rest * 1e3:.1f} ms after the first's {first * 1e3:.1f}"
+    )
+
+    order = batches.order()
+    assert np.array_equal(np.sort(order), np.arange(n))
+    batches.set_epoch(1)
+    assert not np.array_equal(batches.order(), order)
+    batches.set_epoch(0)
+    assert np.array_equal(batches.order(), order)
