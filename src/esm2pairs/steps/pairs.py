@@ -8,7 +8,6 @@ identical sequence, which would be a positive in disguise)."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 from dataclasses import dataclass
 
@@ -55,30 +54,81 @@ def split_isolates(isolates: list[str], cfg: Config) -> dict[str, list[str]]:
 
 
 def make_pairs(df: pd.DataFrame, ratio: float, rng: np.random.Generator) -> pd.DataFrame:
-    """Positives within isolates, `ratio` negatives per positive across isolates."""
-    first = df.drop_duplicates(["assembly_id", "function"])  # one protein per function
-    by_func = {f: g.reset_index(drop=True) for f, g in first.groupby("function")}
-    rows = []
-    for _, iso in first.groupby("assembly_id", sort=True):
-        recs = iso.sort_values("function").to_dict("records")
-        for a, b in itertools.combinations(recs, 2):
-            rows.append((a["brc_fea_id"], b["brc_fea_id"], 1, a["function"], b["function"]))
-            others = by_func[b["function"]]
-            others = others[
-                (others["assembly_id"] != a["assembly_id"]) & (others[SEQ_COL] != b[SEQ_COL])
-            ]
-            n_neg = min(len(others), int(ratio) + int(rng.random() < ratio - int(ratio)))
-            for j in rng.choice(len(others), n_neg, replace=False) if n_neg else []:
-                rows.append(
-                    (
-                        a["brc_fea_id"],
-                        others.at[others.index[j], "brc_fea_id"],
-                        0,
-                        a["function"],
-                        b["function"],
-                    )
-                )
-    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+    """Positives within isolates, `ratio` negatives per positive across isolates, each
+    positive followed by its negatives.
+
+    One protein per (isolate, function). A positive (a, b) joins two of an isolate's
+    proteins, a's function before b's; its negatives pair a with other isolates' proteins of
+    b's function whose sequence differs from b's (b's own isolate has only b there), drawn
+    uniformly without replacement: int(ratio) of them, one more with probability
+    ratio - int(ratio), all there are when fewer. Vectorized (time linear in the proteins, up
+    to a sort): each function's proteins are laid out grouped by sequence, so the valid ones
+    for b are the function's block minus one contiguous run, and a draw in
+    [0, n_valid) maps past that run with one comparison."""
+    cols = ["assembly_id", "function", "brc_fea_id", SEQ_COL]
+    first = df.drop_duplicates(["assembly_id", "function"])[cols]
+    # the pool: every function's proteins, grouped by sequence within the function
+    pool = first.sort_values(["function", SEQ_COL], kind="stable").reset_index(drop=True)
+    func_code, funcs = pd.factorize(pool["function"])  # sorted: codes ascend along the pool
+    seq_code = pool.groupby(["function", SEQ_COL], sort=False).ngroup().to_numpy()
+    n_f = np.bincount(func_code)
+    f_start = np.cumsum(n_f) - n_f
+    run_start = pd.Series(np.arange(len(pool))).groupby(seq_code).transform("min").to_numpy()
+    run_len = np.bincount(seq_code)[seq_code]
+
+    pos = first.merge(first, on="assembly_id", suffixes=("_a", "_b"))
+    pos = pos[pos["function_a"] < pos["function_b"]]
+    pos = pos.sort_values(["assembly_id", "function_a", "function_b"], kind="stable")
+    places = pool[cols[:2]].rename(columns={"function": "function_b"})
+    places["at_b"] = np.arange(len(pool))  # b's place in the pool
+    pos = pos.merge(places, on=["assembly_id", "function_b"], how="left")
+    at_b = pos["at_b"].to_numpy()
+    f_b = func_code[at_b]
+    lo = run_start[at_b] - f_start[f_b]  # b's sequence run within its function's block
+    width = run_len[at_b]
+    n_valid = n_f[f_b] - width
+    whole = int(ratio)
+    k = np.minimum(n_valid, whole + (rng.random(len(pos)) < ratio - whole)).astype(np.int64)
+
+    owner = np.repeat(np.arange(len(pos)), k)  # the positive each negative belongs to
+    draw = np.floor(rng.random(len(owner)) * n_valid[owner]).astype(np.int64)
+    while True:  # redraw repeats within one positive: sampling without replacement
+        order = np.lexsort((draw, owner))
+        same = np.zeros(len(owner), bool)
+        same[order[1:]] = (owner[order[1:]] == owner[order[:-1]]) & (
+            draw[order[1:]] == draw[order[:-1]]
+        )
+        if not same.any():
+            break
+        draw[same] = np.floor(rng.random(int(same.sum())) * n_valid[owner[same]]).astype(np.int64)
+    skip = draw >= lo[owner]
+    neg_at = f_start[f_b[owner]] + draw + np.where(skip, width[owner], 0)
+
+    pos_rows = pd.DataFrame(
+        {
+            "brc_a": pos["brc_fea_id_a"].to_numpy(),
+            "brc_b": pos["brc_fea_id_b"].to_numpy(),
+            "label": 1,
+            "func_a": pos["function_a"].to_numpy(),
+            "func_b": pos["function_b"].to_numpy(),
+            "_owner": np.arange(len(pos)),
+            "_rank": 0,
+        }
+    )
+    neg_rows = pd.DataFrame(
+        {
+            "brc_a": pos["brc_fea_id_a"].to_numpy()[owner],
+            "brc_b": pool["brc_fea_id"].to_numpy()[neg_at],
+            "label": 0,
+            "func_a": pos["function_a"].to_numpy()[owner],
+            "func_b": funcs[f_b[owner]],
+            "_owner": owner,
+            "_rank": 1,
+        }
+    )
+    out = pd.concat([pos_rows, neg_rows], ignore_index=True)
+    out = out.sort_values(["_owner", "_rank"], kind="stable")
+    return out[PAIR_COLUMNS].reset_index(drop=True)
 
 
 def run(cfg: Config) -> PairsResult:
