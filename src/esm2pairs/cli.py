@@ -63,16 +63,28 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
     )
 
 
-def cmd_embed(args: argparse.Namespace) -> None:
-    from esm2pairs.steps import embed
+def _table_args(p: argparse.ArgumentParser) -> None:
+    """The protein table and the run's folder, for every step that reads the table: a step
+    given them agrees with an embed given the same."""
+    p.add_argument("--input_file", help="protein_final.csv (default: preprocess's output)")
+    p.add_argument("--output_dir", help="folder of sampled_isolates.txt (run-specific)")
 
+
+def _table_overrides(args: argparse.Namespace) -> list[str]:
     extra = []
-    if args.cuda_name:
-        extra.append(f"embeddings.device={args.cuda_name}")
     if args.input_file:
         extra.append(f"paths.input_file={args.input_file}")
     if args.output_dir:
         extra.append(f"paths.output_dir={args.output_dir}")
+    return extra
+
+
+def cmd_embed(args: argparse.Namespace) -> None:
+    from esm2pairs.steps import embed
+
+    extra = _table_overrides(args)
+    if args.cuda_name:
+        extra.append(f"embeddings.device={args.cuda_name}")
     res = embed.run(_prepare(args, "embed", extra), force_recompute=args.force_recompute)
     print(
         f"embed: {res.n_ids} IDs, {res.n_sequences} distinct sequences: {res.n_cached} cached "
@@ -84,7 +96,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
 def cmd_pairs(args: argparse.Namespace) -> None:
     from esm2pairs.steps import pairs
 
-    res = pairs.run(_prepare(args, "pairs"))
+    res = pairs.run(_prepare(args, "pairs", _table_overrides(args)))
     for split, c in res.counts.items():
         print(f"{split}: {c['pos']} positive, {c['neg']} negative pairs ({c['isolates']} isolates)")
     print(f"pairs -> {res.pairs_dir}")
@@ -163,13 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("embed", help="ESM-2 embeddings into the master cache")
     _config_args(p)
     p.add_argument("--cuda_name", help="device, e.g. cuda:0 (default: embeddings.device)")
-    p.add_argument("--input_file", help="protein_final.csv to embed (default: preprocess's)")
-    p.add_argument("--output_dir", help="folder for sampled_isolates.txt (run-specific)")
+    _table_args(p)
     p.add_argument("--force-recompute", action="store_true", help="recompute cached sequences")
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("pairs", help="train/val/test_pairs.csv, split by isolate")
     _config_args(p)
+    _table_args(p)
     p.set_defaults(func=cmd_pairs)
 
     p = sub.add_parser("train", help="the pair classifier on frozen embeddings")

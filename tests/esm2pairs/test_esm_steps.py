@@ -72,7 +72,8 @@ def test_unknown_config_keys_and_bundles_are_named(tmp_path, capsys) -> None:
     with pytest.raises(ConfigError, match="embeddings.poolng.*did you mean 'pooling'"):
         load_config(None, ["embeddings.poolng=cls"])
     with pytest.raises(ConfigError, match="embeddings.pooling"):
-        load_config("flu_a", ["embeddings.pooling=attention"])
+        load_config("flu_a", ["embeddings.pooling=attn"])
+    assert load_config("flu_a", ["embeddings.pooling=attention"]).embeddings.pooling == "attention"
 
 
 def test_pairs_split_by_isolate_with_both_labels(embedded) -> None:
@@ -214,3 +215,20 @@ def test_the_gate_holds_auroc_and_auprc_to_the_baseline(tmp_path, capsys) -> Non
         and saved["baseline"]["model_uri"] == "s3://m/1"
     )
     assert [h["model_uri"] for h in saved["history"]] == ["s3://m/1", "s3://m/3"]
+
+
+def test_pairs_reads_the_protein_table_that_embed_was_given(embedded_copy, tmp_path, capsys):
+    """`embed --input_file F --output_dir D` then `pairs` with the same flags: the table and
+    the sampled isolates are found where embed took and left them."""
+    layout = Layout.from_config(load_config(str(embedded_copy)))
+    table = tmp_path / "elsewhere" / "proteins.csv"
+    table.parent.mkdir()
+    Path(layout.input_file).rename(table)
+    run_dir = tmp_path / "run"
+    flags = ["--input_file", str(table), "--output_dir", str(run_dir)]
+    assert main(["embed", "--config", str(embedded_copy), "-q", *flags]) == 0
+    assert (run_dir / "sampled_isolates.txt").is_file()
+    assert main(["pairs", "--config", str(embedded_copy), "-q"]) != 0
+    assert "protein table not found" in capsys.readouterr().err
+    assert main(["pairs", "--config", str(embedded_copy), "-q", *flags]) == 0
+    assert len(pd.read_csv(layout.pairs("train"))) > 0
