@@ -17,6 +17,7 @@ from pipekit.cli import (
     start_logging,
 )
 from pipekit.errors import InputDataError, PipelineError
+from pipekit.shards import parse_shard
 from voxelflex import __version__
 
 log = logging.getLogger("voxelflex")
@@ -126,16 +127,6 @@ def cmd_voxelize(args: argparse.Namespace) -> None:
         print(f"{res.n_skipped} skipped (reasons in {res.skipped})")
 
 
-def _shard(value: str | None) -> tuple[int, int] | None:
-    """`--shard K/N` -> (K, N)."""
-    if not value:
-        return None
-    k, sep, n = value.partition("/")
-    if not sep or not k.isdigit() or not n.isdigit():
-        raise PipelineError(f"--shard must look like 0/4, not {value!r}")
-    return int(k), int(n)
-
-
 def cmd_ingest_mdcath(args: argparse.Namespace) -> None:
     from pipekit.logging_setup import setup_logging
     from pipekit.progress import set_progress
@@ -143,7 +134,7 @@ def cmd_ingest_mdcath(args: argparse.Namespace) -> None:
 
     setup_logging("WARNING" if args.quiet else "INFO")
     set_progress(not args.quiet)
-    res = ingest_mdcath.run(args.src, args.out, _shard(args.shard))
+    res = ingest_mdcath.run(args.src, args.out, parse_shard(args.shard))
     if args.shard:
         print(f"shard {args.shard}: {res.n_domains} domains ingested, {res.n_failed} failed")
     else:
@@ -163,7 +154,7 @@ def cmd_mirror(args: argparse.Namespace) -> None:
 
     setup_logging("WARNING" if args.quiet else "DEBUG" if args.verbose > 1 else "INFO")
     set_progress(not args.quiet)
-    shard = _shard(args.shard)
+    shard = parse_shard(args.shard)
     res = mirror.run(
         args.src, args.dst, args.format, args.chunk_rows, args.overwrite, shard, args.plan_only
     )

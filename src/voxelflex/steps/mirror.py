@@ -26,6 +26,8 @@ from pipekit.atomic import remove_leftovers, replacing_uri
 from pipekit.errors import InputDataError
 from pipekit.faults import crashpoint
 from pipekit.progress import progress
+from pipekit.shards import shard_of  # noqa: F401 (the components' name for it)
+from pipekit.shards import shard_specs as specs
 from pipekit.uri import join_uri, open_uri, require_file
 from voxelflex.data import packed
 from voxelflex.data.voxels import HDF5VoxelSource
@@ -62,14 +64,7 @@ def destination(src: str, dst: str | None = None) -> str:
 
 def shard_specs(writers: int) -> list[dict[str, int]]:
     """The pipeline's fan-out: one item per writer, for `dsl.ParallelFor`."""
-    if writers < 1:
-        raise InputDataError(f"mirror_writers must be >= 1, not {writers}")
-    return [{"shard": k, "shards": writers} for k in range(writers)]
-
-
-def shard_of(spec: dict[str, Any]) -> tuple[int, int]:
-    """A fan-out item back to (k, n) (pipeline parameters turn ints into floats)."""
-    return int(spec["shard"]), int(spec["shards"])
+    return specs(writers, "mirror_writers")
 
 
 def headline_metrics(result: MirrorResult) -> dict[str, float]:
