@@ -5,18 +5,25 @@
    random ESM-2-shaped model (no weights can be downloaded here).
 2. A re-run's cache hit rate and model calls (must be 100% and 0) and its time against the
    first run's.
-3. The classifier's loader (pairs -> distinct cache rows -> batches, read through h5py) in
-   pairs/s against a raw in-memory gather from the whole `emb` array read into memory.
+3. The classifier's loader (pairs -> distinct cache rows -> batches) in pairs/s against a
+   raw in-memory gather from the whole `emb` array read into memory; the same loader with
+   the cache in S3 (moto's server in another process on loopback) in pairs/s against local,
+   and the bytes it fetches per batch (counted on the wire by a relay) against the bytes of
+   the rows the batch uses.
+4. Pair building from 2k to 64k isolates with every function pair of ten functions: time
+   per size and the slope of log(time) against log(isolates) (1 is linear).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import yaml
 
 from esm2pairs.config import load_config
@@ -115,6 +122,80 @@ def bench_loader(tmp: Path, rows: int, dim: int, pairs: int, batch: int) -> None
         f"{mb:.0f} MiB, into memory in {load_s:.2f} s)"
     )
     print(f"  loader / raw: {loader_speed / raw_speed:.2f}x")
+    bench_loader_s3(cache.h5, ra, rb, labels, batch, loader_speed, dim)
+
+
+def bench_loader_s3(
+    h5: str, ra: np.ndarray, rb: np.ndarray, labels: np.ndarray, batch: int, local: float, dim: int
+) -> None:
+    import s3fs
+    from fsspec.config import conf
+
+    import s3_loopback
+    from wire import counting_relay
+
+    server = s3_loopback.start("bench")
+    s3fs.S3FileSystem().put_file(h5, "bench/master.h5")
+    uri = "s3://bench/master.h5"
+    n_batches = 10  # each batch is ~2 x batch ranged GETs to a Python server: a sample
+    batches = PairBatches(uri, ra, rb, labels, batch, shuffle=True)
+    batches._emb()
+    t0 = time.perf_counter()
+    n = sum(len(batches[i][2]) for i in range(n_batches))
+    s3_speed = n / (time.perf_counter() - t0)
+    requests = 2 * batch * n_batches  # at most: one range per distinct row
+    print(
+        f"  loader from S3 (loopback), first {n_batches} batches: {s3_speed:,.0f} pairs/s "
+        f"(up to {requests:,} ranged GETs, answered by a Python server on the same cores)"
+    )
+    print(f"  S3 / local: {s3_speed / local:.2f}x")
+    with counting_relay(os.environ["AWS_ENDPOINT_URL"]) as relay:
+        conf["s3"] = {"endpoint_url": f"http://127.0.0.1:{relay.port}"}
+        batches = PairBatches(uri, ra, rb, labels, batch, shuffle=True, seed=1)
+        batches._emb()
+        fetched = needed = 0
+        for i in range(n_batches):
+            before = relay.received
+            batches[i]
+            fetched += relay.received - before
+            idx = batches.order()[i * batch : (i + 1) * batch]
+            needed += len(np.unique(np.r_[ra[idx], rb[idx]])) * dim * 2
+    store = s3fs.S3FileSystem().size("bench/master.h5")
+    print(
+        f"  bytes fetched per batch from S3: {fetched / n_batches:,.0f} for "
+        f"{needed / n_batches:,.0f} B of "
+        f"rows used ({fetched / needed:.2f}x; the store is {store / 2**20:,.0f} MiB)"
+    )
+    server.terminate()
+
+
+def bench_pair_building(sizes: list[int], n_funcs: int) -> None:
+    from esm2pairs.steps.pairs import make_pairs
+
+    funcs = [f"F{j}" for j in range(n_funcs)]
+    times = []
+    for n in sizes:
+        rng = np.random.default_rng(0)
+        iso = np.repeat([f"iso{i}" for i in range(n)], n_funcs)
+        func = np.tile(funcs, n)
+        df = pd.DataFrame(
+            {
+                "assembly_id": iso,
+                "function": func,
+                "brc_fea_id": [f"p{i}" for i in range(n * n_funcs)],
+                # 200 variants per function: identical proteins across isolates, as in flu
+                "esm2_ready_seq": np.char.add(func, rng.integers(0, 200, n * n_funcs).astype(str)),
+            }
+        )
+        t0 = time.perf_counter()
+        pairs = make_pairs(df, 1.0, np.random.default_rng(0))
+        times.append(time.perf_counter() - t0)
+        print(
+            f"  {n:7,} isolates, {n * n_funcs:9,} proteins: {len(pairs):10,} pairs in "
+            f"{times[-1]:6.2f} s"
+        )
+    slope = np.polyfit(np.log(sizes), np.log(times), 1)[0]
+    print(f"  slope of log(time) on log(isolates): {slope:.2f} (1 = linear, 2 = quadratic)")
 
 
 def main() -> None:
@@ -122,9 +203,10 @@ def main() -> None:
     p.add_argument("--sequences", type=int, default=400)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--isolates", type=int, default=200)
-    p.add_argument("--rows", type=int, default=100_000)
+    p.add_argument("--rows", type=int, default=100_000)  # proteins in the cache
     p.add_argument("--dim", type=int, default=1280)
-    p.add_argument("--pairs", type=int, default=50_000)
+    p.add_argument("--pairs", type=int, default=1_000_000)
+    p.add_argument("--isolates-max", type=int, default=64_000)
     args = p.parse_args()
     set_progress(False)
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,8 +214,14 @@ def main() -> None:
         bench_batching(Path(tmp), args.sequences, args.batch_size)
         print("2. cache re-run")
         bench_rerun(Path(tmp), args.isolates)
-        print(f"3. classifier loader ({args.rows:,} rows x {args.dim} fp16, batch 256)")
+        print(
+            f"3. classifier loader ({args.rows:,} rows x {args.dim} fp16, {args.pairs:,} pairs, "
+            "batch 256)"
+        )
         bench_loader(Path(tmp), args.rows, args.dim, args.pairs, 256)
+        print("4. pair building, 10 functions (45 function pairs per isolate), ratio 1")
+        sizes = [2000 * 2**k for k in range(6) if 2000 * 2**k <= args.isolates_max]
+        bench_pair_building(sizes, 10)
 
 
 if __name__ == "__main__":

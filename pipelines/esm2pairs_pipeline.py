@@ -1,4 +1,5 @@
-"""The ESM-2 pipeline: preprocess -> embed -> pairs -> train -> evaluate -> visualize.
+"""The ESM-2 pipeline: preprocess -> embed (plan, one shard per GPU, merge) -> pairs -> train
+-> evaluate -> visualize.
 
 One definition for the Kubeflow UI (`pipelines/compiled/esm2pairs_pipeline.yaml`) and a
 laptop (`esm2pairs pipeline run --local`). The master cache is passed by URI: it outlives
@@ -8,7 +9,16 @@ same settings VoxelFlex's GPU steps use.
 
 from kfp import dsl
 
-from esm2pairs.components import embed, evaluate, pairs, preprocess, train, visualize
+from esm2pairs.components import (
+    embed,
+    embed_plan,
+    embed_shard,
+    evaluate,
+    pairs,
+    preprocess,
+    train,
+    visualize,
+)
 from pipekit.pipeline.gpu import gpu_node_selector
 from pipekit.pipeline.tasks import (
     DEFAULT_GPU_PRODUCT,
@@ -21,14 +31,16 @@ from pipekit.pipeline.tasks import (
 # (cpu request, cpu limit, memory request, memory limit) per step
 RESOURCES = {
     "preprocess": ("1", "2", "4Gi", "8Gi"),
-    "embed": ("4", "8", "24Gi", "32Gi"),  # the 650M model and one batch
+    "embed_plan": ("100m", "500m", "256Mi", "1Gi"),
+    "embed": ("4", "8", "24Gi", "32Gi"),  # a shard: the 650M model and one batch
+    "embed_merge": ("2", "4", "8Gi", "16Gi"),  # the store rewritten in slices
     "pairs": ("1", "2", "4Gi", "8Gi"),
     "train": ("4", "8", "16Gi", "24Gi"),
     "evaluate": ("2", "4", "8Gi", "16Gi"),
     "visualize": ("1", "2", "2Gi", "4Gi"),
     "gpu_node_selector": ("100m", "500m", "256Mi", "1Gi"),
 }
-DETERMINISTIC = {"gpu_node_selector"}
+DETERMINISTIC = {"gpu_node_selector", "embed_plan"}
 
 
 def _step(task: dsl.PipelineTask, step: str, secret_name) -> dsl.PipelineTask:
@@ -44,6 +56,7 @@ def esm2pairs_pipeline(
     eval_split: str = "test",
     gpu_product: str = DEFAULT_GPU_PRODUCT,
     s3_secret_name: str = S3_SECRET,
+    embed_shards: int = 1,
 ):
     """Embed proteins into the master cache and train a classifier on frozen embeddings.
 
@@ -57,6 +70,8 @@ def esm2pairs_pipeline(
         eval_split: the split evaluate and visualize report on.
         gpu_product: nvidia.com/gpu.product label of the GPU nodes for embed and train.
         s3_secret_name: Kubernetes secret with the object store's credentials.
+        embed_shards: embed tasks side by side, one GPU each; each embeds its share of the
+            sequences the cache lacks, and one step then merges them into the cache.
     """
     selector = _step(gpu_node_selector(gpu_product=gpu_product), "gpu_node_selector", None)
     prep = _step(
@@ -64,13 +79,24 @@ def esm2pairs_pipeline(
         "preprocess",
         s3_secret_name,
     )
+    planned = _step(embed_plan(shards=embed_shards), "embed_plan", None)
+    with dsl.ParallelFor(planned.output) as shard:
+        part = embed_shard(
+            proteins=prep.outputs["proteins"],
+            embeddings_uri=embeddings_uri,
+            model_ckpt=model_ckpt,
+            settings=settings,
+            shard=shard,
+        )
+        on_gpu(scraped(_step(part, "embed", s3_secret_name)), selector)
     emb = embed(
         proteins=prep.outputs["proteins"],
         embeddings_uri=embeddings_uri,
         model_ckpt=model_ckpt,
         settings=settings,
+        merge_only=True,
     )
-    on_gpu(scraped(_step(emb, "embed", s3_secret_name)), selector)
+    _step(emb, "embed_merge", s3_secret_name).after(part)
     pairs_task = _step(
         pairs(
             proteins=prep.outputs["proteins"],

@@ -17,6 +17,8 @@ from pipekit.cli import (
     run_main,
     start_logging,
 )
+from pipekit.errors import PipelineError
+from pipekit.shards import parse_shard
 
 log = logging.getLogger("esm2pairs")
 
@@ -85,7 +87,26 @@ def cmd_embed(args: argparse.Namespace) -> None:
     extra = _table_overrides(args)
     if args.cuda_name:
         extra.append(f"embeddings.device={args.cuda_name}")
-    res = embed.run(_prepare(args, "embed", extra), force_recompute=args.force_recompute)
+    cfg = _prepare(args, "embed", extra)
+    shard = parse_shard(args.shard)
+    if shard is not None:
+        if args.merge or args.force_recompute:
+            raise PipelineError("--shard computes one share: without --merge/--force-recompute")
+        res = embed.run_shard(cfg, *shard)
+        print(
+            f"embed shard {shard[0]}/{shard[1]}: {res.n_sequences} distinct sequences: "
+            f"{res.n_cached} already embedded, {res.n_computed} computed "
+            f"({res.sequences_per_s:.1f} seq/s), {res.n_failed} failed -> parts of {res.cache}"
+        )
+        return
+    res = embed.run(cfg, force_recompute=args.force_recompute, compute=not args.merge)
+    if args.merge:
+        print(
+            f"embed --merge: {res.n_ids} IDs, {res.n_sequences} distinct sequences: "
+            f"{res.n_cached} in the store before ({res.hit_rate:.0%}), {res.n_computed} from "
+            f"the shards, {res.n_failed} failed -> {res.cache}"
+        )
+        return
     print(
         f"embed: {res.n_ids} IDs, {res.n_sequences} distinct sequences: {res.n_cached} cached "
         f"({res.hit_rate:.0%}), {res.n_computed} computed ({res.sequences_per_s:.1f} seq/s), "
@@ -176,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(p)
     p.add_argument("--cuda_name", help="device, e.g. cuda:0 (default: embeddings.device)")
     _table_args(p)
+    p.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="embed only the K-th of N shares of what the cache lacks, beside other shards "
+        "(parts only); then `embed --merge` builds the store and index",
+    )
+    p.add_argument("--merge", action="store_true", help="merge the shards' parts; embed nothing")
     p.add_argument("--force-recompute", action="store_true", help="recompute cached sequences")
     p.set_defaults(func=cmd_embed)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from esm2pairs.config import Config, config_to_dict
@@ -10,6 +11,7 @@ from esm2pairs.paths import STEP_FOLDER, Layout
 from pipekit.pipeline.local import LocalRun, publish_files
 from pipekit.uri import join_uri
 
+PARAMETERS = ("model_ckpt", "shards")  # embeddings keys the pipeline takes as parameters
 SETTINGS_SECTIONS = (
     "virus",
     "sampling",
@@ -26,7 +28,7 @@ def pipeline_arguments(cfg: Config) -> dict[str, Any]:
     layout = Layout.from_config(cfg)
     raw = config_to_dict(cfg)
     settings = {
-        s: {k: v for k, v in raw[s].items() if v is not None and k != "model_ckpt"}
+        s: {k: v for k, v in raw[s].items() if v is not None and k not in PARAMETERS}
         for s in SETTINGS_SECTIONS
     }
     return {
@@ -34,6 +36,7 @@ def pipeline_arguments(cfg: Config) -> dict[str, Any]:
         "embeddings_uri": layout.embeddings_dir,
         "model_ckpt": cfg.embeddings.model_ckpt,
         "settings": settings,
+        "embed_shards": cfg.embeddings.shards,
     }
 
 
@@ -57,8 +60,8 @@ def publish(cfg: Config, run: LocalRun) -> str:
     layout = Layout.from_config(cfg)
 
     def destination(task: str, rel: str) -> str | None:
-        step = task.split("-")[0]  # kfp.local names a task by its component
-        folder = STEP_FOLDER.get(step)
+        # kfp.local names a task by its component (embed-shard, a helper, is not published)
+        folder = STEP_FOLDER.get(re.sub(r"-\d+$", "", task))
         return join_uri(getattr(layout, folder), rel) if folder else None
 
     publish_files(run, destination, layout.log_file(layout.run_dir))

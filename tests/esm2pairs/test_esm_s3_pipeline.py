@@ -64,11 +64,17 @@ def test_the_pipeline_runs_locally_end_to_end(
 ) -> None:
     from esm2pairs.cli import main
 
-    cfg = write_esm_config(tmp_path, raw_proteins, tiny_model, {"training": {"num_epochs": 2}})
+    cfg = write_esm_config(
+        tmp_path,
+        raw_proteins,
+        tiny_model,
+        {"training": {"num_epochs": 2}, "embeddings": {"shards": 2}},  # two embed tasks
+    )
     root = tmp_path / "kfp"
     argv = ["pipeline", "run", "--local", "--config", str(cfg), "--pipeline-root", str(root)]
     assert main([*argv, "--runner", runner]) == 0
     out = capsys.readouterr().out
+    assert out.count("embed-shard") >= 2, out  # the fan-out's two tasks
     for line in (
         "embed/metrics",
         "cache_hit_rate = 0",
@@ -108,15 +114,22 @@ def test_compiled_yaml_is_current_and_gpu_steps_are_on_gpu_nodes(tmp_path: Path)
         name: ex["container"].get("resources", {}).get("accelerator")
         for name, ex in spec["deploymentSpec"]["executors"].items()
     }
-    for step in ("embed", "train"):
+    for step in ("embed-shard", "train"):  # the embed merge needs no GPU
         assert resources[f"exec-{step}"]["resourceCount"] == "1"
         k8s = executors[f"exec-{step}"]
         assert k8s["nodeSelector"]["nodeSelectorJson"]
         assert k8s["tolerations"][0]["key"] == "nvidia.com/gpu"
         assert k8s["emptyDirMounts"][0]["mountPath"] == "/dev/shm"
         assert k8s["secretAsEnv"]
-    for step in ("preprocess", "pairs", "evaluate", "visualize"):
+    for step in ("preprocess", "embed-plan", "embed", "pairs", "evaluate", "visualize"):
         assert resources[f"exec-{step}"] is None
+    # one embed-shard task per item of embed-plan's list, the merge after all of them
+    loop = next(t for t in spec["root"]["dag"]["tasks"].values() if "parameterIterator" in t)
+    assert loop["parameterIterator"]["items"]["inputParameter"].startswith(
+        "pipelinechannel--embed-plan"
+    )
+    assert loop["taskInfo"]["name"] in spec["root"]["dag"]["tasks"]["embed"]["dependentTasks"]
+    assert spec["root"]["inputDefinitions"]["parameters"]["embed_shards"]["defaultValue"] == 1
 
 
 def test_an_s3_outage_mid_embed_is_one_line_and_a_rerun_completes_the_cache(

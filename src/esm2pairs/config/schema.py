@@ -65,6 +65,7 @@ class EmbeddingsConfig:
     batch_size: int = 32
     max_tokens: int = 16384
     flush_every: int = 512
+    shards: int = 1  # embed tasks side by side in the pipeline (one GPU each)
     device: str = "auto"
     mixed_precision: bool = True
 
@@ -80,7 +81,7 @@ class EmbeddingsConfig:
             "embeddings.emb_storage_precision",
             f"must be one of {PRECISIONS}",
         )
-        for key in ("batch_size", "max_tokens", "flush_every"):
+        for key in ("batch_size", "max_tokens", "flush_every", "shards"):
             _check(getattr(self, key) > 0, f"embeddings.{key}", "must be > 0")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import uuid
 from collections.abc import Iterator
@@ -155,12 +156,43 @@ class MasterCache:
             fh.write(buf.getvalue())
         return uri
 
+    def write_shard_record(self, meta: CacheMeta, failed: dict[str, str]) -> str:
+        """What one shard of a fanned-out embed made its parts with, and the keys it could
+        not embed (key -> reason), whole in one file beside its parts."""
+        record = {"meta": asdict(meta), "failed": failed}
+        uri = join_uri(self.parts_dir, f"shard-{uuid.uuid4().hex}.json")
+        with replacing_uri(uri, "w") as fh:
+            json.dump(record, fh)
+        return uri
+
+    def shard_records(self) -> tuple[list[str], list[dict[str, Any]]]:
+        from fsspec.core import url_to_fs
+
+        fs, path = url_to_fs(self.parts_dir)
+        if not fs.exists(path):
+            return [], []
+        names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
+        uris = [join_uri(self.parts_dir, n) for n in names if n.endswith(".json")]
+        records = []
+        for uri in uris:
+            with open_uri(uri, "r") as fh:
+                records.append(json.load(fh))
+        return uris, records
+
+    def part_keys(self) -> set[str]:
+        """Keys already in parts waiting to be merged (a shard run again skips them)."""
+        keys: set[str] = set()
+        for part in self.part_uris():
+            with open_uri(part, "rb") as fh, np.load(fh) as z:
+                keys.update(z["keys"].astype(str))
+        return keys
+
     # ---- merge: a new store with the parts' rows, swapped in whole
 
-    def merge(self, meta: CacheMeta) -> dict[str, int] | None:
-        """Merge waiting parts into the store; returns {key: row} of the whole store, or
-        None when there was nothing to merge."""
-        parts = self.part_uris()
+    def merge(self, meta: CacheMeta, parts: list[str] | None = None) -> dict[str, int] | None:
+        """Merge waiting parts (`parts`, default all there are) into the store; returns
+        {key: row} of the whole store, or None when there was nothing to merge."""
+        parts = self.part_uris() if parts is None else parts
         if not parts:
             return None
         old_keys = self.keys()

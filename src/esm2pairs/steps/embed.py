@@ -7,6 +7,7 @@ cache, accumulated over runs)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -47,7 +48,8 @@ class EmbedResult:
 
     @property
     def sequences_per_s(self) -> float:
-        return self.n_computed / max(self.seconds, 1e-9)
+        """Of the model here (a merge computed nothing itself: 0)."""
+        return self.n_computed / max(self.seconds, 1e-9) if self.model_calls else 0.0
 
 
 def sample_isolates(df: pd.DataFrame, cfg: Config) -> list[str]:
@@ -147,27 +149,135 @@ def _compute(
     return n_done
 
 
-def run(cfg: Config, force_recompute: bool = False) -> EmbedResult:
-    t0 = time.perf_counter()
-    layout = Layout.from_config(cfg)
+def _proteins(cfg: Config, layout: Layout) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
+    """This run's proteins with a sequence, its isolates, and the IDs of empty ones."""
     df = read_final(layout.input_file)
     isolates = sample_isolates(df, cfg)
     df = df[df["assembly_id"].isin(set(isolates))].reset_index(drop=True)
-    with replacing_uri(layout.sampled_isolates, "w") as fh:
-        fh.write("".join(f"{i}\n" for i in isolates))
     report_sequences(df[SEQ_COL], cfg.preprocess.esm2_max_residues)
+    empty = df[SEQ_COL] == ""
+    failed = dict.fromkeys(df.loc[empty, "brc_fea_id"], "empty sequence")
+    return df.loc[~empty], isolates, failed
 
+
+def _setup(cfg: Config, signature: str, precision: str, dim: int) -> CacheMeta:
+    e = cfg.embeddings
+    return CacheMeta(
+        model_name=e.model_ckpt,
+        model_signature=signature,
+        pooling=e.pooling,
+        layer=str(e.layer),
+        precision=precision,
+        max_residues=cfg.preprocess.esm2_max_residues,
+        dim=dim,
+    )
+
+
+def _refuse_another_setup(cache: MasterCache, meta: CacheMeta, mine: CacheMeta) -> None:
+    why = meta.differs(mine)
+    if why:
+        raise InputDataError(
+            f"the master cache {cache.h5} was made by another model setup: {why}. "
+            "Use another paths.embeddings_dir (or the cache's model settings); "
+            "embeddings of two setups are never mixed"
+        )
+
+
+def shard_of_key(key: str, shards: int) -> int:
+    """Which of `shards` embeds a key: from its sequence hash, so a sequence has one shard
+    whatever the table's order, and a re-run gives every shard the same share."""
+    return int(key[:8], 16) % shards
+
+
+def _embedder(cfg: Config, folder) -> Embedder:
+    e = cfg.embeddings
+    return Embedder(
+        folder, e.pooling, e.layer, cfg.preprocess.esm2_max_residues, e.device, e.mixed_precision
+    )
+
+
+def run_shard(cfg: Config, shard: int, shards: int) -> EmbedResult:
+    """One share of a fanned-out embed: the distinct sequences of this run that fall to
+    `shard` of `shards` and that neither the store nor a waiting part holds, embedded into
+    whole part files, then a record of the setup and of what failed. Shards run side by side
+    (each on its own GPU) without the cache's lock: they only add files of their own. A
+    killed shard run again skips what its parts already hold; `run(..., compute=False)`
+    then merges every part into the store once."""
+    t0 = time.perf_counter()
+    layout = Layout.from_config(cfg)
+    df, _, _ = _proteins(cfg, layout)
     e = cfg.embeddings
     folder = resolve_model_dir(e.model_ckpt)
     signature = model_signature(folder, e.pooling, e.layer, cfg.preprocess.esm2_max_residues)
     cache = master_cache(layout)
-    failed: dict[str, str] = {}
-    empty = df[SEQ_COL] == ""
-    for brc in df.loc[empty, "brc_fea_id"]:
-        failed[brc] = "empty sequence"
-    df = df.loc[~empty]
-    df_keys = [cache_key(s, signature) for s in df[SEQ_COL]]
-    wanted = dict(zip(df_keys, df[SEQ_COL], strict=True))
+    keys = [cache_key(s, signature) for s in df[SEQ_COL]]
+    wanted = {k: q for k, q in zip(keys, df[SEQ_COL], strict=True)}
+    mine = {k: q for k, q in wanted.items() if shard_of_key(k, shards) == shard}
+    with storage_errors(f"master cache {layout.embeddings_dir}"):
+        meta_now = cache.meta()
+        embedder: Embedder | None = None
+        if meta_now is not None:
+            _refuse_another_setup(
+                cache, meta_now, _setup(cfg, signature, meta_now.precision, meta_now.dim)
+            )
+        done = set(cache.keys()) | cache.part_keys()
+        todo = {k: q for k, q in mine.items() if k not in done}
+        failed_keys: dict[str, str] = {}
+        n_computed = 0
+        if todo:
+            embedder = _embedder(cfg, folder)
+            log.info(
+                "shard %d/%d: embedding %d of its %d distinct sequences",
+                shard,
+                shards,
+                len(todo),
+                len(mine),
+            )
+            n_computed = _compute(embedder, cache, todo, cfg, failed_keys)
+        dim = meta_now.dim if meta_now is not None else (embedder.dim if embedder else 0)
+        precision = meta_now.precision if meta_now is not None else e.emb_storage_precision
+        cache.write_shard_record(_setup(cfg, signature, precision, dim), failed_keys)
+    return EmbedResult(
+        cache.h5,
+        sum(shard_of_key(k, shards) == shard for k in keys),
+        len(mine),
+        len(mine) - len(todo),
+        n_computed,
+        len(failed_keys),
+        embedder.calls if embedder is not None else 0,
+        time.perf_counter() - t0,
+    )
+
+
+def _merged_setup(cache: MasterCache, meta_now: CacheMeta | None) -> CacheMeta:
+    """The setup the shards embedded with (all the same), for a merge that loads no model."""
+    _, records = cache.shard_records()
+    metas = {json.dumps(r["meta"], sort_keys=True) for r in records if r["meta"]["dim"]}
+    if len(metas) > 1:
+        raise InputDataError(
+            f"the embed shards of {cache.folder} used different model setups: "
+            f"{sorted(metas)}; run them again with one config"
+        )
+    if metas:
+        return CacheMeta(**json.loads(metas.pop()))
+    if meta_now is not None:
+        return meta_now
+    raise InputDataError(
+        f"nothing to merge into {cache.folder}: no embed shard has run (embed --shard K/N)"
+    )
+
+
+def run(cfg: Config, force_recompute: bool = False, compute: bool = True) -> EmbedResult:
+    """Embed what the cache lacks and write the index of this run's proteins. With
+    `compute=False` (the fan-out's last step) nothing is embedded: the shards' parts are
+    merged, the index written, and what no shard embedded is listed as failed."""
+    t0 = time.perf_counter()
+    layout = Layout.from_config(cfg)
+    df, isolates, failed = _proteins(cfg, layout)
+    n_empty = len(failed)
+    with replacing_uri(layout.sampled_isolates, "w") as fh:
+        fh.write("".join(f"{i}\n" for i in isolates))
+    cache = master_cache(layout)
 
     with (
         storage_errors(f"master cache {layout.embeddings_dir}"),
@@ -175,62 +285,51 @@ def run(cfg: Config, force_recompute: bool = False) -> EmbedResult:
     ):
         meta_now = cache.meta()
         embedder: Embedder | None = None
-
-        def load() -> Embedder:
-            return Embedder(
-                folder,
-                e.pooling,
-                e.layer,
-                cfg.preprocess.esm2_max_residues,
-                e.device,
-                e.mixed_precision,
-            )
-
-        if meta_now is None:
-            embedder = load()
-            meta = CacheMeta(
-                model_name=e.model_ckpt,
-                model_signature=signature,
-                pooling=e.pooling,
-                layer=str(e.layer),
-                precision=e.emb_storage_precision,
-                max_residues=cfg.preprocess.esm2_max_residues,
-                dim=embedder.dim,
-            )
+        if compute:
+            e = cfg.embeddings
+            folder = resolve_model_dir(e.model_ckpt)
+            max_res = cfg.preprocess.esm2_max_residues
+            signature = model_signature(folder, e.pooling, e.layer, max_res)
+            if meta_now is None:
+                embedder = _embedder(cfg, folder)
+                meta = _setup(cfg, signature, e.emb_storage_precision, embedder.dim)
+            else:
+                meta = meta_now
+                _refuse_another_setup(cache, meta, _setup(cfg, signature, meta.precision, meta.dim))
         else:
-            meta = meta_now
-            mine = CacheMeta(
-                e.model_ckpt,
-                signature,
-                e.pooling,
-                str(e.layer),
-                meta.precision,
-                cfg.preprocess.esm2_max_residues,
-                meta.dim,
-            )
-            why = meta.differs(mine)
-            if why:
-                raise InputDataError(
-                    f"the master cache {cache.h5} was made by another model setup: {why}. "
-                    "Use another paths.embeddings_dir (or the cache's model settings); "
-                    "embeddings of two setups are never mixed"
-                )
-        row_of = cache.merge(meta)  # parts a killed run left behind
+            meta = _merged_setup(cache, meta_now)
+            if meta_now is not None:
+                _refuse_another_setup(cache, meta_now, meta)
+            signature = meta.model_signature
+        df_keys = [cache_key(q, signature) for q in df[SEQ_COL]]
+        wanted = dict(zip(df_keys, df[SEQ_COL], strict=True))
+        stored_before = set(cache.keys()) if not compute else set()
+        # parts a killed run, or the shards, left behind; listed first, so that a part
+        # written meanwhile (a shard beside this run) is neither merged nor dropped
         parts = cache.part_uris()
+        row_of = cache.merge(meta, parts)
         if row_of is not None:
             cache.drop_parts(parts)
         else:
             row_of = {k: i for i, k in enumerate(cache.keys())}
         todo = {k: s for k, s in wanted.items() if force_recompute or k not in row_of}
         n_cached = 0 if force_recompute else len(wanted) - len(todo)
-        failed_keys: dict[str, str] = {}
         n_computed = 0
-        if todo:
-            embedder = embedder or load()
+        if not compute:  # the shards computed what was not stored before this merge
+            n_cached = sum(k in stored_before for k in wanted)
+            n_computed = len(wanted) - len(todo) - n_cached
+        failed_keys: dict[str, str] = {}
+        records, shard_records = cache.shard_records()
+        if todo and compute:
+            embedder = embedder or _embedder(cfg, folder)
             log.info("embedding %d of %d distinct sequences", len(todo), len(wanted))
             n_computed = _compute(embedder, cache, todo, cfg, failed_keys)
             parts = cache.part_uris()
-            row_of = cache.merge(meta) or row_of  # None: every sequence failed
+            row_of = cache.merge(meta, parts) or row_of  # None: every sequence failed
+        elif todo:  # a fan-out's merge: what no shard embedded
+            reasons = {k: r for rec in shard_records for k, r in rec["failed"].items()}
+            for k in todo:
+                failed_keys[k] = reasons.get(k, "not embedded by any shard (run the shards again)")
         ids = df["brc_fea_id"].to_numpy()
         have = np.array([k in row_of for k in df_keys], dtype=bool)
         index_new = pd.DataFrame(
@@ -254,8 +353,9 @@ def run(cfg: Config, force_recompute: bool = False) -> EmbedResult:
             .sort_values("row", kind="stable")
         )
         cache.write_index(index.reset_index(drop=True))
-        if todo:
+        if todo and compute:
             cache.drop_parts(parts)
+        cache.drop_parts(records)
         key_of = dict(zip(df["brc_fea_id"], df_keys, strict=True))
         for brc, key in key_of.items():
             if key in failed_keys:
@@ -265,7 +365,7 @@ def run(cfg: Config, force_recompute: bool = False) -> EmbedResult:
     calls = embedder.calls if embedder is not None else 0
     res = EmbedResult(
         cache.h5,
-        len(ids) + int(empty.sum()),
+        len(ids) + n_empty,
         len(wanted),
         n_cached,
         n_computed,
