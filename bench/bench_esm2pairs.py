@@ -12,6 +12,10 @@
    the rows the batch uses.
 4. Pair building from 2k to 64k isolates with every function pair of ten functions: time
    per size and the slope of log(time) against log(isolates) (1 is linear).
+5. Embedding fanned out: `embed --shard 0/1` then `--merge` against two shard processes at
+   once (one core each) then `--merge`, wall time side by side; the merge's rows/s; the
+   650M model's architecture (random weights, same arithmetic) in sequences/s on this CPU;
+   and the wall time of 1M proteins on N GPUs from a per-GPU rate (given, see --gpu-rate).
 """
 
 from __future__ import annotations
@@ -84,10 +88,8 @@ def bench_rerun(tmp: Path, isolates: int) -> None:
     assert again.hit_rate == 1.0 and again.model_calls == 0
 
 
-def bench_loader(tmp: Path, rows: int, dim: int, pairs: int, batch: int) -> None:
-    cache = MasterCache(
-        str(tmp / "cache"), "master_esm2_embeddings.h5", "master_esm2_embeddings.parquet"
-    )
+def _make_cache(folder: Path, rows: int, dim: int) -> MasterCache:
+    cache = MasterCache(str(folder), "master_esm2_embeddings.h5", "master_esm2_embeddings.parquet")
     meta = CacheMeta("bench", "sig", "mean", "last", "fp16", 1022, dim)
     rng = np.random.default_rng(0)
     for start in range(0, rows, 20_000):
@@ -96,8 +98,17 @@ def bench_loader(tmp: Path, rows: int, dim: int, pairs: int, batch: int) -> None
             [f"k{start + i}" for i in range(n)], rng.standard_normal((n, dim)).astype(np.float16)
         )
     cache.merge(meta)
-    ra, rb = rng.integers(0, rows, pairs), rng.integers(0, rows, pairs)
-    labels = rng.integers(0, 2, pairs)
+    return cache
+
+
+def _pairs(rows: int, pairs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, rows, pairs), rng.integers(0, rows, pairs), rng.integers(0, 2, pairs)
+
+
+def bench_loader(tmp: Path, rows: int, dim: int, pairs: int, batch: int) -> None:
+    cache = _make_cache(tmp / "cache", rows, dim)
+    ra, rb, labels = _pairs(rows, pairs)
     batches = PairBatches(cache.h5, ra, rb, labels, batch, shuffle=True)
     t0 = time.perf_counter()
     n = sum(len(y) for _, _, y in loader(batches, 0))
@@ -122,33 +133,38 @@ def bench_loader(tmp: Path, rows: int, dim: int, pairs: int, batch: int) -> None
         f"{mb:.0f} MiB, into memory in {load_s:.2f} s)"
     )
     print(f"  loader / raw: {loader_speed / raw_speed:.2f}x")
-    bench_loader_s3(cache.h5, ra, rb, labels, batch, loader_speed, dim)
 
 
-def bench_loader_s3(
-    h5: str, ra: np.ndarray, rb: np.ndarray, labels: np.ndarray, batch: int, local: float, dim: int
-) -> None:
+def _rate(batches: PairBatches, n_batches: int) -> float:
+    batches._emb()  # opened first, as a worker does once per epoch
+    t0 = time.perf_counter()
+    n = sum(len(batches[i][2]) for i in range(n_batches))
+    return n / (time.perf_counter() - t0)
+
+
+def bench_loader_s3(tmp: Path, rows: int, dim: int, pairs: int, batch: int) -> None:
+    """From S3 against local on one store. moto answers a ranged GET by reading the whole
+    object first, so its time per request grows with the store: the store here is small
+    enough that the server's copy does not swamp the client's work."""
     import s3fs
     from fsspec.config import conf
 
     import s3_loopback
     from wire import counting_relay
 
+    cache = _make_cache(tmp / "cache_s3", rows, dim)
+    ra, rb, labels = _pairs(rows, pairs)
     server = s3_loopback.start("bench")
-    s3fs.S3FileSystem().put_file(h5, "bench/master.h5")
+    s3fs.S3FileSystem().put_file(cache.h5, "bench/master.h5")
     uri = "s3://bench/master.h5"
-    n_batches = 10  # each batch is ~2 x batch ranged GETs to a Python server: a sample
-    batches = PairBatches(uri, ra, rb, labels, batch, shuffle=True)
-    batches._emb()
-    t0 = time.perf_counter()
-    n = sum(len(batches[i][2]) for i in range(n_batches))
-    s3_speed = n / (time.perf_counter() - t0)
-    requests = 2 * batch * n_batches  # at most: one range per distinct row
+    n_batches = 10  # each batch is up to 2 x batch ranged GETs to a Python server: a sample
+    local = _rate(PairBatches(cache.h5, ra, rb, labels, batch, shuffle=True), n_batches)
+    remote = _rate(PairBatches(uri, ra, rb, labels, batch, shuffle=True), n_batches)
     print(
-        f"  loader from S3 (loopback), first {n_batches} batches: {s3_speed:,.0f} pairs/s "
-        f"(up to {requests:,} ranged GETs, answered by a Python server on the same cores)"
+        f"  {rows:,} rows ({rows * dim * 2 / 2**20:.0f} MiB), first {n_batches} batches of "
+        f"{batch}: local {local:,.0f} pairs/s, S3 (loopback) {remote:,.0f} pairs/s, "
+        f"S3 / local {remote / local:.2f}x"
     )
-    print(f"  S3 / local: {s3_speed / local:.2f}x")
     with counting_relay(os.environ["AWS_ENDPOINT_URL"]) as relay:
         conf["s3"] = {"endpoint_url": f"http://127.0.0.1:{relay.port}"}
         batches = PairBatches(uri, ra, rb, labels, batch, shuffle=True, seed=1)
@@ -160,11 +176,9 @@ def bench_loader_s3(
             fetched += relay.received - before
             idx = batches.order()[i * batch : (i + 1) * batch]
             needed += len(np.unique(np.r_[ra[idx], rb[idx]])) * dim * 2
-    store = s3fs.S3FileSystem().size("bench/master.h5")
     print(
         f"  bytes fetched per batch from S3: {fetched / n_batches:,.0f} for "
-        f"{needed / n_batches:,.0f} B of "
-        f"rows used ({fetched / needed:.2f}x; the store is {store / 2**20:,.0f} MiB)"
+        f"{needed / n_batches:,.0f} B of rows used ({fetched / needed:.2f}x)"
     )
     server.terminate()
 
@@ -198,6 +212,79 @@ def bench_pair_building(sizes: list[int], n_funcs: int) -> None:
     print(f"  slope of log(time) on log(isolates): {slope:.2f} (1 = linear, 2 = quadratic)")
 
 
+def _run_config(tmp: Path, name: str, raw: Path, model: Path) -> Path:
+    cfg_path = tmp / f"{name}.yaml"
+    cfg_path.write_text(
+        yaml.safe_dump(
+            {
+                "paths": {"data_dir": str(tmp / name), "raw_protein_file": str(raw)},
+                "embeddings": {"model_ckpt": str(model), "flush_every": 256},
+                "logging": {"show_progress": False},
+            }
+        )
+    )
+    preprocess.run(load_config(str(cfg_path)))
+    return cfg_path
+
+
+def bench_fanout(tmp: Path, isolates: int, gpu_rate: float) -> None:
+    import subprocess
+    import sys
+
+    from esm2pairs.paths import Layout
+
+    model = make_tiny_esm(tmp / "fanout_model", hidden=64, layers=4)
+    raw = tmp / "fanout_raw.csv"
+    protein_table(isolates, seed=3).to_csv(raw, index=False)
+    walls = {}
+    for shards in (1, 2):
+        cfg = _run_config(tmp, f"fanout{shards}", raw, model)
+        cmd = [sys.executable, "-m", "esm2pairs", "embed", "--config", str(cfg), "-q"]
+        threads = str(max(1, (os.cpu_count() or 2) // shards))  # the cores shared out
+        env = {**os.environ, "OMP_NUM_THREADS": threads}
+        t0 = time.perf_counter()
+        procs = [
+            subprocess.Popen([*cmd, "--shard", f"{k}/{shards}"], env=env, stdout=subprocess.PIPE)
+            for k in range(shards)
+        ]
+        assert all(p.wait() == 0 for p in procs)
+        t_merge = time.perf_counter()
+        subprocess.run([*cmd, "--merge"], check=True, capture_output=True)
+        walls[shards] = (time.perf_counter() - t0, time.perf_counter() - t_merge)
+        n_rows = len(pd.read_parquet(Layout.from_config(load_config(str(cfg))).cache_index))
+    (w1, m1), (w2, m2) = walls[1], walls[2]
+    print(f"  {n_rows:,} proteins, tiny model: 1 shard {w1:.1f} s (merge {m1:.1f} s), ")
+    print(f"  2 shards at once {w2:.1f} s (merge {m2:.1f} s): {w1 / w2:.2f}x")
+
+    from transformers import EsmConfig, EsmModel
+
+    big = tmp / "esm2_650M_shape"  # facebook/esm2_t33_650M_UR50D's shape, random weights
+    cfg650 = EsmConfig(
+        vocab_size=33, hidden_size=1280, num_hidden_layers=33, num_attention_heads=20,
+        intermediate_size=5120, max_position_embeddings=1026, pad_token_id=1,
+        mask_token_id=32, position_embedding_type="rotary", token_dropout=True,
+        emb_layer_norm_before=False,
+    )  # fmt: skip
+    EsmModel(cfg650, add_pooling_layer=False).save_pretrained(str(big))
+    for f in model.iterdir():
+        if f.name.startswith(("vocab", "tokenizer", "special")):
+            (big / f.name).write_bytes(f.read_bytes())
+    emb = Embedder(big, "mean", "last", 1022, "cpu")
+    rng = np.random.default_rng(0)
+    seqs = ["".join(rng.choice(AMINO, 566)) for _ in range(4)]  # HA's length
+    emb.embed(seqs[:1])
+    t0 = time.perf_counter()
+    emb.embed(seqs)
+    cpu_rate = len(seqs) / (time.perf_counter() - t0)
+    print(f"  650M architecture on this CPU (2 cores), 566-residue proteins: {cpu_rate:.2f} seq/s")
+    merge_rate = n_rows / max(m2, 1e-9)
+    print(f"  merge: {merge_rate:,.0f} rows/s here (tiny rows; it copies the store in slices)")
+    print(f"  1M distinct proteins at {gpu_rate:g} seq/s per GPU (given, not measured here):")
+    for n in (1, 8, 32, 64):
+        hours = 1e6 / (n * gpu_rate) / 3600
+        print(f"    {n:3d} GPUs: {hours:6.2f} h of embedding + the merge")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--sequences", type=int, default=400)
@@ -207,6 +294,14 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=1280)
     p.add_argument("--pairs", type=int, default=1_000_000)
     p.add_argument("--isolates-max", type=int, default=64_000)
+    p.add_argument("--fanout-isolates", type=int, default=400)
+    p.add_argument(
+        "--gpu-rate",
+        type=float,
+        default=40.0,
+        help="sequences/s of one GPU on the 650M model, for the estimate: put a shard's "
+        "measured sequences_per_s here",
+    )
     args = p.parse_args()
     set_progress(False)
     with tempfile.TemporaryDirectory() as tmp:
@@ -219,9 +314,12 @@ def main() -> None:
             "batch 256)"
         )
         bench_loader(Path(tmp), args.rows, args.dim, args.pairs, 256)
+        bench_loader_s3(Path(tmp), 10_000, args.dim, args.pairs, 256)
         print("4. pair building, 10 functions (45 function pairs per isolate), ratio 1")
         sizes = [2000 * 2**k for k in range(6) if 2000 * 2**k <= args.isolates_max]
         bench_pair_building(sizes, 10)
+        print("5. embedding fanned out (tiny model, CPU processes)")
+        bench_fanout(Path(tmp), args.fanout_isolates, args.gpu_rate)
 
 
 if __name__ == "__main__":
