@@ -74,3 +74,22 @@ def test_a_merge_with_no_shard_run_says_so(tmp_path: Path, raw_proteins, tiny_mo
     cmd = [sys.executable, "-m", "esm2pairs", "embed", "--config", str(cfg_path), "-q", "--merge"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "no embed shard has run" in out.stderr
+
+
+def test_a_shard_killed_after_its_last_part_is_merged_all_the_same(
+    tmp_path: Path, raw_proteins: Path, tiny_model: Path
+) -> None:
+    """Killed after its parts, before its record: the retry computes nothing and still
+    records what the parts were made with, so the merge takes them."""
+    cfg_path = write_esm_config(tmp_path, raw_proteins, tiny_model)
+    preprocess.run(load_config(str(cfg_path)))
+    cmd = [sys.executable, "-m", "esm2pairs", "embed", "--config", str(cfg_path), "-q"]
+    env = {**os.environ, "PIPEKIT_CRASH_AT": "embed.shard_parts_done"}
+    killed = subprocess.run([*cmd, "--shard", "0/1"], env=env, capture_output=True, timeout=300)
+    assert killed.returncode == -9
+    again = subprocess.run([*cmd, "--shard", "0/1"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and " 0 computed" in again.stdout, again.stdout + again.stderr
+    merged = subprocess.run([*cmd, "--merge"], capture_output=True, text=True, timeout=300)
+    assert merged.returncode == 0 and " 0 failed" in merged.stdout, merged.stderr
+    rows, index, _ = _store(cfg_path)
+    assert len(rows) > 100 and index["row"].max() == len(rows) - 1

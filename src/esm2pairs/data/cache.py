@@ -187,6 +187,13 @@ class MasterCache:
                 keys.update(z["keys"].astype(str))
         return keys
 
+    def part_dim(self) -> int:
+        """The width of the waiting parts' embeddings; 0 when there are none."""
+        for part in self.part_uris():
+            with open_uri(part, "rb") as fh, np.load(fh) as z:
+                return int(z["emb"].shape[1])
+        return 0
+
     # ---- merge: a new store with the parts' rows, swapped in whole
 
     def merge(self, meta: CacheMeta, parts: list[str] | None = None) -> dict[str, int] | None:

@@ -234,7 +234,13 @@ def run_shard(cfg: Config, shard: int, shards: int) -> EmbedResult:
                 len(mine),
             )
             n_computed = _compute(embedder, cache, todo, cfg, failed_keys)
-        dim = meta_now.dim if meta_now is not None else (embedder.dim if embedder else 0)
+        if meta_now is not None:
+            dim = meta_now.dim
+        elif embedder is not None:
+            dim = embedder.dim
+        else:  # all done by parts of an attempt killed before its record, or nothing yet (0)
+            dim = cache.part_dim()
+        crashpoint("embed.shard_parts_done")
         precision = meta_now.precision if meta_now is not None else e.emb_storage_precision
         cache.write_shard_record(_setup(cfg, signature, precision, dim), failed_keys)
     return EmbedResult(
