@@ -139,14 +139,18 @@ class MasterCache:
 
     # ---- parts: new rows made durable before they are merged
 
-    def part_uris(self) -> list[str]:
+    def _waiting(self, suffix: str) -> list[str]:
+        """URIs of the files in the parts folder whose names end with `suffix`, sorted."""
         from fsspec.core import url_to_fs
 
         fs, path = url_to_fs(self.parts_dir)
         if not fs.exists(path):
             return []
-        names = sorted(p for p in fs.ls(path, detail=False) if p.endswith(".npz"))
-        return [join_uri(self.parts_dir, n.rsplit("/", 1)[-1]) for n in names]
+        names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
+        return [join_uri(self.parts_dir, n) for n in names if n.endswith(suffix)]
+
+    def part_uris(self) -> list[str]:
+        return self._waiting(".npz")
 
     def write_part(self, keys: list[str], emb: np.ndarray) -> str:
         buf = io.BytesIO()
@@ -166,13 +170,8 @@ class MasterCache:
         return uri
 
     def shard_records(self) -> tuple[list[str], list[dict[str, Any]]]:
-        from fsspec.core import url_to_fs
-
-        fs, path = url_to_fs(self.parts_dir)
-        if not fs.exists(path):
-            return [], []
-        names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
-        uris = [join_uri(self.parts_dir, n) for n in names if n.endswith(".json")]
+        """The shards' records waiting beside their parts: (URIs, contents)."""
+        uris = self._waiting(".json")
         records = []
         for uri in uris:
             with open_uri(uri, "r") as fh:

@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -211,8 +212,8 @@ def run_shard(cfg: Config, shard: int, shards: int) -> EmbedResult:
     signature = model_signature(folder, e.pooling, e.layer, cfg.preprocess.esm2_max_residues)
     cache = master_cache(layout)
     keys = [cache_key(s, signature) for s in df[SEQ_COL]]
-    wanted = {k: q for k, q in zip(keys, df[SEQ_COL], strict=True)}
-    mine = {k: q for k, q in wanted.items() if shard_of_key(k, shards) == shard}
+    in_share = [shard_of_key(k, shards) == shard for k in keys]
+    mine = {k: q for k, q, m in zip(keys, df[SEQ_COL], in_share, strict=True) if m}
     with storage_errors(f"master cache {layout.embeddings_dir}"):
         meta_now = cache.meta()
         embedder: Embedder | None = None
@@ -245,7 +246,7 @@ def run_shard(cfg: Config, shard: int, shards: int) -> EmbedResult:
         cache.write_shard_record(_setup(cfg, signature, precision, dim), failed_keys)
     return EmbedResult(
         cache.h5,
-        sum(shard_of_key(k, shards) == shard for k in keys),
+        sum(in_share),
         len(mine),
         len(mine) - len(todo),
         n_computed,
@@ -255,9 +256,10 @@ def run_shard(cfg: Config, shard: int, shards: int) -> EmbedResult:
     )
 
 
-def _merged_setup(cache: MasterCache, meta_now: CacheMeta | None) -> CacheMeta:
+def _merged_setup(
+    cache: MasterCache, meta_now: CacheMeta | None, records: list[dict[str, Any]]
+) -> CacheMeta:
     """The setup the shards embedded with (all the same), for a merge that loads no model."""
-    _, records = cache.shard_records()
     metas = {json.dumps(r["meta"], sort_keys=True) for r in records if r["meta"]["dim"]}
     if len(metas) > 1:
         raise InputDataError(
@@ -291,6 +293,7 @@ def run(cfg: Config, force_recompute: bool = False, compute: bool = True) -> Emb
     ):
         meta_now = cache.meta()
         embedder: Embedder | None = None
+        records, shard_records = cache.shard_records()
         if compute:
             e = cfg.embeddings
             folder = resolve_model_dir(e.model_ckpt)
@@ -303,7 +306,7 @@ def run(cfg: Config, force_recompute: bool = False, compute: bool = True) -> Emb
                 meta = meta_now
                 _refuse_another_setup(cache, meta, _setup(cfg, signature, meta.precision, meta.dim))
         else:
-            meta = _merged_setup(cache, meta_now)
+            meta = _merged_setup(cache, meta_now, shard_records)
             if meta_now is not None:
                 _refuse_another_setup(cache, meta_now, meta)
             signature = meta.model_signature
@@ -325,7 +328,6 @@ def run(cfg: Config, force_recompute: bool = False, compute: bool = True) -> Emb
             n_cached = sum(k in stored_before for k in wanted)
             n_computed = len(wanted) - len(todo) - n_cached
         failed_keys: dict[str, str] = {}
-        records, shard_records = cache.shard_records()
         if todo and compute:
             embedder = embedder or _embedder(cfg, folder)
             log.info("embedding %d of %d distinct sequences", len(todo), len(wanted))

@@ -45,7 +45,6 @@ def residue_key(domain: np.ndarray, chain: np.ndarray | None, n_chains: int, res
     unit = domain.astype(np.int64)
     if chain is not None:
         unit = unit * n_chains + chain
-        unit[chain < 0] = -1
     key = (unit << 32) | (resid.astype(np.int64) + _RESID_OFFSET)
     key[domain < 0] = -1
     if chain is not None:
