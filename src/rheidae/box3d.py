@@ -1,18 +1,26 @@
-"""Box3D: the asymptotic state of fast flavor conversion from the moments alone (Zaizen &
-Nagakura's box prescription, extended to three flavors pair by pair).
+"""Box3D: the asymptotic state of fast flavor conversion from the moments alone, as published
+by Richers et al. 2024 (arXiv 2409.04405, Sec. III, Eqs. 6-7 and 20-22): Zaizen & Nagakura's
+box method for three flavors with mu and tau alike.
 
-For each species, the angular distribution is reconstructed from its density N and flux F
-with the maximum-entropy (Minerbo) closure, f(n) = N Z / (4 pi sinh Z) exp(Z n.F/|F|), whose
-flux factor coth Z - 1/Z equals |F|/N, and evaluated on a Lebedev quadrature. For each flavor
-pair (a, b), deepest crossing first (so the answer does not depend on how the flavors are
-labelled), the lepton-number difference G(n) = (f_a - fbar_a) - (f_b - fbar_b) is examined:
-where it changes sign (a crossing), with A = the integral of G over G > 0 and B = that of -G
-over G < 0, the smaller side is fully mixed (survival probability P = 1/2) and the larger side
-mixed by P = 1 - min(A, B) / (2 max(A, B)); neutrinos and antineutrinos of the pair mix alike:
-f_a' = P f_a + (1 - P) f_b. This keeps the total number per direction and each flavor's
-lepton number, and removes the smaller side of the crossing. The change is integrated back
-over the quadrature and added to the input moments, so what the prescription conserves is
-conserved to rounding and a point without a crossing is returned as it is.
+1. The heavy flavors are one species x: the mu and tau moments are averaged (the method, like
+   the lab's Julia preprocessing with its nu_x column, assumes mu = tau).
+2. Each of nu_e, nubar_e, nu_x, nubar_x gets the maximum-entropy (Minerbo) distribution of its
+   density N and flux F (Eqs. 6-7): f(n) = N Z / (4 pi sinh Z) exp(Z n.F/|F|), with
+   coth Z - 1/Z = |F|/N, evaluated on a Lebedev quadrature.
+3. The ELN-XLN distribution G(n) = (f_e - fbar_e) - (f_x - fbar_x) (Eq. 20); I+ and I- are the
+   integrals of G over G > 0 and of -G over G < 0. Without a crossing (either is 0) nothing
+   changes.
+4. Survival probability (Eq. 21): P = 1/3 on the side with the smaller integral (flavor
+   equipartition there), P = 1 - 2 I_small / (3 I_large) on the other side, which keeps each
+   lepton number.
+5. Mixed distributions (Eq. 22), neutrinos and antineutrinos alike:
+   f_e' = P f_e + (1 - P) f_x and f_x' = ((1 - P) f_e + (1 + P) f_x) / 2 for each of mu, tau.
+
+The change of each species' moments is integrated over the quadrature and added to the input
+moments (for mu and tau, to their average), so what the method conserves (total nu and nubar
+numbers and fluxes, the electron lepton number, the sum of the mu and tau lepton numbers) is
+conserved to rounding, and a point without a crossing is returned as it is. With mu = tau
+inputs every flavor's lepton number is kept.
 
 Vectorized over points with numpy; unphysical points (non-finite, N <= 0, |F| >= N) are
 flagged and returned unchanged, never failing a batch.
@@ -25,9 +33,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from rheidae.moments import N_INDEX, PAIRS, unphysical
+from rheidae.moments import N_INDEX, unphysical
 
 DEFAULT_ORDER = 17  # 110 Lebedev points
+P_SMALL = 1 / 3  # survival on the smaller side: equipartition among three flavors
 
 
 @lru_cache(maxsize=8)
@@ -63,13 +72,14 @@ def minerbo_z(flux_factor: np.ndarray, iterations: int = 60) -> np.ndarray:
 
 
 def distributions(f4: np.ndarray, dirs: np.ndarray) -> np.ndarray:
-    """Angular distributions (P, Q, 2, 3) of each species on the quadrature directions."""
-    n = f4[:, N_INDEX]  # (P, 2, 3)
-    flux = np.moveaxis(f4[:, :3], 1, -1)  # (P, 2, 3, 3 xyz)
-    norm = np.linalg.norm(flux, axis=-1)  # (P, 2, 3)
+    """Angular distributions (P, Q, 2, F) of each species of `f4` (P, 4, 2, F) on the
+    quadrature directions."""
+    n = f4[:, N_INDEX]  # (P, 2, F)
+    flux = np.moveaxis(f4[:, :3], 1, -1)  # (P, 2, F, 3 xyz)
+    norm = np.linalg.norm(flux, axis=-1)  # (P, 2, F)
     z = minerbo_z(norm / n)
     unit = flux / np.where(norm > 0, norm, 1.0)[..., None]
-    mu = np.einsum("qk,psfk->pqsf", dirs, unit)  # cos angle to the flux, (P, Q, 2, 3)
+    mu = np.einsum("qk,psfk->pqsf", dirs, unit)  # cos angle to the flux, (P, Q, 2, F)
     zz = z[:, None]
     # N Z / (4 pi sinh Z) exp(Z mu), written to stay finite for large Z and exact at Z = 0
     safe = np.where(zz > 1e-6, zz, 1.0)
@@ -81,20 +91,32 @@ def distributions(f4: np.ndarray, dirs: np.ndarray) -> np.ndarray:
     return n[:, None] * shape
 
 
-def _eln(f: np.ndarray, a: int, b: int) -> np.ndarray:
-    """G(n) of the flavor pair (a, b): (f_a - fbar_a) - (f_b - fbar_b), (P, Q)."""
-    return (f[..., 0, a] - f[..., 1, a]) - (f[..., 0, b] - f[..., 1, b])
+def moments_of(f: np.ndarray, dirs: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The moments (P, 4, 2, F) of distributions `f` (P, Q, 2, F) by the quadrature."""
+    n = np.einsum("pqsf,q->psf", f, w)
+    flux = np.einsum("pqsf,qk,q->pksf", f, dirs, w)
+    return np.concatenate([flux, n[:, None]], axis=1)
 
 
-def _sides(g: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """(A, B): the integrals of G over G > 0 and of -G over G < 0, each (P,)."""
-    return np.stack([(np.clip(g, 0, None) * w).sum(1), (np.clip(-g, 0, None) * w).sum(1)])
+def survival(g: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eq. 21: the survival probability (P, Q) for ELN-XLN distributions `g` (P, Q), and
+    whether each point has a crossing (P,)."""
+    pos = (np.clip(g, 0, None) * w).sum(1)
+    neg = (np.clip(-g, 0, None) * w).sum(1)
+    # a side below rounding of the other is no crossing (a flat G has both near 0)
+    has = (pos > 1e-12 * (pos + neg)) & (neg > 1e-12 * (pos + neg))
+    small_is_pos = pos <= neg
+    small, large = np.where(small_is_pos, pos, neg), np.where(small_is_pos, neg, pos)
+    ratio = small / np.where(large > 0, large, 1.0)
+    on_small = np.where(small_is_pos[:, None], g > 0, g < 0)
+    p = np.where(on_small, P_SMALL, 1 - 2 * ratio[:, None] / 3)
+    return np.where(has[:, None], p, 1.0), has
 
 
 @dataclass(frozen=True)
 class Box3DResult:
     f4: np.ndarray  # (P, 4, 2, 3) the asymptotic moments
-    crossing: np.ndarray  # (P, 3) bool, a crossing per flavor pair (e-mu, e-tau, mu-tau)
+    crossing: np.ndarray  # (P,) bool, an ELN-XLN crossing (only such points change)
     unphysical: np.ndarray  # (P,) bool, left unchanged
 
 
@@ -103,39 +125,26 @@ def box3d(f4: np.ndarray, order: int = DEFAULT_ORDER) -> Box3DResult:
     f4 = np.asarray(f4, dtype=np.float64)
     bad = unphysical(f4)
     out = f4.copy()
-    crossing = np.zeros((len(f4), len(PAIRS)), dtype=bool)
+    crossing = np.zeros(len(f4), dtype=bool)
     good = np.flatnonzero(~bad)
     if len(good) == 0:
         return Box3DResult(out, crossing, bad)
     dirs, w = quadrature(order)
     x = f4[good]
     scale = x[:, N_INDEX].sum((1, 2))[:, None, None, None]  # work in O(1) numbers
-    f = distributions(x / scale, dirs)  # (P, Q, 2, 3)
-    f_new = f.copy()
-    rows = np.arange(len(x))
-    pairs = np.array(PAIRS)  # (3, 2)
-    # deepest crossing first: the order then depends on the moments, not on the flavors'
-    # labels, so relabelling flavors relabels the answer exactly
-    depth = np.stack([_sides(_eln(f, a, b), w).min(0) for a, b in PAIRS], 1)  # (P, 3)
-    order = np.argsort(-depth, axis=1, kind="stable")
-    for step in range(len(PAIRS)):
-        k = order[:, step]  # (P,) the pair each point treats now
-        a, b = pairs[k, 0], pairs[k, 1]
-        fa, fb = f_new[rows, :, :, a], f_new[rows, :, :, b]  # (P, Q, 2)
-        g = (fa[..., 0] - fa[..., 1]) - (fb[..., 0] - fb[..., 1])  # (P, Q)
-        pos, neg = _sides(g, w)
-        has = (pos > 1e-12 * (pos + neg)) & (neg > 1e-12 * (pos + neg))
-        crossing[good[has], k[has]] = True
-        small, large = np.minimum(pos, neg), np.maximum(pos, neg)
-        ratio = np.where(has, small / np.where(large > 0, large, 1.0), 0.0)
-        on_small = np.where((pos <= neg)[:, None], g > 0, g < 0)
-        p = np.where(on_small, 0.5, 1 - ratio[:, None] / 2)  # (P, Q)
-        p = np.where(has[:, None], p, 1.0)[..., None]  # (P, Q, 1): nu and nubar alike
-        f_new[rows, :, :, a] = p * fa + (1 - p) * fb
-        f_new[rows, :, :, b] = p * fb + (1 - p) * fa
-    delta = f_new - f  # (P, Q, 2, 3)
-    d_n = np.einsum("pqsf,q->psf", delta, w)
-    d_flux = np.einsum("pqsf,qk,q->pksf", delta, dirs, w)
-    change = np.concatenate([d_flux, d_n[:, None]], axis=1) * scale
-    out[good] = x + change
+    two = np.stack([x[..., 0], x[..., 1:].mean(-1)], axis=-1) / scale  # (P, 4, 2, e|x)
+    f = distributions(two, dirs)  # (P, Q, 2, 2)
+    fe, fx = f[..., 0], f[..., 1]  # (P, Q, 2): nu, nubar
+    g = (fe[..., 0] - fe[..., 1]) - (fx[..., 0] - fx[..., 1])  # Eq. 20, (P, Q)
+    p, has = survival(g, w)
+    p = p[..., None]  # nu and nubar alike
+    mixed = np.stack([p * fe + (1 - p) * fx, ((1 - p) * fe + (1 + p) * fx) / 2], axis=-1)
+    change = moments_of(mixed - f, dirs, w) * scale  # (P, 4, 2, e|x)
+    new = np.empty_like(x)
+    new[..., 0] = x[..., 0] + change[..., 0]
+    heavy = x[..., 1:].mean(-1) + change[..., 1]
+    new[..., 1], new[..., 2] = heavy, heavy
+    # a point without a crossing keeps its moments as given (mu and tau not averaged)
+    out[good] = np.where(has[:, None, None, None], new, x)
+    crossing[good] = has
     return Box3DResult(out, crossing, bad)

@@ -86,7 +86,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(
         f"{args.split}: model {h['model_mean_relative_error']:.3e} vs Box3D "
         f"{h['box3d_mean_relative_error']:.3e} mean relative error "
-        f"({h['improvement_over_box3d']:.2f}x); max conservation violation "
+        f"({h['improvement_over_box3d']:.2f}x, 95% CI {h['improvement_ci95_low']:.2f}-"
+        f"{h['improvement_ci95_high']:.2f}); max conservation violation "
         f"{h['model_max_conservation_violation']:.2e} -> {res.predictions}"
     )
 

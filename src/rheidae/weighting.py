@@ -65,8 +65,9 @@ class DWA(Weighting):
                     for a, b in zip(self.history[1], self.history[0], strict=True)
                 ]
             )
-            e = torch.exp(r / self.t)
-            self._w.copy_(self.n * e / e.sum())
+            # softmax, not exp / sum: a loss that jumps from 1e-13 to 1e-9 gives r = 1e4,
+            # whose exp overflows to inf and turns every weight into NaN
+            self._w.copy_(self.n * torch.softmax(r / self.t, 0))
 
     def weighted(self, losses: torch.Tensor) -> torch.Tensor:
         return self._w.to(losses.device) * losses

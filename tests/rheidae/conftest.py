@@ -72,10 +72,7 @@ def write_reduced(
 
 @pytest.fixture
 def one_run() -> tuple[np.ndarray, np.ndarray]:
-    from rheidae.box3d import box3d
-    from rheidae.demo import correction
+    from rheidae.demo import pair_conversion
 
     f4 = initial_moments(1, np.random.default_rng(5))
-    box = box3d(f4)
-    final = box.f4 + correction(f4, box.f4)
-    return f4[0], final[0]
+    return f4[0], pair_conversion(f4)[0]

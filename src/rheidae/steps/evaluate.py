@@ -1,7 +1,7 @@
 """evaluate: the trained model on the held-out test split against Box3D alone: error per
 component and overall, conservation violations of the predictions, errors by growth-rate
 tercile. Writes `metrics/evaluation_metrics_<split>.json` and `metrics/predictions_<split>.csv`
-(true, Box3D and predicted moments, 24 each, in 1/ccm)."""
+(true, Box3D, predicted and initial moments, 24 each, in 1/ccm)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import torch
 from pipekit.atomic import replacing_uri
 from pipekit.checkpoint import load_checkpoint
 from pipekit.errors import InputDataError, PipelineError
+from pipekit.stats import bootstrap_ci
 from pipekit.uri import join_uri
 from rheidae.config import TrainSetup
 from rheidae.data.dataset import splits
@@ -35,10 +36,15 @@ class EvalResult:
     predictions: str
 
 
+def point_errors(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """|error| of each of the 24 components relative to the point's total number (N, 24):
+    the measure of the headline, the strata and the plots."""
+    return np.abs(pred - true) / unflat(true)[:, 3].sum((1, 2))[:, None]
+
+
 def _errors(pred: np.ndarray, true: np.ndarray) -> dict[str, Any]:
     """Absolute errors relative to each point's total number density (scale-free)."""
-    total = unflat(true)[:, 3].sum((1, 2))[:, None]
-    rel = np.abs(pred - true) / total
+    rel = point_errors(pred, true)
     return {
         "mean_relative_error": float(rel.mean()),
         "rmse_relative": float(np.sqrt((rel**2).mean())),
@@ -52,6 +58,8 @@ def headline(report: dict[str, Any]) -> dict[str, float]:
         "model_mean_relative_error": m["mean_relative_error"],
         "box3d_mean_relative_error": b["mean_relative_error"],
         "improvement_over_box3d": report["improvement_over_box3d"],
+        "improvement_ci95_low": report["improvement_over_box3d_ci95"][0],
+        "improvement_ci95_high": report["improvement_over_box3d_ci95"][1],
         "model_max_conservation_violation": report["conservation"]["model_max"],
     }
 
@@ -74,6 +82,9 @@ def run(setup: TrainSetup, split: str = "test") -> EvalResult:
     if not np.isfinite(pred).all():
         raise PipelineError(f"the model's {split} predictions are not all finite")
     model_err, box_err = _errors(pred, true), _errors(box, true)
+    # how sure the improvement is on this many points: a paired bootstrap over points
+    per_model, per_box = point_errors(pred, true).mean(1), point_errors(box, true).mean(1)
+    ci = bootstrap_ci(lambda m, b: b.mean() / m.mean(), per_model, per_box)
     viol_model = violations(unflat(pred), unflat(init)).max(-1)
     viol_box = violations(unflat(box), unflat(init)).max(-1)
     strata: dict[str, Any] = {}
@@ -94,7 +105,9 @@ def run(setup: TrainSetup, split: str = "test") -> EvalResult:
         "predict_residual": residual,
         "model": model_err,
         "box3d": box_err,
+        "no_change": _errors(init, true),  # the initial moments as the answer
         "improvement_over_box3d": box_err["mean_relative_error"] / model_err["mean_relative_error"],
+        "improvement_over_box3d_ci95": list(ci),
         "conservation": {
             "model_max": float(viol_model.max()),
             "model_mean": float(viol_model.mean()),
@@ -113,6 +126,7 @@ def run(setup: TrainSetup, split: str = "test") -> EvalResult:
             pd.DataFrame(true, columns=[f"true_{c}" for c in cols]),
             pd.DataFrame(box, columns=[f"box3d_{c}" for c in cols]),
             pd.DataFrame(pred, columns=[f"pred_{c}" for c in cols]),
+            pd.DataFrame(init, columns=[f"init_{c}" for c in cols]),
         ],
         axis=1,
     ).assign(growth_rate=growth)
@@ -120,10 +134,11 @@ def run(setup: TrainSetup, split: str = "test") -> EvalResult:
     with replacing_uri(preds, "w") as fh:
         table.to_csv(fh, index=False, float_format="%.6e")
     log.info(
-        "%s: model %.3e vs Box3D %.3e mean relative error (%.2fx better)",
+        "%s: model %.3e vs Box3D %.3e mean relative error (%.2fx better, 95%% CI %.2f-%.2f)",
         split,
         model_err["mean_relative_error"],
         box_err["mean_relative_error"],
         report["improvement_over_box3d"],
+        *ci,
     )
     return EvalResult(split, report, preds)

@@ -1,7 +1,8 @@
 """preprocess: raw H5s -> `<run>_preprocessed.h5` per raw file and `preprocessed_all.h5`:
 `input` (N, 48) = initial 24 + Box3D 24, `target` (N, 24) = final, and diagnostics per point
-(`growth_rate`, `box3d_crossing` (N, 3), `conservation_violation` (initial vs final),
-`source`). Runs that cannot be used are listed in `failed_runs.txt` with the reason.
+(`growth_rate`, `box3d_crossing` (N,) whether Box3D found an ELN-XLN crossing,
+`conservation_violation` (initial vs final), `source`). Runs that cannot be used are listed
+in `failed_runs.txt` with the reason.
 
 Resumable: a per-run file whose recorded source (size and modification time or ETag) still
 matches is kept; each file and the combined file appear whole or not at all.

@@ -1,5 +1,13 @@
-"""visualize: parity plots (predicted vs true number densities and fluxes, model and Box3D)
-and error histograms, each PNG beside the `*_data.csv` it was drawn from."""
+"""visualize: what a physicist checks, each PNG beside the `*_data.csv` it was drawn from:
+
+- `change_parity_{number,flux}_<split>`: the true change of each moment (final - initial)
+  against the predicted one, the model and Box3D in separate panels, so neither hides the
+  other and a method that moves the wrong way shows off the diagonal;
+- `error_parity_<split>`: each point's error under Box3D against under the model (log-log);
+  below the diagonal the model is closer;
+- `error_histogram_<split>`: each point's mean relative error (the measure whose mean is
+  evaluate's headline, marked), on the range the data occupy.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +21,17 @@ from pipekit.plots import save_plot, write_index
 from pipekit.uri import join_uri, open_uri, uri_exists
 from rheidae.config import TrainSetup
 from rheidae.moments import names
+from rheidae.steps.evaluate import point_errors
 
 
 @dataclass(frozen=True)
 class VisualizeResult:
     folder: str
     plots: list[str]
+
+
+def _columns(df: pd.DataFrame, prefix: str, cols: list[str]) -> np.ndarray:
+    return df[[f"{prefix}_{c}" for c in cols]].to_numpy()
 
 
 def run(setup: TrainSetup, split: str = "test") -> VisualizeResult:
@@ -33,49 +46,69 @@ def run(setup: TrainSetup, split: str = "test") -> VisualizeResult:
         raise InputDataError(f"{uri} not found: run evaluate --split {split} first")
     with open_uri(uri, "rb") as fh:
         df = pd.read_csv(fh)
+    if "init_N_nu_e" not in df:
+        raise InputDataError(f"{uri} has no initial moments: rerun evaluate --split {split}")
     folder = join_uri(out_dir, "visualizations")
     cols = names()
-    total = df[[f"true_{c}" for c in cols if c.startswith("N_")]].sum(1).to_numpy()
+    true, pred, box, init = (_columns(df, p, cols) for p in ("true", "pred", "box3d", "init"))
+    total = true[:, [i for i, c in enumerate(cols) if c.startswith("N_")]].sum(1)[:, None]
     plots = []
     for kind, prefix in (("number", "N_"), ("flux", "F")):
-        sel = [c for c in cols if c.startswith(prefix)]
-        true = (df[[f"true_{c}" for c in sel]].to_numpy() / total[:, None]).ravel()
-        pred = (df[[f"pred_{c}" for c in sel]].to_numpy() / total[:, None]).ravel()
-        box = (df[[f"box3d_{c}" for c in sel]].to_numpy() / total[:, None]).ravel()
-        fig, ax = plt.subplots(figsize=(4.8, 4.8))
-        ax.scatter(true, box, s=2, alpha=0.3, label="Box3D")
-        ax.scatter(true, pred, s=2, alpha=0.3, label="model")
-        lim = [min(true.min(), pred.min()), max(true.max(), pred.max())]
-        ax.plot(lim, lim, "k:", lw=0.8)
-        ax.set(xlabel="true / total N", ylabel="predicted / total N", title=f"{kind} ({split})")
-        ax.legend(markerscale=4)
-        data = pd.DataFrame({"true": true, "box3d": box, "model": pred})
-        plots.append(save_plot(fig, data, folder, f"parity_{kind}_{split}"))
-    err_model = (
-        np.abs(
-            df[[f"pred_{c}" for c in cols]].to_numpy() - df[[f"true_{c}" for c in cols]].to_numpy()
-        ).sum(1)
-        / total
-    )
-    err_box = (
-        np.abs(
-            df[[f"box3d_{c}" for c in cols]].to_numpy() - df[[f"true_{c}" for c in cols]].to_numpy()
-        ).sum(1)
-        / total
-    )
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    bins = np.logspace(
-        np.log10(max(min(err_model.min(), err_box.min()), 1e-8)),
-        np.log10(max(err_box.max(), err_model.max())),
-        40,
-    )
-    ax.hist(err_box, bins=bins, alpha=0.6, label="Box3D")
-    ax.hist(err_model, bins=bins, alpha=0.6, label="model")
+        sel = [i for i, c in enumerate(cols) if c.startswith(prefix)]
+        d_true = ((true - init) / total)[:, sel].ravel()
+        d_model = ((pred - init) / total)[:, sel].ravel()
+        d_box = ((box - init) / total)[:, sel].ravel()
+        lim = np.quantile(np.concatenate([d_true, d_model, d_box]), [0.001, 0.999])
+        fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), sharex=True, sharey=True)
+        for ax, got, label in ((axes[0], d_model, "model"), (axes[1], d_box, "Box3D")):
+            ax.scatter(d_true, got, s=2, alpha=0.3, color="C1" if label == "model" else "C0")
+            ax.plot(lim, lim, "k:", lw=0.8)
+            rms = float(np.sqrt(np.mean((got - d_true) ** 2)))
+            ax.set(
+                xlim=lim,
+                ylim=lim,
+                xlabel="true change / total N",
+                title=f"{label}: rms off the diagonal {rms:.2e}",
+            )
+        axes[0].set_ylabel("predicted change / total N")
+        fig.suptitle(f"{kind} moments, final - initial ({split}, {len(df)} points)")
+        data = pd.DataFrame({"true_change": d_true, "model_change": d_model, "box3d_change": d_box})
+        plots.append(save_plot(fig, data, folder, f"change_parity_{kind}_{split}"))
+    err_model = point_errors(pred, true).mean(1)
+    err_box = point_errors(box, true).mean(1)
+    both = np.concatenate([err_model, err_box])
+    lo, hi = np.quantile(both[both > 0], [0.005, 0.995])
+    fig, ax = plt.subplots(figsize=(4.8, 4.8))
+    ax.scatter(err_box, err_model, s=3, alpha=0.4)
+    ax.plot([lo, hi], [lo, hi], "k:", lw=0.8)
+    better = float((err_model < err_box).mean())
     ax.set(
         xscale="log",
-        xlabel="sum |error| / total N per point",
+        yscale="log",
+        xlim=(lo, hi),
+        ylim=(lo, hi),
+        xlabel="Box3D mean relative error",
+        ylabel="model mean relative error",
+        title=f"per point ({split}): model closer on {better:.0%}",
+    )
+    plots.append(
+        save_plot(
+            fig,
+            pd.DataFrame({"box3d": err_box, "model": err_model}),
+            folder,
+            f"error_parity_{split}",
+        )
+    )
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    bins = np.logspace(np.log10(lo), np.log10(hi), 40)
+    for err, label, color in ((err_box, "Box3D", "C0"), (err_model, "model", "C1")):
+        ax.hist(np.clip(err, lo, hi), bins=bins, alpha=0.55, label=label, color=color)
+        ax.axvline(err.mean(), color=color, ls="--", lw=1.2)
+    ax.set(
+        xscale="log",
+        xlabel="mean over 24 components of |error| / total N",
         ylabel="points",
-        title=f"errors ({split})",
+        title=f"errors ({split}); dashed: the means evaluate reports",
     )
     ax.legend()
     plots.append(
