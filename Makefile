@@ -7,7 +7,7 @@ DEMO_ESM ?= demo_esm2
 # Rheidae's targets (the lab's `make preprocess|train|...`, namespaced) use the config files
 # in $(RHEIDAE)/config: pre_process.yaml, model.yaml, train_parms.yaml
 RHEIDAE ?= demo_rheidae
-RH_CFG = --config $(RHEIDAE)/config/model.yaml --train-parms $(RHEIDAE)/config/train_parms.yaml
+RH_CFG = --config config/model.yaml --train-parms config/train_parms.yaml
 DEMO_BELKA ?= demo_belka
 
 .PHONY: venv demo demo-voxelflex demo-esm2pairs demo-rheidae demo-belka test lint bench images images-cuda \
@@ -38,27 +38,19 @@ demo-esm2pairs: venv
 
 demo-rheidae: venv
 	$(BIN)/rheidae demo-data --out $(RHEIDAE)
-	$(BIN)/rheidae pipeline run --local --pre-process $(RHEIDAE)/config/pre_process.yaml $(RH_CFG) \
-		--pipeline-root $(RHEIDAE)/kfp_local
+	cd $(RHEIDAE) && $(abspath $(BIN))/rheidae pipeline run --local \
+		--pre-process config/pre_process.yaml $(RH_CFG) --pipeline-root kfp_local
 
 demo-belka: venv
 	$(BIN)/belka demo-data --out $(DEMO_BELKA)
 	$(BIN)/belka pipeline run --local --config $(DEMO_BELKA)/config.yaml \
 		--pipeline-root $(DEMO_BELKA)/kfp_local
 
+# the lab's targets run in the project folder $(RHEIDAE) (its own Makefile, `rheidae init`)
 rheidae-setup rheidae-install: venv
 
-rheidae-preprocess: venv
-	$(BIN)/rheidae preprocess --config $(RHEIDAE)/config/pre_process.yaml
-
-rheidae-train: venv
-	$(BIN)/rheidae train $(RH_CFG)
-
-rheidae-train-residual: venv
-	$(BIN)/rheidae train $(RH_CFG) --predict-residual
-
-rheidae-smoke: venv
-	$(BIN)/rheidae train $(RH_CFG) --smoke --set data.num_workers=0
+rheidae-preprocess rheidae-train rheidae-train-residual rheidae-smoke: venv
+	$(MAKE) -C $(RHEIDAE) $(@:rheidae-%=%) RHEIDAE_BIN=$(abspath $(BIN))/rheidae
 
 rheidae-clean:
 	rm -rf $(RHEIDAE)/checkpoints $(RHEIDAE)/results

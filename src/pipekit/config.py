@@ -210,12 +210,15 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 @dataclass(frozen=True)
 class ConfigSchema(typing.Generic[C]):
     """One system's config: its dataclass, the package holding `default_config.yaml`, and
-    its path keys (`section.key`)."""
+    its path keys (`section.key`). A relative path in the file is read against the file's
+    folder, or, with `paths_from_cwd`, against where the command runs (the rule of systems
+    whose lab scripts run from a project folder holding `config/` and the data)."""
 
     cls: type[C]
     package: str
     path_keys: tuple[str, ...] = ()
     defaults_file: str = "default_config.yaml"
+    paths_from_cwd: bool = False
 
     def defaults(self) -> dict[str, Any]:
         text = resources.files(self.package).joinpath(self.defaults_file).read_text()
@@ -226,7 +229,8 @@ class ConfigSchema(typing.Generic[C]):
         merged = self.defaults()
         if path is not None:
             user = _read_yaml(path)
-            root = Path(path).resolve().parent if "://" not in path else Path.cwd()
+            local = "://" not in path and not self.paths_from_cwd
+            root = Path(path).resolve().parent if local else Path.cwd()
             _resolve_paths(user, root, self.path_keys)
             _merge(merged, user, path)
         if overrides:

@@ -43,6 +43,14 @@ def cmd_demo_data(args: argparse.Namespace) -> None:
     d = make_demo(args.out, n_runs=args.runs, seed=args.seed)
     print(f"demo: {d.n_runs} runs in {d.database}")
     print(f"configs: {d.pre_process}, {d.model_config}, {d.train_parms}")
+    print(f"from {d.root}: make preprocess, make train-residual, ... (its Makefile)")
+
+
+def cmd_init(args: argparse.Namespace) -> None:
+    from rheidae.project import write_project
+
+    makefile = write_project(args.folder)
+    print(f"{makefile}: make setup|preprocess|train|train-residual|smoke|clean from its folder")
 
 
 def cmd_preprocess(args: argparse.Namespace) -> None:
@@ -127,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=4000)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo_data)
+
+    p = sub.add_parser("init", help="the lab's layout and make targets in a project folder")
+    p.add_argument("folder", nargs="?", default=".")
+    p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("preprocess", help="raw H5s -> *_preprocessed.h5, preprocessed_all.h5")
     p.add_argument("--config", help="pre_process.yaml")

@@ -37,6 +37,7 @@ import yaml
 
 from rheidae.data.raw import DB_FINAL, DB_GROWTH, DB_INITIAL
 from rheidae.moments import N_INDEX
+from rheidae.project import write_project
 
 S0, SW = -0.05, 0.03  # the conversion share: sigmoid((s - S0) / SW)
 
@@ -112,17 +113,15 @@ def make_demo(out: str | Path, n_runs: int = 4000, seed: int = 0) -> Demo:
     cfg = root / "config"
     cfg.mkdir(exist_ok=True)
     pre = cfg / "pre_process.yaml"
-    pre.write_text(
-        yaml.safe_dump({"input": {"raw_dir": "../.data"}, "output": {"dir": "../.pdata"}})
-    )
+    pre.write_text(yaml.safe_dump({"input": {"raw_dir": ".data"}, "output": {"dir": ".pdata"}}))
     model = cfg / "model.yaml"
     model.write_text(
         yaml.safe_dump(
             {
-                "data": {"path": "../.pdata/preprocessed_all.h5", "batch_size": 128},
+                "data": {"path": ".pdata/preprocessed_all.h5", "batch_size": 128},
                 "model": {"hidden_dims": [128, 128]},
                 "optimizer": {"lr": 2.0e-3},
-                "training": {"epochs": 60, "patience": 15, "output_dir": "../results"},
+                "training": {"epochs": 60, "patience": 15, "output_dir": "results"},
             },
             sort_keys=False,
         )
@@ -132,9 +131,10 @@ def make_demo(out: str | Path, n_runs: int = 4000, seed: int = 0) -> Demo:
         yaml.safe_dump(
             {
                 "targets": {"predict_residual": True},
-                "checkpoint": {"every": 20, "dir": "../checkpoints"},
+                "checkpoint": {"every": 20, "dir": "checkpoints"},
             },
             sort_keys=False,
         )
     )
+    write_project(root)  # the Makefile; the configs above are kept
     return Demo(root, db, n_runs, model, parms, pre)

@@ -29,12 +29,26 @@ def demo(tmp_path_factory: pytest.TempPathFactory):
     return d
 
 
+@pytest.fixture(autouse=True)
+def in_project(demo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs from the demo's project folder, as the lab's make targets do: the
+    configs' relative paths (.data, .pdata, results, checkpoints) are read from there."""
+    monkeypatch.chdir(demo.root)
+
+
 @pytest.fixture(scope="session")
 def preprocessed(demo):
+    import os
+
     from rheidae.config import load_preprocess
     from rheidae.steps import preprocess
 
-    preprocess.run(load_preprocess(str(demo.pre_process), ["logging.show_progress=false"]))
+    before = os.getcwd()
+    os.chdir(demo.root)
+    try:
+        preprocess.run(load_preprocess(str(demo.pre_process), ["logging.show_progress=false"]))
+    finally:
+        os.chdir(before)
     return demo
 
 

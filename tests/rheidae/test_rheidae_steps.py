@@ -280,3 +280,38 @@ def test_raw_files_and_the_training_set_in_object_storage(s3, demo, tmp_path) ->
         ["data.path=s3://voxelflex/rheidae/pdata/preprocessed_all.h5", "training.epochs=2"],
     )
     assert train.run(setup).epochs_run == 2
+
+
+def test_the_labs_make_targets_in_a_project_folder(demo, tmp_path) -> None:
+    """A folder in the seed's layout (config/ with the lab's relative paths, .data/) runs the
+    seed's targets from where make runs; clean removes what the seed says."""
+    import shutil
+
+    project = tmp_path / "proj"
+    project.mkdir()
+    shutil.copytree(demo.root / "config", project / "config")
+    shutil.copytree(demo.root / ".data", project / ".data")
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    assert main(["init", str(project)]) == 0
+    assert "../" not in (project / "config" / "model.yaml").read_text()
+
+    def make(*targets: str, **extra: str) -> subprocess.CompletedProcess:
+        args = ["make", "-C", str(project), *targets, *(f"{k}={v}" for k, v in extra.items())]
+        return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+
+    dry = make("-n", "setup")
+    assert "-m venv .venv" in dry.stdout and "pip install -e" in dry.stdout, dry.stdout
+    fast = "--set training.epochs=2 --set logging.show_progress=false"
+    for target in ("preprocess", "smoke", "train", "train-residual"):
+        res = make(
+            target, CFG=f"--config config/model.yaml --train-parms config/train_parms.yaml {fast}"
+        )
+        assert res.returncode == 0, (target, res.stdout[-2000:], res.stderr[-2000:])
+    assert (project / ".pdata" / "preprocessed_all.h5").is_file()
+    assert (project / "results" / "best_model.pt").is_file()
+    assert (project / "checkpoints").is_dir()
+    assert not (project / "config" / ".data").exists()  # nothing read against config/
+    (project / ".venv").mkdir()
+    assert make("clean").returncode == 0
+    assert sorted(p.name for p in project.iterdir()) == [".data", ".pdata", "Makefile", "config"]

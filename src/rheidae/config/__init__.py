@@ -11,13 +11,26 @@ from pipekit.config import ConfigSchema, parse_overrides
 from pipekit.errors import ConfigError
 from rheidae.config.schema import ExperimentConfig, PreprocessConfig, TrainParms
 
+# every relative path, in a file, a --set or a default, is read against where the command runs,
+# as the lab's make targets use `.data`, `.pdata`, `results` and `checkpoints` from the project
+# folder that holds `config/`
 PREPROCESS = ConfigSchema(
-    PreprocessConfig, "rheidae.config", ("input.raw_dir", "output.dir"), "pre_process.yaml"
+    PreprocessConfig,
+    "rheidae.config",
+    ("input.raw_dir", "output.dir"),
+    "pre_process.yaml",
+    paths_from_cwd=True,
 )
 EXPERIMENT = ConfigSchema(
-    ExperimentConfig, "rheidae.config", ("data.path", "training.output_dir"), "model.yaml"
+    ExperimentConfig,
+    "rheidae.config",
+    ("data.path", "training.output_dir"),
+    "model.yaml",
+    paths_from_cwd=True,
 )
-TRAIN_PARMS = ConfigSchema(TrainParms, "rheidae.config", ("checkpoint.dir",), "train_parms.yaml")
+TRAIN_PARMS = ConfigSchema(
+    TrainParms, "rheidae.config", ("checkpoint.dir",), "train_parms.yaml", paths_from_cwd=True
+)
 
 
 @dataclass(frozen=True)
