@@ -1,34 +1,44 @@
 """The tasks the model is trained on: accuracy (MSE on the final moments) and physics
 (conservation of total numbers and fluxes, of each flavor's lepton number, and causality
-|F| <= N), each a scalar loss over a batch, in the loader's scaled units."""
+|F| <= N), each a scalar loss over a batch, in the loader's scaled units.
+
+The conserved quantities are linear in the 24 moments, so all eleven come from one matmul of
+the change (prediction - initial) with a fixed (24, 11) matrix: a handful of tensor ops per
+step, where a small model's step is bound by the number of ops, not their arithmetic."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+import numpy as np
 import torch
 
 from rheidae.config.schema import ConstraintsConfig, LossConfig
+from rheidae.moments import conserved
+
+N_NUMBER = 8  # total nu and nubar numbers (2) and fluxes (6): the first 8 of `CONSERVED`
+# conserved() order: totals (2), lepton numbers (3), fluxes (6)
+_NUMBER_COLS = [0, 1, 5, 6, 7, 8, 9, 10]
+_LEPTON_COLS = [2, 3, 4]
 
 
-def _f4(x: torch.Tensor) -> torch.Tensor:
-    return x.reshape(-1, 4, 2, 3)
+@lru_cache(maxsize=8)
+def _conserved_matrix(device: str, dtype: torch.dtype) -> torch.Tensor:
+    """(24, 11): flat moments @ it = number totals and fluxes (8), then lepton numbers (3);
+    built by applying `moments.conserved` to the 24 unit vectors."""
+    unit = np.eye(24).reshape(24, 4, 2, 3)
+    c = conserved(unit)[:, _NUMBER_COLS + _LEPTON_COLS]
+    return torch.tensor(c, dtype=dtype, device=device)
 
 
-def conserved_numbers(f: torch.Tensor) -> torch.Tensor:
-    """(B, 8): total nu and nubar numbers, total nu and nubar fluxes."""
-    f4 = _f4(f)
-    totals = f4[:, 3].sum(-1)  # (B, 2)
-    flux = f4[:, :3].sum(-1).reshape(-1, 6)  # (B, 6)
-    return torch.cat([totals, flux], 1)
-
-
-def lepton_numbers(f: torch.Tensor) -> torch.Tensor:
-    f4 = _f4(f)
-    return f4[:, 3, 0] - f4[:, 3, 1]  # (B, 3)
+def conserved_change(pred: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
+    """(B, 11): how far each conserved quantity moved (8 number/flux, then 3 lepton)."""
+    return (pred - initial) @ _conserved_matrix(str(pred.device), pred.dtype)
 
 
 def causality_excess(f: torch.Tensor) -> torch.Tensor:
-    f4 = _f4(f)
-    return torch.relu(torch.linalg.vector_norm(f4[:, :3], dim=1) - f4[:, 3])  # (B, 2, 3)
+    f4 = f.reshape(-1, 4, 6)
+    return torch.relu(torch.linalg.vector_norm(f4[:, :3], dim=1) - f4[:, 3])  # (B, 6)
 
 
 def task_names(c: ConstraintsConfig) -> list[str]:
@@ -44,12 +54,12 @@ def task_losses(
 ) -> torch.Tensor:
     """The active tasks' losses (T,), in `task_names` order."""
     out = [torch.mean((pred - target) ** 2)]
-    if constraints.number:
-        d = conserved_numbers(pred) - conserved_numbers(initial)
-        out.append(torch.mean(d**2) / scales.number_scale)
-    if constraints.lepton:
-        d = lepton_numbers(pred) - lepton_numbers(initial)
-        out.append(torch.mean(d**2) / scales.lepton_scale)
+    if constraints.number or constraints.lepton:
+        sq = conserved_change(pred, initial) ** 2
+        if constraints.number:
+            out.append(sq[:, :N_NUMBER].mean() / scales.number_scale)
+        if constraints.lepton:
+            out.append(sq[:, N_NUMBER:].mean() / scales.lepton_scale)
     if constraints.causality:
         out.append(torch.mean(causality_excess(pred) ** 2) / scales.causality_scale)
     return torch.stack(out)

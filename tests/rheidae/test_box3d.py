@@ -157,3 +157,21 @@ def test_unphysical_points_are_flagged_and_do_not_stop_a_batch(moments) -> None:
     assert res.unphysical.tolist() == [True, True, True, False]
     np.testing.assert_array_equal(res.f4[:3], bad[:3])
     assert violations(res.f4[3:], bad[3:]).max() < 1e-12
+
+
+def test_the_loss_sees_each_conservation_law_by_hand() -> None:
+    """Moving one nu_e to nu_mu keeps the totals and fluxes and moves L_e, L_mu by -1, +1;
+    an antineutrino flux added along x moves only the nubar x flux."""
+    import torch
+
+    from rheidae.losses import N_NUMBER, conserved_change
+    from rheidae.moments import names
+
+    col = {n: i for i, n in enumerate(names())}
+    init = torch.zeros(2, 24, dtype=torch.float64)
+    pred = init.clone()
+    pred[0, col["N_nu_e"]], pred[0, col["N_nu_mu"]] = -1.0, 1.0
+    pred[1, col["Fx_nubar_tau"]] = 2.0
+    d = conserved_change(pred, init)
+    assert d[0, :N_NUMBER].abs().max() == 0 and d[0, N_NUMBER:].tolist() == [-1.0, 1.0, 0.0]
+    assert d[1, N_NUMBER:].abs().max() == 0 and d[1, :N_NUMBER].abs().sum() == 2.0

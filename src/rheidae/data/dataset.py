@@ -1,15 +1,17 @@
 """`preprocessed_all.h5` as tensors: inputs (N, 48) and targets (N, 24) scaled by
 `data.target_scale`, split by a seeded permutation into train/val/test. The file is small
-(72 floats a point), so it is read once; the loader shuffles per epoch from (seed, epoch)."""
+(72 floats, 288 bytes a point), so it is read once and kept where training runs (on the GPU
+when it fits); batches are slices of a permutation drawn per epoch from (seed, epoch), with
+no per-sample work (a DataLoader over a TensorDataset indexes and collates each sample)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import h5py
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from pipekit.errors import InputDataError
 from pipekit.uri import is_local, local_path, open_uri, uri_exists
@@ -70,12 +72,34 @@ def splits(cfg: DataConfig) -> dict[str, Split]:
     return out
 
 
-def loader(split: Split, cfg: DataConfig, epoch: int, shuffle: bool, workers: int) -> DataLoader:
-    g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-    return DataLoader(
-        TensorDataset(split.x, split.y),
-        batch_size=cfg.batch_size,
-        shuffle=shuffle,
-        generator=g,
-        num_workers=workers,
-    )
+DEVICE_SHARE = 0.5  # of the GPU's free memory the training set may take
+
+
+def to_device(split: Split, device: torch.device) -> Split:
+    """The split on `device` when it fits in DEVICE_SHARE of its free memory, else as is
+    (batches then move one at a time)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if split.x.nbytes + split.y.nbytes > DEVICE_SHARE * free:
+            return split
+    return Split(split.x.to(device), split.y.to(device), split.growth)
+
+
+def batches(
+    split: Split, cfg: DataConfig, epoch: int, shuffle: bool, device: torch.device | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(x, y) batches of `cfg.batch_size`, in the order a seeded RandomSampler would draw
+    them (one randperm from (seed, epoch)); on `device` (default: where the split is)."""
+    n = len(split.x)
+    if shuffle:
+        g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        order = torch.randperm(n, generator=g).to(split.x.device)
+    else:
+        order = torch.arange(n, device=split.x.device)
+    target = device or split.x.device
+    for i in range(0, n, cfg.batch_size):
+        rows = order[i : i + cfg.batch_size]
+        yield (
+            split.x[rows].to(target, non_blocking=True),
+            split.y[rows].to(target, non_blocking=True),
+        )

@@ -28,7 +28,7 @@ from pipekit.progress import progress
 from pipekit.runlock import run_lock
 from pipekit.uri import join_uri, uri_exists
 from rheidae.config import EXPERIMENT, TRAIN_PARMS, TrainSetup
-from rheidae.data.dataset import Split, loader, splits
+from rheidae.data.dataset import Split, batches, splits, to_device
 from rheidae.losses import task_losses, task_names
 from rheidae.models import create_model
 from rheidae.paths import BEST_MODEL, HISTORY, LATEST_MODEL
@@ -93,8 +93,9 @@ def _step(model, weighting: Weighting, opt, x, y, setup: TrainSetup, pcgrad) -> 
 @torch.inference_mode()
 def accuracy_loss(model: nn.Module, split: Split, residual: bool) -> float:
     model.eval()
-    pred = predict(model, split.x, residual)
-    return float(torch.mean((pred - split.y) ** 2))
+    on = next(model.parameters()).device
+    pred = predict(model, split.x.to(on), residual)
+    return float(torch.mean((pred - split.y.to(on)) ** 2))
 
 
 def run(setup: TrainSetup, resume: bool = False, smoke: bool = False) -> TrainResult:
@@ -102,6 +103,7 @@ def run(setup: TrainSetup, resume: bool = False, smoke: bool = False) -> TrainRe
     data = splits(exp.data)
     torch.manual_seed(exp.data.seed)
     device = resolve_device(exp.training.device)
+    train_set, val_set = to_device(data["train"], device), to_device(data["val"], device)
     spec = model_spec(setup)
     model = build(spec).to(device)
     names = task_names(parms.constraints)
@@ -113,6 +115,9 @@ def run(setup: TrainSetup, resume: bool = False, smoke: bool = False) -> TrainRe
         ],
         lr=exp.optimizer.lr,
         weight_decay=exp.optimizer.weight_decay,
+        # one kernel for all parameters instead of several per tensor: a small model's step
+        # is bound by the number of ops (0.35 -> 0.07 ms a step here)
+        fused=device.type in ("cpu", "cuda"),
     )
     sched = (
         torch.optim.lr_scheduler.CosineAnnealingLR(opt, exp.training.epochs, exp.scheduler.min_lr)
@@ -126,7 +131,7 @@ def run(setup: TrainSetup, resume: bool = False, smoke: bool = False) -> TrainRe
         pcgrad = PCGrad()
     residual = parms.targets.predict_residual
     if smoke:
-        x, y = next(iter(loader(data["train"], exp.data, 0, False, 0)))
+        x, y = next(batches(data["train"], exp.data, 0, False, device))
         losses = _step(model, weighting, opt, x.to(device), y.to(device), setup, pcgrad)
         if not torch.isfinite(losses).all():
             raise PipelineError(f"smoke check: non-finite task losses {losses.tolist()}")
@@ -160,25 +165,27 @@ def run(setup: TrainSetup, resume: bool = False, smoke: bool = False) -> TrainRe
         with step_metrics(metrics, exp.monitoring):
             for epoch in range(state["epoch"] + 1, exp.training.epochs + 1):
                 model.train()
-                sums, n, t0 = torch.zeros(len(names)), 0, time.perf_counter()
-                batches = loader(data["train"], exp.data, epoch, True, exp.data.num_workers)
-                for x, y in progress(batches, desc=f"epoch {epoch}", leave=False):
+                # the epoch's losses add up where they are computed: no host sync per step
+                sums = torch.zeros(len(names), device=device)
+                n, t0 = 0, time.perf_counter()
+                epoch_batches = batches(train_set, exp.data, epoch, True, device)
+                for x, y in progress(epoch_batches, desc=f"epoch {epoch}", leave=False):
                     t = time.perf_counter()
-                    losses = _step(model, weighting, opt, x.to(device), y.to(device), setup, pcgrad)
-                    if not torch.isfinite(losses).all():
-                        shown = dict(zip(names, losses.tolist(), strict=True))
-                        raise PipelineError(
-                            f"epoch {epoch}: non-finite task losses {shown}; lower optimizer.lr"
-                        )
-                    sums += losses.cpu() * len(x)
+                    losses = _step(model, weighting, opt, x, y, setup, pcgrad)
+                    sums += losses * len(x)
                     n += len(x)
-                    metrics.batch(len(x), time.perf_counter() - t, float(losses.sum()))
+                    metrics.batch(len(x), time.perf_counter() - t)
+                if not torch.isfinite(sums).all():  # a NaN or inf in any step stays in the sum
+                    shown = dict(zip(names, (sums / n).tolist(), strict=True))
+                    raise PipelineError(
+                        f"epoch {epoch}: non-finite task losses {shown}; lower optimizer.lr"
+                    )
                 speed = n / (time.perf_counter() - t0)
                 if sched is not None:
                     sched.step()
                 means = (sums / n).tolist()
                 weighting.epoch_done(means)
-                val = accuracy_loss(model, data["val"], residual)
+                val = accuracy_loss(model, val_set, residual)
                 state["history"].append(
                     {
                         "epoch": epoch,
