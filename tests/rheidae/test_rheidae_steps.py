@@ -315,3 +315,19 @@ def test_the_labs_make_targets_in_a_project_folder(demo, tmp_path) -> None:
     (project / ".venv").mkdir()
     assert make("clean").returncode == 0
     assert sorted(p.name for p in project.iterdir()) == [".data", ".pdata", "Makefile", "config"]
+
+
+def test_the_demos_truth_keeps_every_law_and_never_uses_box3d() -> None:
+    """The demo's final states conserve what FFI conserves, stay physical, move wherever the
+    moments prove a crossing, and come from code that does not load Box3D."""
+    from rheidae.demo import initial_moments, pair_conversion, strength
+    from rheidae.moments import N_INDEX, flux_factor, violations
+
+    f4 = initial_moments(2000, np.random.default_rng(11))
+    final = pair_conversion(f4)
+    assert violations(final, f4).max() < 1e-12
+    assert (flux_factor(final) < 1).all() and (final[:, N_INDEX] > 0).all()
+    moved = np.abs(final - f4).max((1, 2, 3)) / f4[:, N_INDEX].sum((1, 2))
+    assert (moved[strength(f4) > 0] > 1e-4).mean() > 0.95
+    code = "import sys, rheidae.demo; sys.exit('rheidae.box3d' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
