@@ -4,6 +4,7 @@ from its checkpoint in object storage and ends with an uninterrupted run's weigh
 
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
 
@@ -29,9 +30,11 @@ def staged(image, store_env, tmp_path_factory) -> dict:
     from rheidae.pipeline_run import pipeline_arguments
 
     demo = make_demo(tmp_path_factory.mktemp("rheidae"), n_runs=600, seed=0)
-    args = pipeline_arguments(
-        str(demo.pre_process), str(demo.model_config), str(demo.train_parms), OVERRIDES, True
-    )
+    # the configs' relative paths are read from the project folder, as the lab runs them
+    with contextlib.chdir(demo.root):
+        args = pipeline_arguments(
+            str(demo.pre_process), str(demo.model_config), str(demo.train_parms), OVERRIDES, True
+        )
     raw = upload(store_env, Path(args["raw_dir"]), "s3://lab/rheidae/raw")
     spec = compiled_spec("rheidae", "rheidae_pipeline", tmp_path_factory.mktemp("spec"))
     pre = Task(
