@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from belka.cli import main
+from tests.belka.conftest import write_config
 
 
 def test_the_pipeline_runs_locally_end_to_end(belka_config, belka_demo, tmp_path, capsys, runner):
@@ -49,8 +51,34 @@ def test_the_pipeline_runs_locally_end_to_end(belka_config, belka_demo, tmp_path
     assert (work / "visualizations" / "precision_recall_non_shared.png").is_file()
 
 
-def test_the_whole_plan_runs_from_the_cli(belka_config, tmp_path, capsys) -> None:
-    assert main(["--quiet", "--config", str(belka_config), "--set", "training.epochs=1"]) == 0
+def _with_duplicated_test_rows(demo, dest: Path) -> pd.DataFrame:
+    """The demo's raw folder, with test.parquet listing what the competition's layout allows
+    and a merge by molecule loses: two training molecules (all three proteins, new ids), a
+    test molecule twice for one protein under a second id, a row without SMILES and a row of
+    an unknown protein. Returns the new test table."""
+    import shutil
+
+    shutil.copytree(demo.root / "raw", dest)
+    train = pd.read_parquet(dest / "train.parquet")
+    test = pd.read_parquet(dest / "test.parquet")
+    next_id = int(max(train["id"].max(), test["id"].max())) + 1
+    seen = train[train["molecule_smiles"].isin(train["molecule_smiles"].unique()[:2])]
+    again = test[test["protein_name"] == "BRD4"].head(1)
+    blank = test.head(1).assign(molecule_smiles="")
+    alien = test.head(1).assign(protein_name="CA2")
+    added = pd.concat([seen.drop(columns="binds"), again, blank, alien], ignore_index=True)
+    added["id"] = np.arange(next_id, next_id + len(added))
+    out = pd.concat([test, added[test.columns]], ignore_index=True)
+    out.to_parquet(dest / "test.parquet", index=False)
+    return out
+
+
+def test_the_whole_plan_runs_from_the_cli(belka_demo, tmp_path, capsys) -> None:
+    """Every test id reaches submission.csv exactly once, whatever the duplication in the
+    inputs; a test row lost on the way is a non-zero exit, not a short file."""
+    test = _with_duplicated_test_rows(belka_demo, tmp_path / "raw")
+    config = write_config(tmp_path, belka_demo, {"data": {"root": str(tmp_path / "raw")}})
+    assert main(["--quiet", "--config", str(config), "--set", "training.epochs=1"]) == 0
     out = capsys.readouterr().out
     for step in (
         "generate_parquet:",
@@ -65,6 +93,16 @@ def test_the_whole_plan_runs_from_the_cli(belka_config, tmp_path, capsys) -> Non
     ):
         assert step in out, out
     assert "validation mAP, non-shared blocks: model" in out
+    sub = pd.read_csv(tmp_path / "work" / "submission.csv")
+    assert sub["id"].is_unique and sorted(sub["id"]) == sorted(test["id"])
+    assert f"make_submission: {len(test)} rows (2 at prevalence)" in out  # blank, alien
+    # a kept test row missing from the molecule table: refused, the old file kept
+    table = tmp_path / "work" / "belka.parquet"
+    mols = pd.read_parquet(table)
+    mols.drop(index=mols.index[mols["subset"] == 2][0]).to_parquet(table, index=False)
+    assert main(["--quiet", "--config", str(config), "--step", "make_submission"]) != 0
+    assert "have no row in" in capsys.readouterr().err
+    assert len(pd.read_csv(tmp_path / "work" / "submission.csv")) == len(test)
 
 
 def test_compiled_yaml_is_current_and_training_is_on_gpu_nodes(tmp_path: Path) -> None:

@@ -42,7 +42,8 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainingConfig:
     batch_size: int = 2048
-    buffer_size: int = 10_000_000
+    buffer_size: int | None = None  # molecules; null: as many as buffer_bytes holds
+    buffer_bytes: int = 1 << 29  # each loader worker's shuffle buffer, 512 MiB
     epochs: int = 1000
     patience: int = 20
     steps_per_epoch: int | None = 10_000
@@ -57,7 +58,12 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         _check(self.batch_size > 0, "training.batch_size", "must be > 0")
-        _check(self.buffer_size > 0, "training.buffer_size", "must be > 0")
+        _check(
+            self.buffer_size is None or self.buffer_size > 0,
+            "training.buffer_size",
+            "must be > 0 or null",
+        )
+        _check(self.buffer_bytes > 0, "training.buffer_bytes", "must be > 0")
         _check(self.epochs > 0, "training.epochs", "must be > 0")
         _check(self.patience > 0, "training.patience", "must be > 0")
         for key in ("steps_per_epoch", "validation_steps"):
@@ -130,9 +136,15 @@ class FeaturesConfig:
 class SystemConfig:
     seed: int = 42
     n_workers: int = 8
+    memory_limit: int | None = None  # bytes; null: the pod's (cgroup) limit, else the RAM
 
     def __post_init__(self) -> None:
         _check(self.n_workers >= 0, "system.n_workers", "must be >= 0")
+        _check(
+            self.memory_limit is None or self.memory_limit > 0,
+            "system.memory_limit",
+            "must be > 0 or null",
+        )
 
 
 @dataclass(frozen=True)

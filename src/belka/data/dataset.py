@@ -4,9 +4,9 @@ loader workers and DDP ranks, shuffled per epoch.
 A pass is one virtual sequence of the selected molecules: shards in an order drawn for the
 epoch, each shard's rows in an order drawn for (epoch, shard). The sequence is cut into one
 contiguous block per consumer (rank x worker); a consumer reads only the shards its block
-touches and mixes them in a shuffle buffer of `training.buffer_size` molecules. Block sizes
-differ by at most one molecule, and the shard row counts in the manifest give every
-consumer its block without reading a shard."""
+touches and mixes them in a shuffle buffer (`buffer_rows`: what `training.buffer_bytes` holds,
+checked against the memory limit at start). Block sizes differ by at most one molecule, and
+the shard row counts in the manifest give every consumer its block without reading a shard."""
 
 from __future__ import annotations
 
@@ -17,7 +17,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from belka.config.schema import SystemConfig, TrainingConfig
 from belka.data.store import FIELDS, Store
+from pipekit.errors import ConfigError
+from pipekit.memory import gib, memory_limit
 
 Batch = dict[str, torch.Tensor]
 
@@ -121,6 +124,36 @@ class StoreStream(IterableDataset):
         if pool is not None and len(pool["mol_id"]):
             pool = self._mixed(pool, rng)
             yield from self._cut(pool, len(pool["mol_id"]))
+
+
+MIXING_COPIES = 2  # a worker holds its pool and, while concatenating or permuting, a copy
+MEMORY_SHARE = 0.8  # of the memory limit the buffers may take; the model and batches the rest
+
+
+def row_bytes(store: Store) -> float:
+    """Bytes a molecule takes in a worker's buffer (every field), from the first shard."""
+    arrays = store.read(0)
+    return sum(a.nbytes for a in arrays.values()) / max(len(arrays["mol_id"]), 1)
+
+
+def buffer_rows(training: TrainingConfig, system: SystemConfig, store: Store) -> int:
+    """Molecules per loader worker's shuffle buffer: `buffer_size`, or as many as
+    `buffer_bytes` holds; refused in one line when the workers' buffers would not fit the
+    memory limit (`system.memory_limit`, else the pod's)."""
+    if not store.shards:
+        return training.buffer_size or training.batch_size
+    per = row_bytes(store)
+    rows = training.buffer_size or max(training.batch_size, int(training.buffer_bytes // per))
+    workers = max(system.n_workers, 1)
+    need = workers * MIXING_COPIES * rows * per
+    limit = system.memory_limit or memory_limit()
+    if need > MEMORY_SHARE * limit:
+        raise ConfigError(
+            f"shuffle buffers need {gib(need)} ({workers} workers x {MIXING_COPIES} x {rows:,} "
+            f"molecules x {per:.0f} B) of a {gib(limit)} memory limit (at most "
+            f"{MEMORY_SHARE:.0%}): lower training.buffer_bytes (or buffer_size) or system.n_workers"
+        )
+    return rows
 
 
 def make_loader(stream: StoreStream, workers: int, pin_memory: bool = False) -> DataLoader:

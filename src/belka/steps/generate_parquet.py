@@ -43,7 +43,7 @@ from pipekit.atomic import replacing_path, replacing_uri
 from pipekit.errors import InputDataError
 from pipekit.faults import crashpoint
 from pipekit.progress import progress
-from pipekit.uri import apply_storage_options, uri_exists
+from pipekit.uri import apply_storage_options, join_uri, open_uri, uri_exists
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,32 @@ class GenerateResult:
     skipped_rows: dict[str, int]
     heldout_blocks: int
     buckets: int
+
+
+TEST_IDS = "test_ids.parquet"
+
+
+def test_ids_uri(parquet_uri: str) -> str:
+    """Beside belka.parquet: every raw test row's (id, protein index or -1)."""
+    return join_uri(parquet_uri.rsplit("/", 1)[0], TEST_IDS)
+
+
+def _write_test_ids(test_uri: str, parquet_uri: str, kept: np.ndarray) -> int:
+    """Every id of the raw test file with its protein and whether its row was kept (`kept`:
+    the ids of the test rows that reached the molecule table), so make_submission can check
+    that each reaches submission.csv exactly once (two columns: one cheap pass)."""
+    pf = pq.ParquetFile(open_uri(test_uri))
+    index = {p: i for i, p in enumerate(PROTEINS)}
+    parts = []
+    for b in pf.iter_batches(batch_size=BATCH_ROWS, columns=["id", "protein_name"]):
+        df = b.to_pandas()
+        prot = df["protein_name"].map(index).fillna(-1).astype(np.int8)
+        parts.append(pd.DataFrame({"id": df["id"].astype(np.int64), "protein": prot}))
+    ids = pd.concat(parts, ignore_index=True).drop_duplicates("id")
+    ids["kept"] = ids["id"].isin(kept)
+    with replacing_path(test_ids_uri(parquet_uri)) as local:
+        ids.to_parquet(local, index=False)
+    return len(ids)
 
 
 def _hash(values: pd.Series) -> np.ndarray:
@@ -152,19 +178,41 @@ def _heldout(blocks: set[str], fraction: float, seed: int) -> set[str]:
 
 
 def _pivot(bucket: pd.DataFrame) -> pd.DataFrame:
-    """One row per molecule: labels and ids per protein (a label measured twice: max)."""
+    """One row per labelled molecule (labels and ids per protein; a label measured twice:
+    max), and one row per test occurrence: a molecule listed in test.parquet is a test row
+    even when training also measured it, and one listed twice for a protein under two ids
+    gets a second test row, so every test id has a row of its own for the submission."""
+    key = "molecule_smiles"
+    is_test = bucket["source"].to_numpy() == SOURCE_TEST
+    rows = [_pivot_labelled(bucket[~is_test])] if (~is_test).any() else []
+    test = bucket[is_test & (bucket["id"].to_numpy() >= 0)]
+    if len(test):
+        test = test.sort_values([key, "protein", "id"], kind="stable")
+        test = test.assign(occurrence=test.groupby([key, "protein"]).cumcount())
+        ids = test.pivot_table(index=[key, "occurrence"], columns="protein", values="id")
+        first = test.groupby([key, "occurrence"], sort=True).agg({b: "first" for b in BLOCKS})
+        out = first.assign(source=np.int8(SOURCE_TEST))
+        for i, p in enumerate(PROTEINS):
+            out[f"binds_{p}"] = np.nan
+            out[f"id_{p}"] = ids.get(i, np.nan)
+        rows.append(out.reset_index().drop(columns="occurrence"))
+    out = pd.concat(rows, ignore_index=True).sort_values([key, "source"], kind="stable")
+    return out.astype(
+        {**{f"binds_{p}": "Int8" for p in PROTEINS}, **{f"id_{p}": "Int64" for p in PROTEINS}}
+    ).reset_index(drop=True)
+
+
+def _pivot_labelled(bucket: pd.DataFrame) -> pd.DataFrame:
     key = "molecule_smiles"
     labelled = bucket[bucket["binds"] >= 0]
     binds = labelled.pivot_table(index=key, columns="protein", values="binds", aggfunc="max")
     ids = bucket[bucket["id"] >= 0].pivot_table(
         index=key, columns="protein", values="id", aggfunc="min"
     )
-    first = bucket.groupby(key, sort=True).agg({**{b: "first" for b in BLOCKS}, "source": "min"})
-    out = first.copy()
+    out = bucket.groupby(key, sort=True).agg({**{b: "first" for b in BLOCKS}, "source": "min"})
     for i, p in enumerate(PROTEINS):
         out[f"binds_{p}"] = binds.get(i, np.nan)
         out[f"id_{p}"] = ids.get(i, np.nan)
-        out = out.astype({f"binds_{p}": "Int8", f"id_{p}": "Int64"})
     return out.reset_index()
 
 
@@ -218,12 +266,14 @@ def run(cfg: Config, layout: Layout | None = None) -> GenerateResult:
         log.info("%d building blocks in training molecules, %d held out", len(blocks), len(heldout))
         by_subset = {"train": 0, "validation": 0, "test": 0}
         next_id = 0
+        test_ids: list[np.ndarray] = []
         with replacing_path(layout.parquet) as local:
             with pq.ParquetWriter(local, OUT_SCHEMA, compression="zstd") as writer:
                 for k in progress(range(n_buckets), desc="molecules", unit="bucket"):
                     bucket = pq.read_table(tmp / f"bucket-{k}.parquet").to_pandas()
                     if bucket.empty:
                         continue
+                    test_ids.append(bucket.loc[bucket["source"] == SOURCE_TEST, "id"].to_numpy())
                     mols = _pivot(bucket)
                     _assign(mols, heldout, train_blocks, cfg)
                     mols.insert(0, "mol_id", np.arange(next_id, next_id + len(mols)))
@@ -233,6 +283,8 @@ def run(cfg: Config, layout: Layout | None = None) -> GenerateResult:
                     writer.write_table(
                         pa.Table.from_pandas(mols, schema=OUT_SCHEMA, preserve_index=False)
                     )
+            kept = np.concatenate(test_ids) if test_ids else np.zeros(0, np.int64)
+            _write_test_ids(layout.raw(cfg.data.test_file), layout.parquet, kept)
             crashpoint("generate_parquet.written")
         if next_id == 0:
             raise InputDataError("generate_parquet: no molecule left after skipping bad rows")

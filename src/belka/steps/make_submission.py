@@ -19,19 +19,19 @@ import torch
 from belka import PROTEINS
 from belka.baseline import fit_logreg, logreg_scores
 from belka.config import Config
-from belka.data.dataset import StoreStream, make_loader
+from belka.data.dataset import StoreStream, buffer_rows, make_loader
 from belka.data.store import Store
 from belka.metrics import masked_scores, mean_ap
 from belka.models import BelkaSpec, create_model
 from belka.paths import BEST_MODEL, EVALUATION, SUBMISSION, VAL_PREDICTIONS, Layout
-from belka.steps.generate_parquet import SUBSET_TEST, SUBSET_TRAIN, SUBSET_VAL
+from belka.steps.generate_parquet import SUBSET_TEST, SUBSET_TRAIN, SUBSET_VAL, test_ids_uri
 from belka.tokenizer import Vocab
 from pipekit.atomic import replacing_path, replacing_uri
 from pipekit.checkpoint import load_checkpoint
 from pipekit.device import amp_enabled, autocast, resolve_device
-from pipekit.errors import InputDataError
+from pipekit.errors import InputDataError, PipelineError
 from pipekit.progress import progress
-from pipekit.uri import apply_storage_options, open_uri
+from pipekit.uri import apply_storage_options, open_uri, uri_exists
 
 log = logging.getLogger(__name__)
 GROUPS = {"all": None, "shared": 1, "non_shared": 0}
@@ -118,8 +118,49 @@ def _submission(layout: Layout, test: dict[str, np.ndarray], prevalence: np.ndar
                 }
             )
         )
-    sub = pd.concat(parts).sort_values("id")
-    return sub, fallback
+    sub = pd.concat(parts)
+    return _every_input_id(layout, sub, prevalence, fallback)
+
+
+def _input_test_ids(layout: Layout) -> pd.DataFrame:
+    """(id, protein index or -1) of every row of the raw test file, skipped rows included, as
+    generate_parquet recorded them beside belka.parquet."""
+    uri = test_ids_uri(layout.parquet)
+    if not uri_exists(uri):
+        raise InputDataError(f"{uri} not found: rerun generate_parquet (it lists the test ids)")
+    return pd.read_parquet(open_uri(uri))
+
+
+def _every_input_id(
+    layout: Layout, sub: pd.DataFrame, prevalence: np.ndarray, fallback: int
+) -> tuple[pd.DataFrame, int]:
+    """The submission holds each id of the raw test file exactly once: ids whose rows
+    generate_parquet skipped (no SMILES, an unknown protein) get the protein's training
+    prevalence (the mean of the three for an unknown protein); a kept id without a row, or
+    any id twice, is an error (the run exits non-zero rather than submit a short file)."""
+    if sub["id"].duplicated().any():
+        dup = sub.loc[sub["id"].duplicated(), "id"].iloc[0]
+        raise PipelineError(f"submission: test id {dup} twice; rerun generate_parquet")
+    wanted = _input_test_ids(layout)
+    absent = wanted[~wanted["id"].isin(sub["id"])]
+    lost = absent[absent["kept"]]
+    if len(lost):
+        raise PipelineError(
+            f"submission: {len(lost)} of {len(wanted)} test ids have no row in "
+            f"{layout.parquet} (e.g. id {int(lost['id'].iloc[0])}); rerun generate_parquet"
+        )
+    if len(absent):
+        prot = absent["protein"].to_numpy().astype(int)
+        binds = np.where(prot >= 0, prevalence[np.clip(prot, 0, None)], prevalence.mean())
+        sub = pd.concat([sub, pd.DataFrame({"id": absent["id"].to_numpy(), "binds": binds})])
+        log.warning("%d test ids were skipped rows: given the prevalence", len(absent))
+    extra = ~sub["id"].isin(wanted["id"])
+    if extra.any() or len(sub) != len(wanted):
+        raise PipelineError(
+            f"submission: {len(sub)} rows for {len(wanted)} test ids "
+            f"({int(extra.sum())} not among the input's test ids)"
+        )
+    return sub.sort_values("id"), fallback + len(absent)
 
 
 def _prevalence(layout: Layout) -> np.ndarray:
@@ -156,7 +197,7 @@ def run(
         bs,
         shuffle=True,
         seed=cfg.system.seed,
-        buffer_size=cfg.training.buffer_size,
+        buffer_size=buffer_rows(cfg.training, cfg.system, store),
     )
     prevalence = _prevalence(layout)
 

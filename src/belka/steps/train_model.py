@@ -26,7 +26,7 @@ from torch.distributed.algorithms.join import Join
 from torch.nn.parallel import DistributedDataParallel
 
 from belka.config import SCHEMA, Config
-from belka.data.dataset import StoreStream, make_loader
+from belka.data.dataset import StoreStream, buffer_rows, make_loader
 from belka.data.store import Store
 from belka.metrics import masked_scores, mean_ap
 from belka.models import BelkaSpec, create_model
@@ -214,7 +214,7 @@ def _run(cfg, mode, layout, model_path, resume, initial_epoch, smoke, d: Dist, d
         t.batch_size,
         shuffle=True,
         seed=cfg.system.seed,
-        buffer_size=t.buffer_size,
+        buffer_size=buffer_rows(t, cfg.system, store),
         rank=d.rank,
         world_size=d.world_size,
     )

@@ -1,0 +1,64 @@
+"""The shuffle buffers sized in bytes and checked against the memory limit at start."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from belka.config import load_config
+from belka.data.dataset import MIXING_COPIES, buffer_rows, row_bytes
+from belka.data.store import Store
+from pipekit.errors import ConfigError
+from pipekit.memory import memory_limit, physical_memory
+from tests.belka.conftest import run_belka, write_config
+
+
+@pytest.mark.parametrize(
+    ("text", "expect_gib"),
+    [("1073741824\n", 1.0), ("max\n", None), ("9223372036854771712\n", None)],
+)
+def test_the_pods_limit_is_read_from_its_cgroup(tmp_path: Path, text, expect_gib) -> None:
+    f = tmp_path / "memory.max"
+    f.write_text(text)
+    got = memory_limit((tmp_path / "absent", f))
+    assert got == (physical_memory() if expect_gib is None else int(expect_gib * 2**30))
+
+
+def test_the_buffer_holds_what_its_bytes_allow(prepared: Path, belka_demo) -> None:
+    cfg = load_config(str(write_config(prepared, belka_demo)))
+    store = Store.open(str(prepared / "work" / "belka.tfr"))
+    arrays = store.read(0)
+    per = sum(a.nbytes for a in arrays.values()) / len(arrays["mol_id"])
+    assert row_bytes(store) == pytest.approx(per)
+    t = replace(cfg.training, buffer_size=None, buffer_bytes=int(per * 5000), batch_size=64)
+    system = replace(cfg.system, n_workers=8, memory_limit=2**34)
+    assert buffer_rows(t, system, store) == 5000
+    assert buffer_rows(replace(t, buffer_size=700), system, store) == 700  # molecules win
+    # 8 workers x 2 copies x 5000 molecules does not fit 80% of this limit
+    small = replace(system, memory_limit=int(8 * MIXING_COPIES * 5000 * per / 0.8) - 1)
+    with pytest.raises(ConfigError, match="lower training.buffer_bytes"):
+        buffer_rows(t, small, store)
+
+
+def test_a_buffer_over_the_limit_stops_training_in_one_line(prepared: Path, belka_demo) -> None:
+    import shutil
+
+    work = prepared.parent / "memory_check"
+    shutil.copytree(prepared / "work", work / "work")
+    config = write_config(work, belka_demo)
+    res = run_belka(
+        config,
+        "--step",
+        "train_model",
+        "--mode",
+        "mlm",
+        "--set",
+        "training.buffer_size=null",
+        "--set",
+        "system.memory_limit=1000000",
+    )
+    assert res.returncode == 2, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if "shuffle buffers need" in ln]
+    assert len(lines) == 1 and "GiB memory limit" in lines[0], res.stderr
