@@ -68,6 +68,9 @@ def test_reduced_time_series_and_a_database_become_one_training_set(tmp_path, on
     assert reasons["notes.h5"].startswith("not an HDF5 file")
     again = preprocess.run(load_preprocess(None, _pre(tmp_path, raw)))
     assert again.n_reused == again.n_files and again.failed == res.failed
+    # another quadrature changes the numbers: nothing made with the old one is reused
+    finer = preprocess.run(load_preprocess(None, [*_pre(tmp_path, raw), "box3d.lebedev_order=25"]))
+    assert finer.n_reused == 0 and finer.failed == res.failed
 
 
 @pytest.mark.parametrize(

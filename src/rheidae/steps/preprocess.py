@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import h5py
 import numpy as np
@@ -31,7 +31,16 @@ from rheidae.paths import FAILED_RUNS, combined, per_run
 
 log = logging.getLogger(__name__)
 
-FORMAT = "rheidae-preprocessed-v1"
+# v2: Box3D as published (mu and tau averaged), `box3d_crossing` (N,); v1 files are redone
+FORMAT = "rheidae-preprocessed-v2"
+
+
+def _recipe(cfg: PreprocessConfig) -> str:
+    """What a per-run file's numbers depend on besides its source: a file made with another
+    quadrature or other stability settings is redone, not reused."""
+    return json.dumps(
+        {"box3d": asdict(cfg.box3d), "stability": asdict(cfg.stability)}, sort_keys=True
+    )
 
 
 @dataclass(frozen=True)
@@ -89,7 +98,7 @@ def run(cfg: PreprocessConfig) -> PreprocessResult:
         raise InputDataError(f"no {cfg.input.pattern} file under {cfg.input.raw_dir}")
     failed: dict[str, str] = {}
     parts: list[dict[str, np.ndarray]] = []
-    reused = 0
+    reused, recipe = 0, _recipe(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         for src in progress(sources, desc="preprocess", unit="file"):
             name = src.rsplit("/", 1)[-1]
@@ -97,7 +106,8 @@ def run(cfg: PreprocessConfig) -> PreprocessResult:
             stamp = _fingerprint(fs, src)
             if uri_exists(out):
                 arrays, attrs = _read(out)
-                if attrs.get("source_fingerprint") == stamp and attrs.get("format") == FORMAT:
+                same = attrs.get("source_fingerprint") == stamp and attrs.get("recipe") == recipe
+                if same and attrs.get("format") == FORMAT:
                     parts.append(arrays)
                     failed.update(json.loads(attrs.get("failed", "{}")))
                     reused += 1
@@ -135,7 +145,12 @@ def run(cfg: PreprocessConfig) -> PreprocessResult:
             _write(
                 out,
                 arrays,
-                {"source": src, "source_fingerprint": stamp, "failed": json.dumps(mine)},
+                {
+                    "source": src,
+                    "source_fingerprint": stamp,
+                    "recipe": recipe,
+                    "failed": json.dumps(mine),
+                },
             )
             crashpoint("preprocess.run_written")
             if arrays:
