@@ -33,7 +33,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from rheidae.moments import N_INDEX, unphysical
+from rheidae.moments import N_INDEX, total_number, unphysical
 
 DEFAULT_ORDER = 17  # 110 Lebedev points
 P_SMALL = 1 / 3  # survival on the smaller side: equipartition among three flavors
@@ -131,7 +131,7 @@ def box3d(f4: np.ndarray, order: int = DEFAULT_ORDER) -> Box3DResult:
         return Box3DResult(out, crossing, bad)
     dirs, w = quadrature(order)
     x = f4[good]
-    scale = x[:, N_INDEX].sum((1, 2))[:, None, None, None]  # work in O(1) numbers
+    scale = total_number(x)[:, None, None, None]  # work in O(1) numbers
     two = np.stack([x[..., 0], x[..., 1:].mean(-1)], axis=-1) / scale  # (P, 4, 2, e|x)
     f = distributions(two, dirs)  # (P, Q, 2, 2)
     fe, fx = f[..., 0], f[..., 1]  # (P, Q, 2): nu, nubar

@@ -36,7 +36,7 @@ import numpy as np
 import yaml
 
 from rheidae.data.raw import DB_FINAL, DB_GROWTH, DB_INITIAL
-from rheidae.moments import N_INDEX
+from rheidae.moments import N_INDEX, total_number
 from rheidae.project import write_project
 
 S0, SW = -0.05, 0.03  # the conversion share: sigmoid((s - S0) / SW)
@@ -67,8 +67,7 @@ def strength(f4: np.ndarray) -> np.ndarray:
     """(|F_L| - |n_L|) / total N of the e-x lepton-number moments, (P,); > 0 proves a crossing."""
     heavy = f4[..., 1:].mean(-1)  # (P, 4, 2)
     eln = (f4[..., 0, 0] - f4[..., 1, 0]) - (heavy[..., 0] - heavy[..., 1])  # (P, 4)
-    total = f4[:, N_INDEX].sum((1, 2))
-    return (np.linalg.norm(eln[:, :3], axis=1) - np.abs(eln[:, N_INDEX])) / total
+    return (np.linalg.norm(eln[:, :3], axis=1) - np.abs(eln[:, N_INDEX])) / total_number(f4)
 
 
 def pair_conversion(f4: np.ndarray) -> np.ndarray:

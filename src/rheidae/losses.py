@@ -16,10 +16,11 @@ import torch
 from rheidae.config.schema import ConstraintsConfig, LossConfig
 from rheidae.moments import conserved
 
-N_NUMBER = 8  # total nu and nubar numbers (2) and fluxes (6): the first 8 of `CONSERVED`
-# conserved() order: totals (2), lepton numbers (3), fluxes (6)
+# `moments.conserved` order: totals (2), lepton numbers (3), fluxes (6); the loss takes the
+# totals and fluxes first, then the lepton numbers
 _NUMBER_COLS = [0, 1, 5, 6, 7, 8, 9, 10]
 _LEPTON_COLS = [2, 3, 4]
+N_NUMBER = len(_NUMBER_COLS)
 
 
 @lru_cache(maxsize=8)

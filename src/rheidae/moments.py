@@ -45,9 +45,15 @@ def conserved(f4: np.ndarray) -> np.ndarray:
     return np.concatenate([totals, lepton, flux], axis=-1)
 
 
+def total_number(f4: np.ndarray) -> np.ndarray:
+    """N summed over nu, nubar and the three flavors, per point (...,): the scale every
+    relative error and violation is measured against."""
+    return f4[..., N_INDEX, :, :].sum((-1, -2))
+
+
 def violations(f4: np.ndarray, f4_ref: np.ndarray) -> np.ndarray:
     """|conserved(f4) - conserved(f4_ref)| relative to the total number, per point (..., 11)."""
-    scale = f4_ref[..., N_INDEX, :, :].sum((-1, -2))[..., None]
+    scale = total_number(f4_ref)[..., None]
     return np.abs(conserved(f4) - conserved(f4_ref)) / np.maximum(scale, 1e-300)
 
 

@@ -60,9 +60,14 @@ def parquet_rows(uri: str, labelled: bool) -> int:
     return _open_parquet(uri, TRAIN_COLUMNS if labelled else TEST_COLUMNS).metadata.num_rows
 
 
+def protein_index(names: pd.Series) -> pd.Series:
+    """Each protein name's index in PROTEINS; NaN for a protein outside them."""
+    return names.map({p: i for i, p in enumerate(PROTEINS)})
+
+
 def _clean(df: pd.DataFrame, counts: Counts, uri: str) -> pd.DataFrame:
     """Rows of known proteins with a label of 0/1 (-1 for test rows) and a SMILES."""
-    protein = df["protein_name"].map({p: i for i, p in enumerate(PROTEINS)})
+    protein = protein_index(df["protein_name"])
     ok = protein.notna()
     if (~ok).any():
         counts.bad_protein += int((~ok).sum())

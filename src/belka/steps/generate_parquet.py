@@ -37,6 +37,7 @@ from belka.data.raw import (
     extra_batches,
     parquet_batches,
     parquet_rows,
+    protein_index,
 )
 from belka.paths import Layout
 from pipekit.atomic import replacing_path, replacing_uri
@@ -91,22 +92,20 @@ def test_ids_uri(parquet_uri: str) -> str:
     return join_uri(parquet_uri.rsplit("/", 1)[0], TEST_IDS)
 
 
-def _write_test_ids(test_uri: str, parquet_uri: str, kept: np.ndarray) -> int:
+def _write_test_ids(test_uri: str, parquet_uri: str, kept: np.ndarray) -> None:
     """Every id of the raw test file with its protein and whether its row was kept (`kept`:
     the ids of the test rows that reached the molecule table), so make_submission can check
     that each reaches submission.csv exactly once (two columns: one cheap pass)."""
     pf = pq.ParquetFile(open_uri(test_uri))
-    index = {p: i for i, p in enumerate(PROTEINS)}
     parts = []
     for b in pf.iter_batches(batch_size=BATCH_ROWS, columns=["id", "protein_name"]):
         df = b.to_pandas()
-        prot = df["protein_name"].map(index).fillna(-1).astype(np.int8)
+        prot = protein_index(df["protein_name"]).fillna(-1).astype(np.int8)
         parts.append(pd.DataFrame({"id": df["id"].astype(np.int64), "protein": prot}))
     ids = pd.concat(parts, ignore_index=True).drop_duplicates("id")
     ids["kept"] = ids["id"].isin(kept)
     with replacing_path(test_ids_uri(parquet_uri)) as local:
         ids.to_parquet(local, index=False)
-    return len(ids)
 
 
 def _hash(values: pd.Series) -> np.ndarray:

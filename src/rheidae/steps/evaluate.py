@@ -22,7 +22,7 @@ from pipekit.stats import bootstrap_ci
 from pipekit.uri import join_uri
 from rheidae.config import TrainSetup
 from rheidae.data.dataset import splits
-from rheidae.moments import names, unflat, violations
+from rheidae.moments import names, total_number, unflat, violations
 from rheidae.paths import BEST_MODEL
 from rheidae.steps.train import build, predict
 
@@ -39,7 +39,7 @@ class EvalResult:
 def point_errors(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     """|error| of each of the 24 components relative to the point's total number (N, 24):
     the measure of the headline, the strata and the plots."""
-    return np.abs(pred - true) / unflat(true)[:, 3].sum((1, 2))[:, None]
+    return np.abs(pred - true) / total_number(unflat(true))[:, None]
 
 
 def _errors(pred: np.ndarray, true: np.ndarray) -> dict[str, Any]:

@@ -132,7 +132,7 @@ def run(setup: TrainSetup, resume: bool = False, smoke: bool = False) -> TrainRe
     residual = parms.targets.predict_residual
     if smoke:
         x, y = next(batches(data["train"], exp.data, 0, False, device))
-        losses = _step(model, weighting, opt, x.to(device), y.to(device), setup, pcgrad)
+        losses = _step(model, weighting, opt, x, y, setup, pcgrad)
         if not torch.isfinite(losses).all():
             raise PipelineError(f"smoke check: non-finite task losses {losses.tolist()}")
         return TrainResult(

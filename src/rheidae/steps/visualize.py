@@ -20,7 +20,7 @@ from pipekit.errors import InputDataError
 from pipekit.plots import save_plot, write_index
 from pipekit.uri import join_uri, open_uri, uri_exists
 from rheidae.config import TrainSetup
-from rheidae.moments import names
+from rheidae.moments import names, total_number, unflat
 from rheidae.steps.evaluate import point_errors
 
 
@@ -51,7 +51,7 @@ def run(setup: TrainSetup, split: str = "test") -> VisualizeResult:
     folder = join_uri(out_dir, "visualizations")
     cols = names()
     true, pred, box, init = (_columns(df, p, cols) for p in ("true", "pred", "box3d", "init"))
-    total = true[:, [i for i, c in enumerate(cols) if c.startswith("N_")]].sum(1)[:, None]
+    total = total_number(unflat(true))[:, None]
     plots = []
     for kind, prefix in (("number", "N_"), ("flux", "F")):
         sel = [i for i, c in enumerate(cols) if c.startswith(prefix)]
