@@ -8,6 +8,9 @@
    the BELKA inputs (train + test parquet, one row per molecule and protein).
 4. generate_parquet's peak memory against its input rows (a subprocess per size; larger
    inputs are the demo's rows repeated with distinct SMILES strings).
+5. make_dataset fanned out: the shards featurized by 1 task against 2 tasks at once (each a
+   process on one core, as the pipeline's make_dataset_part tasks), then gathered; from the
+   measured rates, the wall time of BELKA's 98M molecules on N tasks.
 """
 
 from __future__ import annotations
@@ -147,10 +150,81 @@ def bench_memory(root: Path, tmp: Path, sizes: list[int], bucket_rows: int) -> N
         )
 
 
+PART_PROBE = """
+import json, sys, time
+from dataclasses import replace
+from belka.config import load_config
+from belka.paths import Layout
+from belka.steps import make_dataset
+from pipekit.progress import set_progress
+set_progress(False)
+cfg = load_config(sys.argv[1], ["system.n_workers=0"])
+t0 = time.perf_counter()
+layout = replace(Layout.of(cfg), store=sys.argv[4])
+make_dataset.run_part(cfg, layout, int(sys.argv[2]), int(sys.argv[3]))
+print(json.dumps({"s": time.perf_counter() - t0}))
+"""
+BELKA_MOLECULES = 98_000_000
+
+
+def bench_fanout(config: Path, tmp: Path, tasks_list: tuple[int, ...] = (1, 2)) -> None:
+    """Featurize the store with each task count (every task its own process), then gather;
+    the gathered stores must be identical."""
+    from dataclasses import replace
+
+    from belka.paths import Layout
+
+    cfg = load_config(str(config), ["system.n_workers=0"])
+    base = Layout.of(cfg)
+    rows = Store.open(base.store).rows
+    stores = {}
+    for tasks in tasks_list:
+        ranges = make_dataset.plan(cfg, base, tasks)
+        parts = [str(tmp / f"fan{tasks}" / f"part{k}" / "belka.tfr") for k in range(len(ranges))]
+        t0 = time.perf_counter()
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", PART_PROBE, str(config), str(r["first"]), str(r["stop"]), p],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for r, p in zip(ranges, parts, strict=True)
+        ]
+        inner = [json.loads(proc.communicate()[0].strip().splitlines()[-1])["s"] for proc in procs]
+        wall = time.perf_counter() - t0
+        out = replace(base, store=str(tmp / f"fan{tasks}" / "belka.tfr"), working=str(tmp / "w"))
+        t1 = time.perf_counter()
+        make_dataset.finish(cfg, out, parts)
+        gather = time.perf_counter() - t1
+        stores[tasks] = {f.name: f.read_bytes() for f in Path(out.store).iterdir() if f.is_file()}
+        size = sum(len(b) for b in stores[tasks].values())
+        print(
+            f"  {tasks} task(s): featurized {rows:,} molecules in {wall:.1f} s wall "
+            f"(slowest task {max(inner):.1f} s after start-up), {rows / wall:,.0f} molecules/s; "
+            f"gather {gather:.2f} s ({size / rows:.0f} B/molecule)"
+        )
+        stores[tasks]["_rate"] = rows / max(inner)  # type: ignore[assignment]
+        stores[tasks]["_gather"] = gather / rows  # type: ignore[assignment]
+        stores[tasks]["_wall"] = wall  # type: ignore[assignment]
+    one, two = stores[tasks_list[0]], stores[tasks_list[-1]]
+    same = {k: v for k, v in one.items() if not k.startswith("_")} == {
+        k: v for k, v in two.items() if not k.startswith("_")
+    }
+    print(f"  2 tasks / 1 task, wall: {one['_wall'] / two['_wall']:.2f}x; stores identical: {same}")
+    per_task = one["_rate"]
+    for n in (1, 16, 64, 256):
+        hours = BELKA_MOLECULES / (per_task * n) / 3600
+        gather_h = BELKA_MOLECULES * one["_gather"] / 3600
+        print(
+            f"  98M molecules on {n:>3} one-core tasks: about {hours:,.2f} h featurizing "
+            f"+ {gather_h:.2f} h gathering (local disk; object storage slower)"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--molecules", type=int, default=8000)
-    ap.add_argument("--rss-rows", type=int, nargs="+", default=[300_000, 1_000_000, 3_000_000])
+    ap.add_argument("--rss-rows", type=int, nargs="*", default=[300_000, 1_000_000, 3_000_000])
     ap.add_argument("--bucket-rows", type=int, default=250_000)
     args = ap.parse_args()
     set_progress(False)
@@ -167,8 +241,11 @@ def main() -> None:
         bench_loader(work, 2048, 20)  # the plan's training.batch_size
         print("3. size")
         bench_bytes(demo.root, work)
-        print(f"4. generate_parquet memory (rows_per_bucket {args.bucket_rows:,})")
-        bench_memory(demo.root, tmp, args.rss_rows, args.bucket_rows)
+        print("5. make_dataset fanned out (one core per task)")
+        bench_fanout(demo.config, tmp)
+        if args.rss_rows:
+            print(f"4. generate_parquet memory (rows_per_bucket {args.bucket_rows:,})")
+            bench_memory(demo.root, tmp, args.rss_rows, args.bucket_rows)
 
 
 if __name__ == "__main__":

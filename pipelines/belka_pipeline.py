@@ -1,5 +1,6 @@
-"""The Belka pipeline: generate_parquet -> get_vocab -> make_dataset -> create_val_dataset
--> train mlm -> fps -> clf -> make_submission -> visualize.
+"""The Belka pipeline: generate_parquet -> get_vocab -> make_dataset (planned, featurized
+by `featurize_tasks` tasks in parallel, gathered) -> create_val_dataset -> train mlm -> fps
+-> clf -> make_submission -> visualize.
 
 One definition for the Kubeflow UI (`pipelines/compiled/belka_pipeline.yaml`) and a laptop
 (`belka pipeline run --local`). Each mode starts from the previous mode's model; the three
@@ -11,6 +12,8 @@ from belka.components import (
     generate_parquet,
     get_vocab,
     make_dataset,
+    make_dataset_part,
+    make_dataset_plan,
     make_submission,
     train_model,
     visualize,
@@ -24,7 +27,9 @@ from pipekit.pipeline.tasks import DEFAULT_GPU_PRODUCT, S3_SECRET, configure, on
 RESOURCES = {
     "generate_parquet": ("2", "4", "16Gi", "24Gi"),  # one bucket of rows_per_bucket at a time
     "get_vocab": ("4", "8", "4Gi", "8Gi"),
-    "make_dataset": ("8", "16", "8Gi", "16Gi"),  # RDKit on system.n_workers processes
+    "make_dataset_plan": ("500m", "1", "1Gi", "2Gi"),  # reads the parquet's footer
+    "make_dataset_part": ("8", "16", "8Gi", "16Gi"),  # RDKit on system.n_workers processes
+    "make_dataset": ("2", "4", "4Gi", "8Gi"),  # gathers and checks the parts' shards
     "create_val_dataset": ("1", "2", "4Gi", "8Gi"),
     "train_model": ("4", "8", "16Gi", "24Gi"),
     "make_submission": ("4", "8", "16Gi", "24Gi"),
@@ -43,6 +48,7 @@ def belka_pipeline(
     settings: dict = {},  # noqa: B006 (KFP reads the default)
     gpu_product: str = DEFAULT_GPU_PRODUCT,
     s3_secret_name: str = S3_SECRET,
+    featurize_tasks: int = 4,
 ):
     """From the BELKA inputs to a submission and its evaluation.
 
@@ -52,6 +58,8 @@ def belka_pipeline(
             data.root, data.working or data.vocab (the artifacts say where data is).
         gpu_product: nvidia.com/gpu.product label of the GPU nodes for training.
         s3_secret_name: Kubernetes secret with the object store's credentials.
+        featurize_tasks: make_dataset's fan-out: tasks featurizing the molecules at once,
+            each on system.n_workers processes (98M molecules: see README for the sizing).
     """
     selector = _step(gpu_node_selector(gpu_product=gpu_product), "gpu_node_selector", None)
     mols = _step(
@@ -62,13 +70,23 @@ def belka_pipeline(
         "get_vocab",
         s3_secret_name,
     )
+    inputs = {"molecules": mols.outputs["molecules"], "settings": settings}
+    plan = _step(
+        make_dataset_plan(tasks=featurize_tasks, **inputs), "make_dataset_plan", s3_secret_name
+    )
+    with dsl.ParallelFor(plan.output) as part:
+        shards = _step(
+            make_dataset_part(vocab=vocab.outputs["vocab"], part=part, **inputs),
+            "make_dataset_part",
+            s3_secret_name,
+        ).set_display_name("featurize shards")
     store = _step(
         make_dataset(
-            molecules=mols.outputs["molecules"], vocab=vocab.outputs["vocab"], settings=settings
+            vocab=vocab.outputs["vocab"], parts=dsl.Collected(shards.outputs["shards"]), **inputs
         ),
         "make_dataset",
         s3_secret_name,
-    )
+    ).set_display_name("gather feature store")
     val = _step(
         create_val_dataset(store=store.outputs["store"], settings=settings),
         "create_val_dataset",

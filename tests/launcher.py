@@ -70,7 +70,7 @@ class Task:
     root: str
     task: str
     parameters: dict[str, Any]
-    inputs: dict[str, str]
+    inputs: dict[str, str | list[str]]
     env: dict[str, str]
     workdir: Path
     image: str = CPU_IMAGE
@@ -99,9 +99,12 @@ class Task:
         in_defs = comp.get("inputDefinitions", {}).get("artifacts", {})
         out_defs = comp.get("outputDefinitions", {})
 
-        def artifact(name: str, uri: str, definition: dict[str, Any]) -> dict[str, Any]:
+        def artifact(name: str, uri: str | list[str], definition: dict[str, Any]) -> dict:
             kind = definition["artifactType"]
-            return {"artifacts": [{"name": name, "type": kind, "uri": uri, "metadata": {}}]}
+            uris = uri if isinstance(uri, list) else [uri]  # a list: a collected fan-out
+            return {
+                "artifacts": [{"name": name, "type": kind, "uri": u, "metadata": {}} for u in uris]
+            }
 
         missing = set(in_defs) - set(self.inputs)
         optional = {n for n in missing if in_defs[n].get("isOptional")}
@@ -147,7 +150,8 @@ class Task:
             folder.mkdir(parents=True)
         fs = self._store()
         mounts = []
-        for uri in self.inputs.values():
+        uris = [u for v in self.inputs.values() for u in (v if isinstance(v, list) else [v])]
+        for uri in uris:
             key = uri.removeprefix("s3://")
             local = inputs / key
             local.parent.mkdir(parents=True, exist_ok=True)
@@ -183,6 +187,11 @@ class Task:
 
     def run(self, hold_at: str | None = None) -> Attempt:
         return self.wait(self.start(hold_at))
+
+    def returned(self, attempt: Attempt, name: str = "Output") -> Any:
+        """The value the attempt's component returned (its output parameter `name`, which
+        the executor writes into its output metadata)."""
+        return attempt.output_metadata["parameterValues"][name]
 
     def _store(self) -> Any:
         import s3fs

@@ -39,6 +39,8 @@ def publish(config: str | None, overrides: list[str], run: LocalRun) -> str:
     layout = Layout.of(load_config(config, overrides))
 
     def destination(task: str, rel: str) -> str | None:
+        if task.startswith("make-dataset-part"):  # their shards are in the gathered store
+            return None
         if task in TRAIN_TASKS:
             return f"{layout.model_dir(TRAIN_TASKS[task])}/{rel}"
         if task == "get-vocab" and rel == VOCAB:

@@ -3,6 +3,7 @@ parse, and the stream's exactly-once pass over workers and ranks (local and S3).
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -105,8 +106,6 @@ def test_a_killed_make_dataset_resumes_to_the_same_store(tmp_path, belka_demo) -
 
 
 def test_unparsable_molecules_are_skipped_listed_and_still_submitted(tmp_path, belka_demo):
-    import shutil
-
     raw = tmp_path / "raw"
     shutil.copytree(belka_demo.root / "raw", raw)
     test = pd.read_parquet(raw / "test.parquet")
@@ -140,3 +139,61 @@ def test_a_store_in_s3_read_by_two_loader_workers(tmp_path, belka_demo, s3) -> N
     stream = StoreStream(store, (0, 1, 2), 50, shuffle=True, seed=1, buffer_size=120)
     ids = _ids(stream, 2)
     assert sorted(ids) == list(range(store.rows))
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def test_a_fanned_out_store_is_the_one_process_store_byte_for_byte(
+    prepared: Path, prepared_cfg, tmp_path: Path
+) -> None:
+    """Three parts featurized apart and gathered give the store one process made; a part
+    that lost a shard or holds a torn one is refused by name, and its re-run redoes only
+    that shard."""
+    from dataclasses import replace
+
+    from belka.paths import Layout
+    from pipekit.errors import InputDataError
+
+    one = prepared / "work" / "belka.tfr"
+    n = len(Store.open(str(one)).shards)
+    base = Layout.of(prepared_cfg)
+    ranges = make_dataset.plan(prepared_cfg, base, 3)
+    assert [r["first"] for r in ranges] == [0] + [r["stop"] for r in ranges[:-1]]
+    assert ranges[-1]["stop"] == n and len(ranges) == 3 and n >= 4
+    parts = [tmp_path / f"part{k}" / "belka.tfr" for k in range(3)]
+    for r, part in zip(ranges, parts, strict=True):
+        make_dataset.run_part(prepared_cfg, replace(base, store=str(part)), r["first"], r["stop"])
+
+    def gather(name: str):
+        out = replace(base, store=str(tmp_path / name / "belka.tfr"), working=str(tmp_path / name))
+        return make_dataset.finish(prepared_cfg, out, [str(p) for p in parts])
+
+    res = gather("gathered")
+    assert res.shards == n and res.molecules == Store.open(str(one)).rows
+    assert _files(tmp_path / "gathered" / "belka.tfr") == _files(one)
+    failed = (prepared / "work" / "failed_molecules.txt").read_bytes()
+    assert (tmp_path / "gathered" / "failed_molecules.txt").read_bytes() == failed
+
+    lost = ranges[1]["first"]
+    (parts[1] / f"shard-{lost:05d}.npz").unlink()
+    with pytest.raises(InputDataError, match=f"shard {lost} \\(shard-{lost:05d}.npz\\) is missing"):
+        gather("missing")
+    torn = parts[2] / f"shard-{ranges[2]['first']:05d}.npz"
+    torn.write_bytes(torn.read_bytes()[:1000])
+    again = make_dataset.run_part(
+        prepared_cfg, replace(base, store=str(parts[1])), ranges[1]["first"], ranges[1]["stop"]
+    )
+    assert again.reused_shards == ranges[1]["stop"] - ranges[1]["first"] - 1
+    with pytest.raises(InputDataError, match=f"{torn.name}: 1000 bytes that do not match"):
+        gather("torn")
+    # a torn shard in a finished store is refused where it is read, too
+    copy = tmp_path / "copy"
+    shutil.copytree(one, copy)
+    shard = copy / "shard-00001.npz"
+    shard.write_bytes(shard.read_bytes()[:-10] + b"0" * 10)
+    with pytest.raises(InputDataError, match="do not match the manifest's SHA-256"):
+        Store.open(str(copy)).read(1)

@@ -10,6 +10,7 @@ last) lists the shards with their row counts per subset: without it a store is u
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -32,12 +33,15 @@ def shard_name(i: int) -> str:
 
 
 def write_shard(store: str, i: int, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-    """One shard, whole or not at all; returns its manifest entry."""
+    """One shard, whole or not at all; returns its manifest entry, with the size and
+    SHA-256 of its bytes (numpy writes the same arrays as the same bytes)."""
     buf = io.BytesIO()
     np.savez_compressed(buf, **{k: arrays[k] for k in FIELDS})
+    data = buf.getvalue()
     with replacing_uri(join_uri(store, shard_name(i))) as fh:
-        fh.write(buf.getvalue())
-    return entry(i, arrays["subset"])
+        fh.write(data)
+    digest = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return entry(i, arrays["subset"]) | digest
 
 
 def entry(i: int, subset: np.ndarray) -> dict[str, Any]:
@@ -89,6 +93,12 @@ class Store:
         uri = join_uri(self.uri, self.shards[i]["name"])
         with open_uri(uri) as fh:
             data = fh.read()
+        want = self.shards[i].get("sha256")  # stores made before digests were kept have none
+        if want is not None and hashlib.sha256(data).hexdigest() != want:
+            raise InputDataError(
+                f"{uri}: its bytes do not match the manifest's SHA-256 (torn or replaced); "
+                "run make_dataset again"
+            )
         with np.load(io.BytesIO(data)) as z:
             return {k: z[k] for k in FIELDS}
 
