@@ -10,6 +10,7 @@ from kfp import dsl
 
 from pipekit.pipeline.tasks import (
     DEFAULT_GPU_PRODUCT,
+    DEFAULT_TRAINER_RUNTIME,
     S3_SECRET,
     configure,
     on_gpu,
@@ -33,7 +34,6 @@ from voxelflex.components import (
 )
 
 PIPELINE_NAME = "voxelflex"
-DEFAULT_TRAINER_RUNTIME = "torch-distributed"  # Kubeflow Trainer v2's PyTorch runtime
 MIRROR_PARALLELISM = 8  # mirror writers running at once (KFP fixes this at compile time)
 
 # (cpu request, cpu limit, memory request, memory limit) per step

@@ -234,7 +234,7 @@ def test_monitoring_manifests_select_the_scraped_steps() -> None:
 
 def test_runner_role_may_run_trainjobs() -> None:
     """The verbs `steps.train_job.KubernetesCluster` uses, granted to the pipeline runner."""
-    from voxelflex.steps.train_job import GROUP, PLURAL
+    from pipekit.trainjob import GROUP, PLURAL
 
     role = next(d for d in _docs((BASE / "rbac.yaml").read_text()) if d["kind"] == "Role")
 
@@ -289,11 +289,12 @@ def test_every_workload_manifest_is_hardened() -> None:
 
 
 def test_trainjob_nodes_are_hardened() -> None:
-    from voxelflex.steps.train_job import TrainJobSpec, trainjob_body
+    from pipekit.trainjob import TrainJobSpec, trainjob_body
 
     spec = TrainJobSpec(
         name="j", namespace="ns", image="img:1", config_uri="s3://b/run/c.yaml", num_nodes=2,
         gpus_per_node=1, runtime="torch-distributed", gpu_product="Quadro-RTX-8000",
+        command=("torchrun", "-m", "belka", "--step", "train_model"),
     )  # fmt: skip
     body = trainjob_body(spec)
     patch = body["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]

@@ -12,6 +12,7 @@ from kfp import dsl, kubernetes
 from pipekit.monitoring import ENV_PORT, METRICS_PORT, SCRAPE_ANNOTATIONS, SCRAPE_LABELS
 from pipekit.uri import S3_SECRET_ENV
 
+DEFAULT_TRAINER_RUNTIME = "torch-distributed"  # Kubeflow Trainer v2's PyTorch runtime
 DEFAULT_GPU_PRODUCT = "Quadro-RTX-8000"  # nvidia.com/gpu.product of the RTX 8000 nodes
 GPU_RESOURCE = "nvidia.com/gpu"
 S3_SECRET = "voxelflex-s3"  # manifests/base/s3-secret.yaml (one secret for every pipeline)
