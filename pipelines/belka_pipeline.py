@@ -15,13 +15,24 @@ from belka.components import (
     make_dataset_part,
     make_dataset_plan,
     make_submission,
+    train_job,
     train_model,
     visualize,
 )
 from kfp import dsl
 
 from pipekit.pipeline.gpu import gpu_node_selector
-from pipekit.pipeline.tasks import DEFAULT_GPU_PRODUCT, S3_SECRET, configure, on_gpu, scraped
+from pipekit.pipeline.tasks import (
+    DEFAULT_GPU_PRODUCT,
+    DEFAULT_TRAINER_RUNTIME,
+    S3_SECRET,
+    configure,
+    on_gpu,
+    on_gpus,
+    scraped,
+)
+
+MODES = ("mlm", "fps", "clf")  # each starts from the one before
 
 # (cpu request, cpu limit, memory request, memory limit) per step
 RESOURCES = {
@@ -32,6 +43,7 @@ RESOURCES = {
     "make_dataset": ("2", "4", "4Gi", "8Gi"),  # gathers and checks the parts' shards
     "create_val_dataset": ("1", "2", "4Gi", "8Gi"),
     "train_model": ("4", "8", "16Gi", "24Gi"),
+    "train_job": ("8", "8", "24Gi", "32Gi"),  # per TrainJob node (forwarded, see on_gpus)
     "make_submission": ("4", "8", "16Gi", "24Gi"),
     "visualize": ("1", "2", "2Gi", "4Gi"),
     "gpu_node_selector": ("100m", "500m", "256Mi", "1Gi"),
@@ -42,6 +54,24 @@ def _step(task: dsl.PipelineTask, step: str, secret_name) -> dsl.PipelineTask:
     return configure(task, RESOURCES[step], step != "gpu_node_selector", secret_name)
 
 
+def _submit_and_show(models, mols, vocab, store, val, settings, selector, s3_secret_name):
+    """make_submission from the clf model, then the report over all three."""
+    sub = make_submission(
+        molecules=mols.outputs["molecules"],
+        vocab=vocab.outputs["vocab"],
+        store=store.outputs["store"],
+        val_store=val.outputs["val_store"],
+        model=models["clf"],
+        settings=settings,
+    )
+    on_gpu(_step(sub, "make_submission", s3_secret_name), selector)
+    _step(
+        visualize(submission=sub.outputs["submission"], **models, settings=settings),
+        "visualize",
+        s3_secret_name,
+    )
+
+
 @dsl.pipeline(name="belka", description="SMILES transformer: MLM, ECFP, binding (BELKA)")
 def belka_pipeline(
     raw_dir: str,
@@ -49,6 +79,10 @@ def belka_pipeline(
     gpu_product: str = DEFAULT_GPU_PRODUCT,
     s3_secret_name: str = S3_SECRET,
     featurize_tasks: int = 4,
+    distributed_training: bool = False,
+    num_nodes: int = 1,
+    gpus_per_node: int = 1,
+    trainer_runtime: str = DEFAULT_TRAINER_RUNTIME,
 ):
     """From the BELKA inputs to a submission and its evaluation.
 
@@ -60,6 +94,11 @@ def belka_pipeline(
         s3_secret_name: Kubernetes secret with the object store's credentials.
         featurize_tasks: make_dataset's fan-out: tasks featurizing the molecules at once,
             each on system.n_workers processes (98M molecules: see README for the sizing).
+        distributed_training: train each mode data-parallel as a Kubeflow Trainer TrainJob
+            of num_nodes x gpus_per_node processes (the default: one GPU pod per mode).
+        num_nodes: TrainJob nodes (with distributed_training).
+        gpus_per_node: GPUs per TrainJob node, one training process each.
+        trainer_runtime: the ClusterTrainingRuntime the TrainJob uses.
     """
     selector = _step(gpu_node_selector(gpu_product=gpu_product), "gpu_node_selector", None)
     mols = _step(
@@ -98,35 +137,31 @@ def belka_pipeline(
         "vocab": vocab.outputs["vocab"],
         "settings": settings,
     }
-    mlm = train_model(mode="mlm", **data)
-    on_gpu(scraped(_step(mlm, "train_model", s3_secret_name)), selector).set_display_name(
-        "train mlm"
-    )
-    fps = train_model(mode="fps", previous=mlm.outputs["model"], **data)
-    on_gpu(scraped(_step(fps, "train_model", s3_secret_name)), selector).set_display_name(
-        "train fps"
-    )
-    clf = train_model(mode="clf", previous=fps.outputs["model"], **data)
-    on_gpu(scraped(_step(clf, "train_model", s3_secret_name)), selector).set_display_name(
-        "train clf"
-    )
-    sub = make_submission(
-        molecules=mols.outputs["molecules"],
-        vocab=vocab.outputs["vocab"],
-        store=store.outputs["store"],
-        val_store=val.outputs["val_store"],
-        model=clf.outputs["model"],
-        settings=settings,
-    )
-    on_gpu(_step(sub, "make_submission", s3_secret_name), selector)
-    _step(
-        visualize(
-            submission=sub.outputs["submission"],
-            mlm=mlm.outputs["model"],
-            fps=fps.outputs["model"],
-            clf=clf.outputs["model"],
-            settings=settings,
-        ),
-        "visualize",
-        s3_secret_name,
-    )
+    rest = (mols, vocab, store, val, settings, selector, s3_secret_name)
+    # the default first, so its tasks keep their plain names (train-model, make-submission, ...);
+    # what follows the training sits inside each branch (kfp.local cannot pick a model
+    # artifact out of dsl.OneOf)
+    with dsl.If(distributed_training == False):  # noqa: E712
+        models = {}
+        previous = {}
+        for mode in MODES:
+            task = train_model(mode=mode, **data, **previous)
+            on_gpu(scraped(_step(task, "train_model", s3_secret_name)), selector)
+            models[mode] = task.set_display_name(f"train {mode}").outputs["model"]
+            previous = {"previous": models[mode]}
+        _submit_and_show(models, *rest)
+    with dsl.Else():
+        models, previous = {}, {}
+        job = {
+            "num_nodes": num_nodes,
+            "gpus_per_node": gpus_per_node,
+            "gpu_product": gpu_product,
+            "runtime": trainer_runtime,
+            "s3_secret_name": s3_secret_name,
+        }
+        for mode in MODES:
+            task = train_job(mode=mode, **data, **job, **previous)
+            on_gpus(_step(task, "train_job", s3_secret_name), selector, gpus_per_node)
+            models[mode] = task.set_display_name(f"train {mode} (TrainJob)").outputs["model"]
+            previous = {"previous": models[mode]}
+        _submit_and_show(models, *rest)

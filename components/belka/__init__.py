@@ -5,6 +5,7 @@ from belka.components.generate_parquet import generate_parquet
 from belka.components.get_vocab import get_vocab
 from belka.components.make_dataset import make_dataset, make_dataset_part, make_dataset_plan
 from belka.components.make_submission import make_submission
+from belka.components.train_job import train_job
 from belka.components.train_model import train_model
 from belka.components.visualize import visualize
 
@@ -16,6 +17,7 @@ __all__ = [
     "make_dataset_part",
     "make_dataset_plan",
     "make_submission",
+    "train_job",
     "train_model",
     "visualize",
 ]

@@ -40,12 +40,4 @@ def train_model(
     start = kfp_io.best_model(previous) if previous is not None else None
     res = step.run(cfg, mode, model_path=start, resume=True, layout=layout)
     fetch_folder(work, model)  # the launcher uploads the model from its local folder
-    values = {
-        "best_val_loss": res.best_val_loss,
-        "best_epoch": res.best_epoch,
-        "epochs_run": res.epochs_run,
-        "molecules_per_s": res.samples_per_s,
-    }
-    if "val_map" in res.val_metrics:
-        values["val_map"] = res.val_metrics["val_map"]
-    log_metrics(metrics, values)
+    log_metrics(metrics, kfp_io.train_metrics(res))

@@ -46,7 +46,24 @@ def _config(args: argparse.Namespace):
         over.append(f"data.working={args.output_dir}")
     if args.log_level is not None:
         over.append(f"logging.level={args.log_level}")
+    if args.vocab is not None:
+        over.append(f"data.vocab={args.vocab}")
     return load_config(args.config, over)
+
+
+def _layout(cfg, args: argparse.Namespace):
+    """The config's layout, with the store, validation store and model folder the flags
+    name (a TrainJob's nodes read and write each where its artifact is)."""
+    from belka.paths import Layout
+
+    where = {k: getattr(args, k) for k in ("store", "val_store") if getattr(args, k)}
+    layout = Layout.of(cfg, **where)
+    if args.model_dir:
+        if args.mode is None:
+            raise PipelineError("--model_dir needs --mode")
+        models = dict(layout.models) | {args.mode: args.model_dir.rstrip("/")}
+        layout = Layout.of(cfg, **where, models=tuple(models.items()))
+    return layout
 
 
 def _train(cfg, args: argparse.Namespace, mode: str, model_path: str | None) -> str:
@@ -59,6 +76,7 @@ def _train(cfg, args: argparse.Namespace, mode: str, model_path: str | None) -> 
         resume=args.resume,
         initial_epoch=args.initial_epoch,
         smoke=args.smoke,
+        layout=_layout(cfg, args),
     )
     if args.smoke:
         print(f"smoke: one {mode} batch forward and backward, loss {res.best_val_loss:.4f}")
@@ -116,16 +134,32 @@ def _step(cfg, args: argparse.Namespace, step: str) -> None:
         print(f"make_submission: {r.rows} rows ({r.fallback_rows} at prevalence) -> {r.submission}")
         for group in ("shared", "non_shared"):
             shown = ", ".join(
-                f"{name} {rep[name][group]['mean_ap']:.4f}"
+                f"{name} {_with_ci(rep[name][group]['mean_ap'], rep[name][group]['mean_ap_ci95'])}"
                 for name in ("model", "fingerprint_logreg", "prevalence")
             )
-            print(f"  validation mAP, {group.replace('_', '-')} blocks: {shown}")
+            positives = rep["model"][group]["positives"]
+            print(
+                f"  validation mAP [95% CI], {group.replace('_', '-')} blocks "
+                f"({rep['model'][group]['molecules']} molecules, positives "
+                f"{', '.join(f'{p} {n}' for p, n in positives.items())}): {shown}"
+            )
+            diff = rep["model_minus"][group]["fingerprint_logreg"]
+            print(
+                "    model - fingerprint_logreg: "
+                f"{_with_ci(diff['mean_ap_difference'], diff['ci95'], signed=True)}"
+            )
         print(f"  -> {r.evaluation}")
     elif step == "visualize":
         from belka.steps import visualize
 
         r = visualize.run(cfg)
         print(f"visualize: {len(r.plots)} plots -> {r.folder}/index.html")
+
+
+def _with_ci(value: float, ci: list, signed: bool = False) -> str:
+    fmt = "+.4f" if signed else ".4f"
+    lo, hi = (f"{x:{fmt}}" if x is not None else "n/a" for x in ci)
+    return f"{value:{fmt}} [{lo}, {hi}]"
 
 
 def cmd_steps(args: argparse.Namespace) -> None:
@@ -183,6 +217,10 @@ def _flags(p: argparse.ArgumentParser) -> None:
         "make_submission: the clf model (default models/clf/best_model.pt)",
     )
     p.add_argument("--initial_epoch", type=int, help="epochs already done (with --resume)")
+    p.add_argument("--vocab", help="data.vocab: vocab.txt (default <working>/vocab.txt)")
+    p.add_argument("--store", help="train_model: the feature store (default <working>/belka.tfr)")
+    p.add_argument("--val_store", help="train_model: the validation store")
+    p.add_argument("--model_dir", help="train_model: the mode's model folder")
     p.add_argument("--batch_size", type=int, help="training.batch_size")
     p.add_argument("--n_workers", type=int, help="system.n_workers")
     p.add_argument(

@@ -70,3 +70,16 @@ def layout(
 
 def best_model(artifact: Location) -> str:
     return join_uri(folder(artifact), BEST_MODEL)
+
+
+def train_metrics(res: Any) -> dict[str, float]:
+    """What a training step (one pod or a TrainJob) shows in the Kubeflow UI."""
+    values = {
+        "best_val_loss": res.best_val_loss,
+        "best_epoch": res.best_epoch,
+        "epochs_run": res.epochs_run,
+        "molecules_per_s": res.samples_per_s,
+    }
+    if "val_map" in res.val_metrics:
+        values["val_map"] = res.val_metrics["val_map"]
+    return values

@@ -4,6 +4,7 @@ YAML."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -112,7 +113,10 @@ def test_the_whole_plan_runs_from_the_cli(belka_demo, tmp_path, capsys) -> None:
         "visualize:",
     ):
         assert step in out, out
-    assert "validation mAP, non-shared blocks: model" in out
+    # every mean AP with its 95% interval, the positives counted, and the paired difference
+    line = next(x for x in out.splitlines() if "validation mAP [95% CI], non-shared" in x)
+    assert re.search(r"positives BRD4 \d+, HSA \d+, sEH \d+\): model [\d.]+ \[[\d.]+, ", line)
+    assert re.search(r"model - fingerprint_logreg: [+-][\d.]+ \[[+-][\d.]+, [+-][\d.]+\]", out)
     sub = pd.read_csv(tmp_path / "work" / "submission.csv")
     assert sub["id"].is_unique and sorted(sub["id"]) == sorted(test["id"])
     assert f"make_submission: {len(test)} rows (2 at prevalence)" in out  # blank, alien
@@ -146,16 +150,27 @@ def test_compiled_yaml_is_current_and_training_is_on_gpu_nodes(tmp_path: Path) -
         assert executors[name]["container"]["resources"]["accelerator"]["resourceCount"] == "1"
         assert k8s[name]["tolerations"][0]["key"] == "nvidia.com/gpu" and k8s[name]["nodeSelector"]
     assert "accelerator" not in executors["exec-generate-parquet"]["container"].get("resources", {})
-    tasks = spec["root"]["dag"]["tasks"]
-    assert (
-        tasks["train-model-2"]["inputs"]["artifacts"]["previous"]["taskOutputArtifact"][
-            "producerTask"
-        ]
-        == "train-model"
-    )
-    assert (
-        tasks["train-model-3"]["inputs"]["artifacts"]["previous"]["taskOutputArtifact"][
-            "producerTask"
-        ]
-        == "train-model-2"
-    )
+    branches = {
+        name: spec["components"][name]["dag"]["tasks"]
+        for name in ("comp-condition-3", "comp-condition-4")
+    }
+    one_gpu, jobs = branches["comp-condition-3"], branches["comp-condition-4"]
+    for tasks, trainer in ((one_gpu, "train-model"), (jobs, "train-job")):
+        for n, before in ((2, trainer), (3, f"{trainer}-2")):  # mlm -> fps -> clf
+            prev = tasks[f"{trainer}-{n}"]["inputs"]["artifacts"]["previous"]
+            assert prev["taskOutputArtifact"]["producerTask"] == before
+    assert [jobs[f"train-job{k}"]["taskInfo"]["name"] for k in ("", "-2", "-3")] == [
+        f"train {m} (TrainJob)" for m in ("mlm", "fps", "clf")
+    ]
+    # a TrainJob step forwards its GPUs, node selector and tolerations to the job's nodes
+    job = executors["exec-train-job"]["container"]
+    assert job["resources"]["accelerator"]["resourceCount"].endswith("gpus_per_node']}}")
+    passed = {f["field"] for f in spec["components"]["comp-train-job"]["taskConfigPassthroughs"]}
+    assert passed == {"RESOURCES", "KUBERNETES_NODE_SELECTOR", "KUBERNETES_TOLERATIONS"}
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["featurize_tasks"]["defaultValue"] == 4
+    assert params["distributed_training"]["defaultValue"] is False
+    fan = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]["make-dataset-part"]
+    assert fan["componentRef"]["name"] == "comp-make-dataset-part"
+    gather = spec["root"]["dag"]["tasks"]["make-dataset"]["inputs"]["artifacts"]["parts"]
+    assert gather["taskOutputArtifact"]["producerTask"] == "for-loop-1"
