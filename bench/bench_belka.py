@@ -8,6 +8,10 @@
    the BELKA inputs (train + test parquet, one row per molecule and protein).
 4. generate_parquet's peak memory against its input rows (a subprocess per size; larger
    inputs are the demo's rows repeated with distinct SMILES strings).
+6. train_model's peak memory at the defaults (8 loader workers, 512 MiB shuffle buffer
+   each): a store of --train-rss-molecules made of the demo's featurized shards repeated,
+   trained for a few batches; the whole process tree's proportional set size (PSS: shared
+   pages counted once over the processes that share them) sampled from /proc.
 5. make_dataset fanned out: the shards featurized by 1 task against 2 tasks at once (each a
    process on one core, as the pipeline's make_dataset_part tasks), then gathered; from the
    measured rates, the wall time of BELKA's 98M molecules on N tasks.
@@ -221,11 +225,92 @@ def bench_fanout(config: Path, tmp: Path, tasks_list: tuple[int, ...] = (1, 2)) 
         )
 
 
+def _tree(root: int) -> list[int]:
+    """`root` and every process descending from it."""
+    parent: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(stat.parent.name)] = int(fields[1])
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += [c for c, p in parent.items() if p == pid]
+    return out
+
+
+def _memory_kb(pids: list[int]) -> tuple[int, int]:
+    """Summed PSS and RSS (kB) of the processes."""
+    pss = rss = 0
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("Pss:"):
+                pss += int(line.split()[1])
+            elif line.startswith("Rss:"):
+                rss += int(line.split()[1])
+    return pss, rss
+
+
+def bench_train_rss(work: Path, tmp: Path, molecules: int) -> None:
+    """train_model mlm at the default loader settings on a store of `molecules` rows."""
+    from belka.data.store import BUILD, MANIFEST, read_json, write_json, write_shard
+
+    src = Store.open(str(work / "belka.tfr"))
+    parts = [src.read(i) for i in range(len(src.shards))]
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    arrays["subset"] = np.where(arrays["subset"] == 1, 0, arrays["subset"]).astype(np.int8)
+    shard_rows = 100_000
+    reps = -(-shard_rows // len(arrays["mol_id"]))
+    shard = {k: np.concatenate([v] * reps)[:shard_rows] for k, v in arrays.items()}
+    big = tmp / "big" / "belka.tfr"
+    n = -(-molecules // shard_rows)
+    entries = [write_shard(str(big), i, shard) for i in range(n)]
+    write_json(str(big / BUILD), read_json(str(work / "belka.tfr" / BUILD)) or {})
+    write_json(
+        str(big / MANIFEST),
+        dict(src.manifest) | {"shards": entries, "rows": n * shard_rows, "skipped": 0},
+    )
+    cfg = {
+        "data": {"root": str(work), "working": str(tmp / "big"), "vocab": str(work / "vocab.txt")},
+        "training": {"epochs": 1, "steps_per_epoch": 40, "validation_steps": 2},
+    }
+    (tmp / "big" / "config.yaml").write_text(json.dumps(cfg))
+    (tmp / "big" / "belka_val.tfr").symlink_to(work / "belka_val.tfr")
+    cmd = [sys.executable, "-m", "belka", "--quiet", "--config", str(tmp / "big" / "config.yaml")]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [*cmd, "--step", "train_model", "--mode", "mlm"], stdout=subprocess.PIPE, text=True
+    )
+    peak_pss = peak_rss = 0
+    while proc.poll() is None:
+        pss, rss = _memory_kb(_tree(proc.pid))
+        peak_pss, peak_rss = max(peak_pss, pss), max(peak_rss, rss)
+        time.sleep(0.5)
+    out = proc.stdout.read() if proc.stdout else ""
+    gib = 1 << 20
+    print(
+        f"  store {n * shard_rows:,} molecules, 8 workers x 512 MiB buffers: exit "
+        f"{proc.returncode} in {time.perf_counter() - t0:.0f} s; peak PSS "
+        f"{peak_pss / gib:.2f} GiB (summed RSS {peak_rss / gib:.2f} GiB) against the train "
+        f"pod's 24 GiB limit; the buffers' bound 8 x 2 x 512 MiB = 8 GiB"
+    )
+    print("  " + out.strip().splitlines()[-1] if out.strip() else "  (no output)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--molecules", type=int, default=8000)
     ap.add_argument("--rss-rows", type=int, nargs="*", default=[300_000, 1_000_000, 3_000_000])
     ap.add_argument("--bucket-rows", type=int, default=250_000)
+    ap.add_argument("--fanout-only", action="store_true", help="section 5 alone")
+    ap.add_argument("--train-rss-molecules", type=int, default=0, help="section 6 alone")
     args = ap.parse_args()
     set_progress(False)
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -235,6 +320,14 @@ def main() -> None:
         for step in (generate_parquet, get_vocab, make_dataset, create_val_dataset):
             step.run(cfg)
         work = Path(cfg.data.working)
+        if args.train_rss_molecules:
+            print("6. train_model's peak memory at the defaults")
+            bench_train_rss(work, tmp, args.train_rss_molecules)
+            return
+        if args.fanout_only:
+            print("5. make_dataset fanned out (one core per task)")
+            bench_fanout(demo.config, tmp)
+            return
         print("1. featurizing")
         bench_featurize(work, 3000)
         print("2. loader")

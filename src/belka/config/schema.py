@@ -151,10 +151,12 @@ class SystemConfig:
 class EvaluationConfig:
     baseline_max_train: int = 200_000
     baseline_epochs: int = 20
+    bootstrap_samples: int = 1000
 
     def __post_init__(self) -> None:
         _check(self.baseline_max_train > 0, "evaluation.baseline_max_train", "must be > 0")
         _check(self.baseline_epochs > 0, "evaluation.baseline_epochs", "must be > 0")
+        _check(self.bootstrap_samples >= 100, "evaluation.bootstrap_samples", "must be >= 100")
 
 
 @dataclass(frozen=True)

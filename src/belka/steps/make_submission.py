@@ -21,7 +21,7 @@ from belka.baseline import fit_logreg, logreg_scores
 from belka.config import Config
 from belka.data.dataset import StoreStream, buffer_rows, make_loader
 from belka.data.store import Store
-from belka.metrics import masked_scores, mean_ap
+from belka.metrics import average_precision, masked_scores, mean_ap
 from belka.models import BelkaSpec, create_model
 from belka.paths import BEST_MODEL, EVALUATION, SUBMISSION, VAL_PREDICTIONS, Layout
 from belka.steps.generate_parquet import SUBSET_TEST, SUBSET_TRAIN, SUBSET_VAL, test_ids_uri
@@ -31,6 +31,7 @@ from pipekit.checkpoint import load_checkpoint
 from pipekit.device import amp_enabled, autocast, resolve_device
 from pipekit.errors import InputDataError, PipelineError
 from pipekit.progress import progress
+from pipekit.stats import bootstrap_intervals
 from pipekit.uri import apply_storage_options, open_uri, uri_exists
 
 log = logging.getLogger(__name__)
@@ -79,19 +80,65 @@ def load_clf(uri: str, vocab: Vocab, device) -> torch.nn.Module:
     return model
 
 
-def _grouped(labels, shared, scores: dict[str, np.ndarray]) -> dict[str, Any]:
-    report: dict[str, Any] = {}
-    for name, s in scores.items():
-        report[name] = {}
-        for group, flag in GROUPS.items():
-            keep = np.ones(len(labels), bool) if flag is None else shared == flag
-            per = masked_scores(labels[keep], s[keep])
+def _aps(labels: np.ndarray, *scores: np.ndarray) -> np.ndarray:
+    """For each scorer: the AP of each protein over its measured rows, then their mean; then
+    the model's (first scorer's) mean AP minus each other scorer's."""
+    out, means = [], []
+    for s in scores:
+        aps = [
+            average_precision(labels[labels[:, j] >= 0, j] == 1, s[labels[:, j] >= 0, j])
+            for j in range(len(PROTEINS))
+        ]
+        finite = [a for a in aps if np.isfinite(a)]
+        means.append(float(np.mean(finite)) if finite else float("nan"))
+        out += [*aps, means[-1]]
+    return np.array(out + [means[0] - m for m in means[1:]])
+
+
+def _grouped(labels, shared, scores: dict[str, np.ndarray], n_boot: int, seed: int) -> dict:
+    """Per scorer and group: mean AP and each protein's AP and AUC, each AP with its 95%
+    bootstrap interval over the group's molecules, positives counted; and the model's mean AP
+    minus each baseline's, with the interval of the difference (paired: the same resamples)."""
+    names = list(scores)  # the model first
+    report: dict[str, Any] = {name: {} for name in names}
+    report["model_minus"] = {}
+    k = len(PROTEINS) + 1
+    for group, flag in GROUPS.items():
+        keep = np.ones(len(labels), bool) if flag is None else shared == flag
+        y, ss = labels[keep], [scores[n][keep] for n in names]
+        point = _aps(y, *ss)
+        lo, hi = (
+            bootstrap_intervals(_aps, y, *ss, n_boot=n_boot, seed=seed)
+            if len(y)
+            else (
+                np.full_like(point, np.nan),
+                np.full_like(point, np.nan),
+            )
+        )
+        ci = [[_num(a), _num(b)] for a, b in zip(lo, hi, strict=True)]
+        for i, name in enumerate(names):
+            per = masked_scores(y, ss[i])
+            for j, p in enumerate(PROTEINS):
+                per[p]["ap_ci95"] = ci[i * k + j]
             report[name][group] = {
                 "mean_ap": mean_ap(per),
+                "mean_ap_ci95": ci[i * k + k - 1],
                 "molecules": int(keep.sum()),
+                "positives": {p: per[p]["positives"] for p in PROTEINS},
                 "per_protein": per,
             }
+        report["model_minus"][group] = {
+            name: {
+                "mean_ap_difference": float(point[len(names) * k + i]),
+                "ci95": ci[len(names) * k + i],
+            }
+            for i, name in enumerate(names[1:])
+        }
     return report
+
+
+def _num(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None  # JSON has no NaN
 
 
 def _submission(layout: Layout, test: dict[str, np.ndarray], prevalence: np.ndarray):
@@ -221,12 +268,13 @@ def run(
         cfg.evaluation.baseline_epochs,
         cfg.system.seed,
     )
-    scores = {
+    scores = {  # the model first: the differences are the model's minus each baseline's
         "model": val["score"],
         "prevalence": np.broadcast_to(prevalence, val["score"].shape).astype(np.float32),
         "fingerprint_logreg": logreg_scores(logreg, val["ecfp"], bits),
     }
-    report = _grouped(val["labels"], val["shared"], scores)
+    ev = cfg.evaluation
+    report = _grouped(val["labels"], val["shared"], scores, ev.bootstrap_samples, cfg.system.seed)
     report["training_prevalence"] = dict(zip(PROTEINS, prevalence.tolist(), strict=True))
     report["submission_rows"] = len(sub)
     with replacing_uri(layout.out(EVALUATION), "w") as fh:

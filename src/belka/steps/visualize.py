@@ -85,6 +85,8 @@ def run(cfg: Config, layout: Layout | None = None) -> VisualizeResult:
                 "group": group,
                 "protein": p,
                 "ap": report[name][group]["per_protein"][p]["ap"],
+                "ci_low": report[name][group]["per_protein"][p]["ap_ci95"][0],
+                "ci_high": report[name][group]["per_protein"][p]["ap_ci95"][1],
             }
             for name in SCORERS
             for group in ("shared", "non_shared")
@@ -93,7 +95,17 @@ def run(cfg: Config, layout: Layout | None = None) -> VisualizeResult:
     )
     fig, ax = plt.subplots(figsize=(8, 3.8))
     pivot = bars.pivot_table(index=["group", "protein"], columns="scorer", values="ap")
-    pivot.plot.bar(ax=ax)
+    low = bars.pivot_table(index=["group", "protein"], columns="scorer", values="ci_low")
+    high = bars.pivot_table(index=["group", "protein"], columns="scorer", values="ci_high")
+    # the 95% bootstrap interval of each AP (over the group's molecules) as error bars
+    err = np.stack(
+        [
+            (pivot - low.reindex_like(pivot)).T.to_numpy(),
+            (high.reindex_like(pivot) - pivot).T.to_numpy(),
+        ],
+        axis=1,
+    )
+    pivot.plot.bar(ax=ax, yerr=np.nan_to_num(err), capsize=2)
     ax.set(ylabel="average precision", title="validation AP by block overlap")
     plots.append(save_plot(fig, bars, folder, "average_precision"))
     curves = []
