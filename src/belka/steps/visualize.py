@@ -105,8 +105,19 @@ def run(cfg: Config, layout: Layout | None = None) -> VisualizeResult:
         ],
         axis=1,
     )
-    pivot.plot.bar(ax=ax, yerr=np.nan_to_num(err), capsize=2)
-    ax.set(ylabel="average precision", title="validation AP by block overlap")
+    pivot.plot.bar(ax=ax, yerr=np.nan_to_num(err), capsize=2, rot=0)
+    positives = {g: report["model"][g]["positives"] for g in ("shared", "non_shared")}
+    ax.set_xticklabels(
+        [f"{p}\n{g.replace('_', '-')}\n{positives[g][p]} binders" for g, p in pivot.index],
+        fontsize=8,
+    )
+    ax.set(
+        xlabel="",
+        ylim=(0, 1.1),  # AP <= 1; the headroom keeps the legend off the bars
+        ylabel="average precision",
+        title="validation AP by block overlap (95% bootstrap intervals)",
+    )
+    ax.legend(title=None, fontsize=8, loc="upper left", ncol=3)
     plots.append(save_plot(fig, bars, folder, "average_precision"))
     curves = []
     for mode in MODES:
