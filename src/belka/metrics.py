@@ -5,33 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from belka import PROTEINS
-
-
-def average_precision(y: np.ndarray, score: np.ndarray) -> float:
-    """Mean of the precision at each positive, ranked by descending score (ties: the whole
-    tied group counts at once, as a step function of the threshold). NaN without positives."""
-    y = np.asarray(y, dtype=bool)
-    if not y.any():
-        return float("nan")
-    order = np.argsort(-score, kind="mergesort")
-    s, t = score[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the end of each tied group
-    tp = np.cumsum(t)[last]
-    precision = tp / (last + 1)
-    recall_gain = np.diff(np.r_[0, tp]) / y.sum()
-    return float(np.sum(precision * recall_gain))
-
-
-def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
-    """The probability that a positive outranks a negative (ties count half)."""
-    y = np.asarray(y, dtype=bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    from scipy.stats import rankdata
-
-    ranks = rankdata(score)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+from pipekit.metrics import auroc, average_precision
 
 
 def masked_scores(labels: np.ndarray, scores: np.ndarray) -> dict[str, dict[str, float]]:
@@ -42,7 +16,7 @@ def masked_scores(labels: np.ndarray, scores: np.ndarray) -> dict[str, dict[str,
         y, s = labels[known, j] == 1, scores[known, j]
         out[p] = {
             "ap": average_precision(y, s),
-            "auc": roc_auc(y, s),
+            "auc": auroc(y, s),
             "n": int(known.sum()),
             "positives": int(y.sum()),
         }

@@ -1,4 +1,5 @@
-"""Binary classification metrics: AUROC, average precision (AUPRC), F1 at a threshold."""
+"""Binary classification metrics: AUROC and average precision (AUPRC, from pipekit), F1 at a
+threshold, per segment pair."""
 
 from __future__ import annotations
 
@@ -6,32 +7,8 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
-
-def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Probability that a random positive outscores a random negative (ties count half),
-    from ranks (Mann-Whitney U); NaN with one class only."""
-    y = np.asarray(labels).astype(bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    ranks = rankdata(scores)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Sum over distinct score thresholds of (recall gain) x precision; NaN without positives."""
-    y = np.asarray(labels).astype(bool)
-    if not y.any():
-        return math.nan
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    s, yy = np.asarray(scores)[order], y[order]
-    tp = np.cumsum(yy)
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # end of each group of equal scores
-    precision = tp[last] / (last + 1)
-    recall = tp[last] / y.sum()
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+from pipekit.metrics import auroc, average_precision
 
 
 def f1(labels: np.ndarray, scores: np.ndarray, threshold: float) -> float:

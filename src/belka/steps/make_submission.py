@@ -21,7 +21,7 @@ from belka.baseline import fit_logreg, logreg_scores
 from belka.config import Config
 from belka.data.dataset import StoreStream, buffer_rows, make_loader
 from belka.data.store import Store
-from belka.metrics import average_precision, masked_scores, mean_ap
+from belka.metrics import masked_scores, mean_ap
 from belka.models import BelkaSpec, create_model
 from belka.paths import BEST_MODEL, EVALUATION, SUBMISSION, VAL_PREDICTIONS, Layout
 from belka.steps.generate_parquet import SUBSET_TEST, SUBSET_TRAIN, SUBSET_VAL, test_ids_uri
@@ -30,6 +30,7 @@ from pipekit.atomic import replacing_path, replacing_uri
 from pipekit.checkpoint import load_checkpoint
 from pipekit.device import amp_enabled, autocast, resolve_device
 from pipekit.errors import InputDataError, PipelineError
+from pipekit.metrics import average_precision
 from pipekit.progress import progress
 from pipekit.stats import bootstrap_intervals
 from pipekit.uri import apply_storage_options, open_uri, uri_exists
