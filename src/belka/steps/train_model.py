@@ -43,6 +43,7 @@ from pipekit.faults import crashpoint
 from pipekit.monitoring import StepMetrics, run_id, step_metrics
 from pipekit.progress import progress
 from pipekit.runlock import run_lock
+from pipekit.timing import DataWait, peak_memory_gib, reset_peak_memory
 from pipekit.uri import apply_storage_options, join_uri, uri_exists
 
 log = logging.getLogger(__name__)
@@ -286,10 +287,10 @@ def _run(cfg, mode, layout, model_path, resume, initial_epoch, smoke, d: Dist, d
                 leave=False,
             )
             # ranks' blocks may differ by a batch: Join lets a finished rank shadow the rest
+            batches = DataWait(make_loader(stream, cfg.system.n_workers, device.type == "cuda"))
+            reset_peak_memory(device)
             with Join([net]) if d.active else nullcontext():
-                for i, batch in enumerate(
-                    make_loader(stream, cfg.system.n_workers, device.type == "cuda")
-                ):
+                for i, batch in enumerate(batches):
                     if t.steps_per_epoch is not None and i >= t.steps_per_epoch:
                         break
                     tb = time.perf_counter()
@@ -304,6 +305,7 @@ def _run(cfg, mode, layout, model_path, resume, initial_epoch, smoke, d: Dist, d
                     bar.update(b)
                     metrics.batch(b, time.perf_counter() - tb, loss)
             bar.close()
+            wait = batches.fraction  # of the training pass alone, before validation
             totals = all_gathered(d, (loss_sum, n, time.perf_counter() - t0))
             n_all = sum(c for _, c, _ in totals)
             speed = n_all / max(max(s for _, _, s in totals), 1e-9)
@@ -315,6 +317,8 @@ def _run(cfg, mode, layout, model_path, resume, initial_epoch, smoke, d: Dist, d
                 "loss": sum(s for s, _, _ in totals) / max(n_all, 1),
                 "molecules": n_all,
                 "samples_per_s": speed,
+                "data_wait_fraction": wait,
+                "peak_gpu_gib": peak_memory_gib(device),
                 **{k: v for k, v in val.items()},
             }
             state["history"].append(record)

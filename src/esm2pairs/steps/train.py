@@ -32,6 +32,7 @@ from pipekit.faults import crashpoint
 from pipekit.monitoring import StepMetrics, run_id, step_metrics
 from pipekit.progress import progress
 from pipekit.runlock import run_lock
+from pipekit.timing import DataWait, peak_memory_gib, reset_peak_memory
 from pipekit.uri import uri_exists
 
 log = logging.getLogger(__name__)
@@ -101,9 +102,9 @@ def _epoch(model, batches, opt, device, amp, scaler, metrics: StepMetrics, worke
     model.train()
     loss_fn = nn.BCEWithLogitsLoss()
     total, n, t0 = 0.0, 0, time.perf_counter()
-    for a, b, y in progress(
-        loader(batches, workers), total=len(batches), desc="train", leave=False
-    ):
+    reset_peak_memory(device)
+    timed = DataWait(loader(batches, workers))
+    for a, b, y in progress(timed, total=len(batches), desc="train", leave=False):
         t = time.perf_counter()
         a, b, y = a.to(device), b.to(device), y.to(device)
         with autocast(device, amp):
@@ -118,7 +119,12 @@ def _epoch(model, batches, opt, device, amp, scaler, metrics: StepMetrics, worke
         total += value * len(y)
         n += len(y)
         metrics.batch(len(y), time.perf_counter() - t, value)
-    return total / max(n, 1), n / max(time.perf_counter() - t0, 1e-9)
+    return {
+        "train_loss": total / max(n, 1),
+        "pairs_per_s": n / max(time.perf_counter() - t0, 1e-9),
+        "data_wait_fraction": timed.fraction,
+        "peak_gpu_gib": peak_memory_gib(device),
+    }
 
 
 def run(cfg: Config, resume: bool | None = None) -> TrainResult:
@@ -164,19 +170,13 @@ def run(cfg: Config, resume: bool | None = None) -> TrainResult:
         with step_metrics(metrics, cfg.monitoring):
             for epoch in range(state["epoch"] + 1, t.num_epochs + 1):
                 train_b.set_epoch(epoch)
-                loss, speed = _epoch(
-                    model, train_b, opt, device, amp, scaler, metrics, t.num_workers
-                )
+                done = _epoch(model, train_b, opt, device, amp, scaler, metrics, t.num_workers)
+                speed = done["pairs_per_s"]
                 val_auroc = auroc(labels_val, score(model, val_b, device, t.num_workers))
-                state["history"].append(
-                    {
-                        "epoch": epoch,
-                        "train_loss": loss,
-                        "val_auroc": val_auroc,
-                        "pairs_per_s": speed,
-                    }
+                state["history"].append({"epoch": epoch, **done, "val_auroc": val_auroc})
+                log.info(
+                    "epoch %d: loss %.4f, val AUROC %.4f", epoch, done["train_loss"], val_auroc
                 )
-                log.info("epoch %d: loss %.4f, val AUROC %.4f", epoch, loss, val_auroc)
                 metrics.pass_done({"samples_per_s": speed, "val_auroc": val_auroc}, epoch)
                 state["epoch"] = epoch
                 if val_auroc > state["best_auroc"]:

@@ -26,6 +26,7 @@ from pipekit.faults import crashpoint
 from pipekit.monitoring import StepMetrics, run_id, step_metrics
 from pipekit.progress import progress
 from pipekit.runlock import run_lock
+from pipekit.timing import DataWait, peak_memory_gib, reset_peak_memory
 from pipekit.uri import join_uri, uri_exists
 from rheidae.config import EXPERIMENT, TRAIN_PARMS, TrainSetup
 from rheidae.data.dataset import Split, batches, splits, to_device
@@ -168,13 +169,15 @@ def run(setup: TrainSetup, resume: bool = False, smoke: bool = False) -> TrainRe
                 # the epoch's losses add up where they are computed: no host sync per step
                 sums = torch.zeros(len(names), device=device)
                 n, t0 = 0, time.perf_counter()
-                epoch_batches = batches(train_set, exp.data, epoch, True, device)
+                epoch_batches = DataWait(batches(train_set, exp.data, epoch, True, device))
+                reset_peak_memory(device)
                 for x, y in progress(epoch_batches, desc=f"epoch {epoch}", leave=False):
                     t = time.perf_counter()
                     losses = _step(model, weighting, opt, x, y, setup, pcgrad)
                     sums += losses * len(x)
                     n += len(x)
                     metrics.batch(len(x), time.perf_counter() - t)
+                wait = epoch_batches.fraction  # of the training pass alone
                 if not torch.isfinite(sums).all():  # a NaN or inf in any step stays in the sum
                     shown = dict(zip(names, (sums / n).tolist(), strict=True))
                     raise PipelineError(
@@ -193,6 +196,10 @@ def run(setup: TrainSetup, resume: bool = False, smoke: bool = False) -> TrainRe
                         "val_accuracy": val,
                         "weights": weighting.weights(),
                         "samples_per_s": speed,
+                        # batches are sliced on the device, without a host sync per step:
+                        # this is the host's time to hand out the next slice
+                        "data_wait_fraction": wait,
+                        "peak_gpu_gib": peak_memory_gib(device),
                     }
                 )
                 state["dwa_history"] = getattr(weighting, "history", [])
