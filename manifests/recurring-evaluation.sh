@@ -7,4 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 voxelflex pipeline schedule --host "${KFP_HOST:?set KFP_HOST}" \
   --cron "${CRON:-0 3 * * *}" --params-file runs/scheduled_evaluation.yaml \
-  --service-account voxelflex-pipeline-runner --name voxelflex-scheduled-evaluation
+  --service-account lab-pipelines-runner --name voxelflex-scheduled-evaluation

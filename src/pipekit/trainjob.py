@@ -193,7 +193,7 @@ def trainjob_body(spec: TrainJobSpec) -> dict[str, Any]:
     }
 
 
-# Hardened nodes: not root (the images run as their numeric `voxelflex` user), no privilege
+# Hardened nodes: not root (the images run as their numeric `pipelines` user), no privilege
 # escalation, no capabilities, the runtime's default seccomp profile. The root filesystem
 # stays writable: torch, matplotlib and the CUDA driver write caches under $HOME and /tmp.
 POD_SECURITY: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}

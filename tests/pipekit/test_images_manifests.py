@@ -182,12 +182,12 @@ def test_kustomize_renders() -> None:
         namespace = yaml.safe_load((BASE / "kustomization.yaml").read_text())["namespace"]
         assert {d["metadata"]["namespace"] for d in rendered} == {namespace}
         assert all(
-            d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "voxelflex" for d in rendered
+            d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "lab-pipelines" for d in rendered
         )
     for doc in rendered:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
     names = {(d["kind"], d["metadata"]["name"]) for d in rendered}
-    assert ("Secret", "voxelflex-s3") in names and ("Service", "voxelflex-minio") in names
+    assert ("Secret", "lab-pipelines-s3") in names and ("Service", "lab-pipelines-minio") in names
 
 
 def test_every_subpackage_is_installed() -> None:
@@ -318,7 +318,7 @@ def test_runner_role_grants_only_what_the_steps_use() -> None:
     assert {v for g, r, v in granted if r == "trainjobs"} == {"create", "get", "delete"}
     assert not {g for g in granted if g[2] in ("*", "escalate", "bind", "impersonate")}
     secrets = [r for r in role["rules"] if "secrets" in r["resources"]]
-    assert all(r.get("resourceNames") == ["voxelflex-s3"] for r in secrets)
+    assert all(r.get("resourceNames") == ["lab-pipelines-s3"] for r in secrets)
 
 
 def test_the_retraining_workflow_is_least_privilege() -> None:
@@ -347,11 +347,11 @@ def test_steps_never_use_the_object_store_root() -> None:
         e["name"]: e["valueFrom"]["secretKeyRef"]
         for e in _pod_specs(minio)[0]["containers"][0]["env"]
     }
-    assert {ref["name"] for ref in env.values()} == {"voxelflex-minio-root"}
+    assert {ref["name"] for ref in env.values()} == {"lab-pipelines-minio-root"}
     (root,) = _docs((BASE / "minio-root-secret.yaml").read_text())
     assert all(v.startswith("REPLACE-ME") for v in root["stringData"].values())
     compiled = "".join(p.read_text() for p in (ROOT / "pipelines" / "compiled").glob("*.yaml"))
-    assert "voxelflex-minio-root" not in compiled and "voxelflex-s3" in compiled
+    assert "lab-pipelines-minio-root" not in compiled and "lab-pipelines-s3" in compiled
     setup = {d["kind"]: d for d in _docs((BASE / "minio-setup.yaml").read_text())}
     policy = json.loads(setup["ConfigMap"]["data"]["bucket-policy.json"])
     resources = {r for s in policy["Statement"] for r in s["Resource"]}

@@ -45,7 +45,7 @@ def _spec(**kw) -> TrainJobSpec:
         num_nodes=2,
         gpus_per_node=4,
         gpu_product="Quadro-RTX-8000",
-        secret_name="voxelflex-s3",
+        secret_name="lab-pipelines-s3",
         secret_env={"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID"},
         env={"PIPEKIT_METRICS_PORT": "9400"},
         pod_labels={"pipekit.io/metrics": "true"},
@@ -80,7 +80,7 @@ def test_trainjob_body_carries_nodes_gpus_placement_and_the_plain_torchrun_comma
     assert secret == [
         {
             "name": "AWS_ACCESS_KEY_ID",
-            "valueFrom": {"secretKeyRef": {"name": "voxelflex-s3", "key": "AWS_ACCESS_KEY_ID"}},
+            "valueFrom": {"secretKeyRef": {"name": "lab-pipelines-s3", "key": "AWS_ACCESS_KEY_ID"}},
         }
     ]
     pod = _pod_patch(body)

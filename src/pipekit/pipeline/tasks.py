@@ -15,7 +15,7 @@ from pipekit.uri import S3_SECRET_ENV
 DEFAULT_TRAINER_RUNTIME = "torch-distributed"  # Kubeflow Trainer v2's PyTorch runtime
 DEFAULT_GPU_PRODUCT = "Quadro-RTX-8000"  # nvidia.com/gpu.product of the RTX 8000 nodes
 GPU_RESOURCE = "nvidia.com/gpu"
-S3_SECRET = "voxelflex-s3"  # manifests/base/s3-secret.yaml (one secret for every pipeline)
+S3_SECRET = "lab-pipelines-s3"  # manifests/base/s3-secret.yaml (one secret for every system)
 SHM_SIZE = "16Gi"  # DataLoader workers hand batches over through shared memory
 RETRIES = {"num_retries": 2, "backoff_duration": "60s", "backoff_factor": 2.0}
 RETRY_MAX_BACKOFF = "900s"
