@@ -17,7 +17,7 @@ from pipekit.progress import set_progress
 from training_data import training_index
 from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader
 from voxelflex.data.samples import SampleIndex
-from voxelflex.data.voxels import open_voxel_source
+from voxelflex.data.sources import open_voxel_source
 
 
 def raw_read(voxel_file: str, index: SampleIndex) -> float:

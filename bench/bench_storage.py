@@ -28,7 +28,8 @@ from training_data import training_index
 from voxelflex.data import packed
 from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader, unpack_bits
 from voxelflex.data.samples import SampleIndex, read_master_samples
-from voxelflex.data.voxels import VOXEL_SHAPE, open_voxel_source
+from voxelflex.data.sources import open_voxel_source
+from voxelflex.data.voxels import VOXEL_SHAPE
 from voxelflex.paths import RunPaths
 from voxelflex.steps import mirror
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from voxelflex.config import Config, load_config
-from voxelflex.data.demo import DemoDataset, make_demo_dataset
+from voxelflex.data.demo import DemoDataset
 from voxelflex.data.samples import SampleIndex, read_master_samples
 from voxelflex.data.temperature import TemperatureScaler
 from voxelflex.paths import RunPaths
 from voxelflex.steps import preprocess
+from voxelflex.steps.demo_data import make_demo_dataset
 
 
 def training_index(folder: str, n_domains: int) -> tuple[DemoDataset, Config, SampleIndex]:

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from voxelflex.config import load_config
-from voxelflex.data.demo import DemoDataset, make_demo_dataset
+from voxelflex.data.demo import DemoDataset
+from voxelflex.steps.demo_data import make_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

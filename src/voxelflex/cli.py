@@ -40,7 +40,7 @@ def _prepare(args: argparse.Namespace):
 
 def cmd_demo_data(args: argparse.Namespace) -> None:
     from pipekit.logging_setup import setup_logging
-    from voxelflex.data.demo import make_demo_dataset
+    from voxelflex.steps.demo_data import make_demo_dataset
 
     setup_logging("INFO")
     ds = make_demo_dataset(args.out, n_domains=args.domains, seed=args.seed)

@@ -128,7 +128,7 @@ def test_a_killed_mirror_task_retried_in_a_fresh_container_keeps_its_finished_ch
 ) -> None:
     """The store is written by URI (object storage), chunk by chunk: a retry keeps every
     chunk whose marker was written and redoes the rest, to the uninterrupted run's store."""
-    from voxelflex.data.demo import make_demo_dataset
+    from voxelflex.steps.demo_data import make_demo_dataset
 
     data = make_demo_dataset(
         tmp_path / "demo", n_domains=32, seed=5, min_residues=35, max_residues=40

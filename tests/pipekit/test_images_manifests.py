@@ -182,7 +182,8 @@ def test_kustomize_renders() -> None:
         namespace = yaml.safe_load((BASE / "kustomization.yaml").read_text())["namespace"]
         assert {d["metadata"]["namespace"] for d in rendered} == {namespace}
         assert all(
-            d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "lab-pipelines" for d in rendered
+            d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "lab-pipelines"
+            for d in rendered
         )
     for doc in rendered:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)

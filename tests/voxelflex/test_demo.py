@@ -12,8 +12,9 @@ import pytest
 
 from tests.conftest import write_config
 from voxelflex.cli import main
-from voxelflex.data.demo import SYNTHETIC_ATTR, make_demo_dataset
+from voxelflex.data.demo import SYNTHETIC_ATTR
 from voxelflex.data.structure import structure_residues, voxelize
+from voxelflex.steps.demo_data import make_demo_dataset
 
 real = pytest.importorskip("MDAnalysisTests.datafiles")
 # deposited and simulated structures nobody on the project wrote

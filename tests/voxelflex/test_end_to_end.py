@@ -10,8 +10,8 @@ import torch
 from tests.conftest import write_config
 from voxelflex.cli import main
 from voxelflex.config import load_config
-from voxelflex.data.demo import make_demo_dataset
 from voxelflex.paths import RunPaths
+from voxelflex.steps.demo_data import make_demo_dataset
 
 PRED_COLS = ["domain_id", "resid", "resname", "temperature", "predicted_rmsf"]
 

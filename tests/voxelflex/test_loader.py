@@ -18,8 +18,9 @@ from voxelflex.data.loader import (
 )
 from voxelflex.data.packed_source import PackedVoxelSource
 from voxelflex.data.samples import SampleIndex, read_master_samples
+from voxelflex.data.sources import open_voxel_source
 from voxelflex.data.temperature import TemperatureScaler
-from voxelflex.data.voxels import HDF5VoxelSource, open_voxel_source
+from voxelflex.data.voxels import HDF5VoxelSource
 from voxelflex.paths import RunPaths
 from voxelflex.steps import preprocess
 
@@ -143,7 +144,7 @@ def test_to_device_makes_float_on_the_device(demo_cfg, train_index) -> None:
 def test_demo_is_deterministic_and_rmsf_rises_with_temperature(
     tmp_path, demo_data: DemoDataset
 ) -> None:
-    from voxelflex.data.demo import make_demo_dataset
+    from voxelflex.steps.demo_data import make_demo_dataset
 
     again = make_demo_dataset(tmp_path, n_domains=6, seed=3, min_residues=30, max_residues=40)
     assert again.rmsf_csv.read_bytes() == demo_data.rmsf_csv.read_bytes()

@@ -16,8 +16,9 @@ from voxelflex.data import packed
 from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader
 from voxelflex.data.packed_source import PackedVoxelSource
 from voxelflex.data.samples import SampleIndex
+from voxelflex.data.sources import open_voxel_source
 from voxelflex.data.temperature import TemperatureScaler
-from voxelflex.data.voxels import HDF5VoxelSource, open_voxel_source
+from voxelflex.data.voxels import HDF5VoxelSource
 from voxelflex.steps import mirror
 
 

@@ -10,8 +10,8 @@ from pipekit.errors import InputDataError
 from tests.conftest import grid, write_h5
 from voxelflex.config import load_config
 from voxelflex.data.samples import SampleIndex, read_master_samples
+from voxelflex.data.sources import open_voxel_source
 from voxelflex.data.temperature import TemperatureScaler
-from voxelflex.data.voxels import open_voxel_source
 from voxelflex.paths import RunPaths
 from voxelflex.steps import preprocess
 

@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import metrics_report, write_config, write_json
 from voxelflex.cli import main
-from voxelflex.data.demo import make_demo_dataset
 from voxelflex.steps import gate
+from voxelflex.steps.demo_data import make_demo_dataset
 
 
 @pytest.mark.slow

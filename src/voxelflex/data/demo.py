@@ -25,6 +25,7 @@ so RMSF falls with packing and rises with temperature, faster for exposed residu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +35,9 @@ import pandas as pd
 import yaml
 
 from pipekit.errors import InputDataError
-from voxelflex.data.voxels import CHANNELS
+from voxelflex.data.voxels import CHANNELS, SYNTHETIC_ATTR
 
 TEMPERATURES = (320.0, 348.0, 379.0, 413.0, 450.0)
-SYNTHETIC_ATTR = "synthetic"  # voxel file attribute: what made the data, said in reports
 RESNAMES = [
     "ALA", "ARG", "ASN", "ASP", "CYS", "GLN", "GLU", "GLY", "HIS", "ILE",
     "LEU", "LYS", "MET", "PHE", "PRO", "SER", "THR", "TRP", "TYR", "VAL",
@@ -165,17 +165,17 @@ def _domain_id(rng: np.random.Generator, i: int) -> str:
     return f"{1 + i % 9}{letters}A{i % 100:02d}"
 
 
-def make_demo_dataset(
+def write_demo(
     out: str | Path,
+    voxelize: Callable[[list[str], str], object],
     n_domains: int = 24,
     seed: int = 0,
     min_residues: int = 30,
     max_residues: int = 300,
 ) -> DemoDataset:
-    """Write structures/, voxels.hdf5 (by the voxelizer), aggregated_rmsf.csv, split files
-    and config.yaml under `out`."""
-    from voxelflex.steps import voxelize
-
+    """Write structures/, voxels.hdf5 (by `voxelize(structures, voxel_file)`: the voxelize
+    step, the path every user structure takes), aggregated_rmsf.csv, split files and
+    config.yaml under `out`. `voxelflex.steps.demo_data` calls it with the voxelizer."""
     if n_domains < 3:
         raise InputDataError("the demo needs at least 3 domains (one per split)")
     if not 1 <= min_residues <= max_residues:
@@ -200,7 +200,7 @@ def make_demo_dataset(
         plans[domain] = (drng, first, names, kinds)
     voxel_file = root / "voxels.hdf5"
     structures = [str(root / "structures" / f"{d}.pdb") for d in domains]
-    voxelize.run(structures, str(voxel_file))  # the path every user structure takes
+    voxelize(structures, str(voxel_file))
     rows = []
     with h5py.File(voxel_file, "a") as f:
         f.attrs[SYNTHETIC_ATTR] = (

@@ -21,7 +21,6 @@ from pipekit.uri import (
     is_local,
     local_path,
     open_scattered,
-    require_file,
     storage_failure,
 )
 
@@ -31,6 +30,7 @@ GRID = 21
 CHANNELS = ("C", "N", "O", "CA", "CB")
 HDF5_SHAPE = (GRID, GRID, GRID, len(CHANNELS))  # aposteriori: channel-last on disk
 VOXEL_SHAPE = (len(CHANNELS), GRID, GRID, GRID)  # what the model sees: channel-first
+SYNTHETIC_ATTR = "synthetic"  # voxel file attribute: what made the data, said in reports
 
 
 class VoxelSource(Protocol):
@@ -213,35 +213,3 @@ def _members(uri: str, node: Any, path: str, what: str) -> Any:
             "(file[domain][chain][residue] = (21, 21, 21, 5) grid)"
         )
     return node.keys()
-
-
-def synthetic_note(uri: str) -> str | None:
-    """What made the voxels where they are synthetic (the demo writes it into the file, a
-    packed store points back at its source); None for real data or where it cannot tell."""
-    from voxelflex.data.demo import SYNTHETIC_ATTR
-    from voxelflex.data.packed_source import PackedVoxelSource
-
-    try:
-        source = open_voxel_source(uri)
-        if isinstance(source, PackedVoxelSource):
-            origin = source.array.attrs.get("source")
-            return synthetic_note(str(origin)) if origin and origin != uri else None
-        if isinstance(source, HDF5VoxelSource):
-            note = source.file.attrs.get(SYNTHETIC_ATTR)
-            source.close()
-            return None if note is None else str(note)
-    except (InputDataError, OSError):
-        return None
-    return None
-
-
-def open_voxel_source(uri: str | None, key: str = "input.voxel_file") -> VoxelSource:
-    """Pick the reader from the URI: a packed store (a folder/prefix holding `index.parquet`,
-    made by `voxelflex mirror`) or a per-residue HDF5 file."""
-    from voxelflex.data import packed
-    from voxelflex.data.packed_source import PackedVoxelSource
-
-    uri = require_file(uri, key)
-    if packed.store_format(uri.rstrip("/")):
-        return PackedVoxelSource(uri)
-    return HDF5VoxelSource(uri)

@@ -18,7 +18,8 @@ from pipekit.uri import join_uri, open_uri
 from voxelflex.config import Config, save_resolved_config
 from voxelflex.data.loader import make_loader, to_device
 from voxelflex.data.samples import read_master_samples
-from voxelflex.data.voxels import CHANNELS, open_voxel_source
+from voxelflex.data.sources import open_voxel_source
+from voxelflex.data.voxels import CHANNELS
 from voxelflex.monitoring import step_metrics
 from voxelflex.paths import RunPaths
 from voxelflex.steps.predict import (

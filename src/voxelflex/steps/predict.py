@@ -28,8 +28,9 @@ from voxelflex.config import Config, save_resolved_config
 from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader
 from voxelflex.data.sample_join import parse_residue_keys
 from voxelflex.data.samples import SampleIndex, read_master_samples
+from voxelflex.data.sources import open_voxel_source
 from voxelflex.data.temperature import TemperatureScaler
-from voxelflex.data.voxels import VoxelSource, open_voxel_source
+from voxelflex.data.voxels import VoxelSource
 from voxelflex.monitoring import step_metrics
 from voxelflex.paths import RunPaths
 from voxelflex.training.checkpoint import LoadedModel, load_model

@@ -19,9 +19,9 @@ from pipekit.uri import require_file
 from voxelflex.config import Config, save_resolved_config
 from voxelflex.data.rmsf_csv import CHAIN, OPTIONAL, clean_rmsf_rows, read_rmsf_csv
 from voxelflex.data.sample_join import Joined, join_samples
+from voxelflex.data.sources import open_voxel_source
 from voxelflex.data.splits import SPLITS, read_splits
 from voxelflex.data.temperature import TemperatureScaler
-from voxelflex.data.voxels import open_voxel_source
 from voxelflex.paths import RunPaths
 
 log = logging.getLogger(__name__)

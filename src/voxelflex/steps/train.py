@@ -40,8 +40,8 @@ from pipekit.uri import uri_exists
 from voxelflex.config import Config, save_resolved_config
 from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader, to_device
 from voxelflex.data.samples import SampleIndex, read_master_samples
+from voxelflex.data.sources import open_voxel_source
 from voxelflex.data.temperature import TemperatureScaler
-from voxelflex.data.voxels import open_voxel_source
 from voxelflex.models import create_model
 from voxelflex.monitoring import step_metrics
 from voxelflex.paths import RunPaths

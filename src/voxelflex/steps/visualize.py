@@ -18,7 +18,7 @@ import pandas as pd
 from pipekit.errors import InputDataError
 from pipekit.uri import join_uri, open_uri, uri_exists
 from voxelflex.config import Config, save_resolved_config
-from voxelflex.data.voxels import open_voxel_source, synthetic_note
+from voxelflex.data.sources import open_voxel_source, synthetic_note
 from voxelflex.paths import RunPaths
 from voxelflex.steps.predict import load_for_inference, predict_table, residues_for
 

@@ -13,8 +13,8 @@ import torch.distributed as dist
 from pipekit.distributed import from_env
 from voxelflex.data.loader import StreamSettings, VoxelStream, make_loader
 from voxelflex.data.samples import SampleIndex, read_master_samples
+from voxelflex.data.sources import open_voxel_source
 from voxelflex.data.temperature import TemperatureScaler
-from voxelflex.data.voxels import open_voxel_source
 
 
 def main(voxel_uri: str, master: str, workers: int, out: str) -> None:
