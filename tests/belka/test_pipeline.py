@@ -37,6 +37,9 @@ def test_the_pipeline_runs_locally_end_to_end(belka_config, belka_demo, tmp_path
     ]
     assert main(argv) == 0
     out = capsys.readouterr().out
+    # each step's own log, not the KFP executor's bookkeeping (that is for -v)
+    assert "Got executor_input" not in out and '"parameterValues"' not in out
+    assert "kept from an earlier run" in out  # a make_dataset_part task's own log line
     for line in (
         "generate-parquet/molecules",
         "train-model-3/model",

@@ -8,16 +8,18 @@ root. Kubernetes settings are ignored.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 
@@ -138,14 +140,61 @@ def run_local(
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), exit_codes:
         # image, GPU and resource settings are for the cluster; locally they are expected no-ops
         warnings.filterwarnings("ignore", message=".*(non-Python base image|have no effect).*")
+        quiet = _console_level() > logging.INFO  # -v shows it all
         try:
-            _without_retries(func, Path(tmp), images, digest)(**args)
+            with redirect_stdout(_WithoutExecutorNoise(sys.stdout)) if quiet else nullcontext():
+                _without_retries(func, Path(tmp), images, digest)(**args)
         except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE"
             raise PipelineError(
                 f"local pipeline run failed ({exc}); the failing task's log is above"
             ) from None
     (run_dir,) = set(root.iterdir()) - before
     return LocalRun(run_dir, _collect(run_dir))
+
+
+def _console_level() -> int:
+    """The level the console shows (the log file keeps INFO whatever it is)."""
+    levels = [
+        h.level
+        for h in logging.getLogger().handlers
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+    ]
+    return min(levels, default=logging.WARNING)
+
+
+class _WithoutExecutorNoise(io.TextIOBase):
+    """The console of a local run: each step's own output passes; the KFP executor's
+    bookkeeping in each step's log (where it found the component, the whole executor input
+    as JSON, where it wrote its output) is left out. `-v` shows everything."""
+
+    NOISE = ("Looking for component", "Loading KFP component", "Wrote executor output file")
+
+    def __init__(self, out: TextIO) -> None:
+        self.out, self.pending, self.closing = out, "", None  # closing: the JSON's last line
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        while "\n" in self.pending:
+            line, self.pending = self.pending.split("\n", 1)
+            self._line(line)
+        return len(text)
+
+    def _line(self, line: str) -> None:
+        if self.closing == "":  # the line after "Got executor_input:" opens the JSON
+            self.closing = line[: len(line) - len(line.lstrip())] + "}"
+            return
+        if self.closing is not None:
+            if line.rstrip() == self.closing:
+                self.closing = None
+            return
+        if "Got executor_input:" in line:
+            self.closing = ""
+            return
+        if not any(n in line for n in self.NOISE):
+            self.out.write(line + "\n")
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 def publish_files(
