@@ -89,71 +89,95 @@ def _train(cfg, args: argparse.Namespace, mode: str, model_path: str | None) -> 
     return res.model_dir
 
 
+def _generate_parquet(cfg, args: argparse.Namespace) -> None:
+    from belka.steps import generate_parquet
+
+    r = generate_parquet.run(cfg)
+    skipped = sum(v["skipped"] for v in r.skipped_rows.values())
+    print(
+        f"generate_parquet: {r.molecules} molecules {r.by_subset} from {r.input_rows} rows "
+        f"({skipped} skipped), {r.heldout_blocks} building blocks held out -> {r.parquet}"
+    )
+
+
+def _get_vocab(cfg, args: argparse.Namespace) -> None:
+    from belka.steps import get_vocab
+
+    r = get_vocab.run(cfg)
+    print(
+        f"get_vocab: {r.size} tokens from {r.molecules} molecules ({r.untokenizable} "
+        f"untokenizable, longest {r.longest} tokens) -> {r.vocab}"
+    )
+
+
+def _make_dataset(cfg, args: argparse.Namespace) -> None:
+    from belka.steps import make_dataset
+
+    r = make_dataset.run(cfg)
+    print(
+        f"make_dataset: {r.molecules} molecules in {r.shards} shards ({r.reused_shards} "
+        f"kept from an earlier run), {r.skipped} skipped, {r.truncated} cut -> {r.store}"
+    )
+
+
+def _create_val_dataset(cfg, args: argparse.Namespace) -> None:
+    from belka.steps import create_val_dataset
+
+    r = create_val_dataset.run(cfg)
+    print(f"create_val_dataset: {r.molecules} molecules in {r.shards} shards -> {r.store}")
+
+
+def _train_model(cfg, args: argparse.Namespace) -> None:
+    if args.mode is None:
+        raise PipelineError("--step train_model needs --mode mlm|fps|clf")
+    _train(cfg, args, args.mode, args.model_path)
+
+
+def _make_submission(cfg, args: argparse.Namespace) -> None:
+    from belka.steps import make_submission
+
+    r = make_submission.run(cfg, args.model_path)
+    rep = r.report
+    print(f"make_submission: {r.rows} rows ({r.fallback_rows} at prevalence) -> {r.submission}")
+    for group in ("shared", "non_shared"):
+        shown = ", ".join(
+            f"{name} {_with_ci(rep[name][group]['mean_ap'], rep[name][group]['mean_ap_ci95'])}"
+            for name in ("model", "fingerprint_logreg", "prevalence")
+        )
+        positives = rep["model"][group]["positives"]
+        print(
+            f"  validation mAP [95% CI], {group.replace('_', '-')} blocks "
+            f"({rep['model'][group]['molecules']} molecules, positives "
+            f"{', '.join(f'{p} {n}' for p, n in positives.items())}): {shown}"
+        )
+        diff = rep["model_minus"][group]["fingerprint_logreg"]
+        print(
+            "    model - fingerprint_logreg: "
+            f"{_with_ci(diff['mean_ap_difference'], diff['ci95'], signed=True)}"
+        )
+    print(f"  -> {r.evaluation}")
+
+
+def _visualize(cfg, args: argparse.Namespace) -> None:
+    from belka.steps import visualize
+
+    r = visualize.run(cfg)
+    print(f"visualize: {len(r.plots)} plots -> {r.folder}/index.html")
+
+
+STEP_COMMANDS = {
+    "generate_parquet": _generate_parquet,
+    "get_vocab": _get_vocab,
+    "make_dataset": _make_dataset,
+    "create_val_dataset": _create_val_dataset,
+    "train_model": _train_model,
+    "make_submission": _make_submission,
+    "visualize": _visualize,
+}
+
+
 def _step(cfg, args: argparse.Namespace, step: str) -> None:
-    from belka import steps  # noqa: F401 (the step modules below)
-
-    if step == "generate_parquet":
-        from belka.steps import generate_parquet
-
-        r = generate_parquet.run(cfg)
-        skipped = sum(v["skipped"] for v in r.skipped_rows.values())
-        print(
-            f"generate_parquet: {r.molecules} molecules {r.by_subset} from {r.input_rows} rows "
-            f"({skipped} skipped), {r.heldout_blocks} building blocks held out -> {r.parquet}"
-        )
-    elif step == "get_vocab":
-        from belka.steps import get_vocab
-
-        r = get_vocab.run(cfg)
-        print(
-            f"get_vocab: {r.size} tokens from {r.molecules} molecules ({r.untokenizable} "
-            f"untokenizable, longest {r.longest} tokens) -> {r.vocab}"
-        )
-    elif step == "make_dataset":
-        from belka.steps import make_dataset
-
-        r = make_dataset.run(cfg)
-        print(
-            f"make_dataset: {r.molecules} molecules in {r.shards} shards ({r.reused_shards} "
-            f"kept from an earlier run), {r.skipped} skipped, {r.truncated} cut -> {r.store}"
-        )
-    elif step == "create_val_dataset":
-        from belka.steps import create_val_dataset
-
-        r = create_val_dataset.run(cfg)
-        print(f"create_val_dataset: {r.molecules} molecules in {r.shards} shards -> {r.store}")
-    elif step == "train_model":
-        if args.mode is None:
-            raise PipelineError("--step train_model needs --mode mlm|fps|clf")
-        _train(cfg, args, args.mode, args.model_path)
-    elif step == "make_submission":
-        from belka.steps import make_submission
-
-        r = make_submission.run(cfg, args.model_path)
-        rep = r.report
-        print(f"make_submission: {r.rows} rows ({r.fallback_rows} at prevalence) -> {r.submission}")
-        for group in ("shared", "non_shared"):
-            shown = ", ".join(
-                f"{name} {_with_ci(rep[name][group]['mean_ap'], rep[name][group]['mean_ap_ci95'])}"
-                for name in ("model", "fingerprint_logreg", "prevalence")
-            )
-            positives = rep["model"][group]["positives"]
-            print(
-                f"  validation mAP [95% CI], {group.replace('_', '-')} blocks "
-                f"({rep['model'][group]['molecules']} molecules, positives "
-                f"{', '.join(f'{p} {n}' for p, n in positives.items())}): {shown}"
-            )
-            diff = rep["model_minus"][group]["fingerprint_logreg"]
-            print(
-                "    model - fingerprint_logreg: "
-                f"{_with_ci(diff['mean_ap_difference'], diff['ci95'], signed=True)}"
-            )
-        print(f"  -> {r.evaluation}")
-    elif step == "visualize":
-        from belka.steps import visualize
-
-        r = visualize.run(cfg)
-        print(f"visualize: {len(r.plots)} plots -> {r.folder}/index.html")
+    STEP_COMMANDS[step](cfg, args)
 
 
 def _with_ci(value: float, ci: list, signed: bool = False) -> str:

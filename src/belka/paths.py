@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from belka.config import Config
 from pipekit.uri import join_uri
@@ -34,7 +35,7 @@ class Layout:
     models: tuple[tuple[str, str], ...]  # (mode, folder)
 
     @classmethod
-    def of(cls, cfg: Config, **where: str) -> Layout:
+    def of(cls, cfg: Config, **where: Any) -> Layout:
         working = cfg.data.working.rstrip("/")
         models = tuple((m, join_uri(working, "models", m)) for m in ("mlm", "fps", "clf"))
         base = cls(

@@ -45,7 +45,7 @@ class Vocab:
     def encode(self, smiles: str, max_length: int) -> tuple[np.ndarray, bool]:
         """Token ids padded to `max_length` and whether the molecule was truncated."""
         ids = [self.index.get(t, UNK_ID) for t in tokenize(smiles)]
-        out = np.zeros(max_length, dtype=self.dtype)
+        out: np.ndarray = np.zeros(max_length, dtype=self.dtype)
         out[: min(len(ids), max_length)] = ids[:max_length]
         return out, len(ids) > max_length
 

@@ -103,8 +103,8 @@ def replacing_path(uri: str) -> Iterator[str]:
             yield str(tmp)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        path = str(Path(tmp) / Path(uri).name)
-        yield path
-        with open(path, "rb") as fin, replacing_uri(uri, "wb") as fout:
+        staged = str(Path(tmp) / Path(uri).name)
+        yield staged
+        with open(staged, "rb") as fin, replacing_uri(uri, "wb") as fout:
             while block := fin.read(1 << 24):
                 fout.write(block)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
@@ -17,7 +17,7 @@ def set_progress(enabled: bool) -> None:
     _enabled = enabled
 
 
-def progress(iterable: Iterable[T] | None = None, **kwargs: Any) -> Iterator[T] | Any:
+def progress(iterable: Iterable[T] | None = None, **kwargs: Any) -> Any:  # a tqdm
     """tqdm on stderr, or a no-op bar when progress is off."""
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.setdefault("file", sys.stderr)

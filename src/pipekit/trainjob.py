@@ -24,7 +24,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -261,7 +261,7 @@ def _log_excerpt(text: str, errors: int = 10, tail: int = 5) -> list[str]:
 
 
 def failure_report(
-    job: Mapping[str, Any], pods: list[Mapping[str, Any]], logs: Mapping[str, str]
+    job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], logs: Mapping[str, str]
 ) -> str:
     """One message for the step's log and the KFP UI: the job's reason, then each failing
     pod's reason and the tail of its log."""

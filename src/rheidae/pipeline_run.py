@@ -8,7 +8,11 @@ from pipekit.config import config_to_dict
 from pipekit.pipeline.local import LocalRun
 from rheidae.config import load_preprocess, load_training
 
-OWNED_KEYS = {"data": ("path",), "training": ("output_dir",), "checkpoint": ("dir",)}
+OWNED_KEYS: dict[str, tuple[str, ...]] = {
+    "data": ("path",),
+    "training": ("output_dir",),
+    "checkpoint": ("dir",),
+}
 
 
 def _without(values: dict[str, Any], drop: dict[str, tuple[str, ...]]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ store `belka_val.tfr/`, so validation reads no training shard."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,8 @@ def run(cfg: Config, layout: Layout | None = None) -> ValResult:
     write_json(join_uri(out, BUILD), build | {"from": layout.store})
     size = cfg.features.shard_size
     parts: list[dict[str, np.ndarray]] = []
-    have, shards = 0, []
+    have = 0
+    shards: list[dict[str, Any]] = []
 
     def flush(final: bool) -> None:
         nonlocal parts, have

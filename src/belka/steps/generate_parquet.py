@@ -79,7 +79,7 @@ class GenerateResult:
     molecules: int
     by_subset: dict[str, int]
     input_rows: dict[str, int]
-    skipped_rows: dict[str, int]
+    skipped_rows: dict[str, dict[str, int]]  # per input: its counts of rows skipped and why
     heldout_blocks: int
     buckets: int
 

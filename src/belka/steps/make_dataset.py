@@ -107,7 +107,8 @@ def _tables(uri: str, size: int, first: int, stop: int) -> Iterator[pa.Table]:
     pf = pq.ParquetFile(open_uri(uri))
     meta = pf.metadata
     start, end = first * size, min(stop * size, meta.num_rows)
-    groups, skip, offset = [], 0, 0
+    groups: list[int] = []
+    skip = offset = 0
     for g in range(meta.num_row_groups):
         n = meta.row_group(g).num_rows
         if offset + n > start and offset < end:

@@ -365,7 +365,9 @@ def _run(cfg, mode, layout, model_path, resume, initial_epoch, smoke, d: Dist, d
         SCHEMA.save_resolved(cfg, join_uri(out_dir, "resolved_config.yaml"))
     if not math.isfinite(state["best"]):
         raise PipelineError(f"{mode}: no epoch gave a finite validation loss (no epoch ran?)")
-    best_val = next((h for h in state["history"] if h["epoch"] == state["best_epoch"]), {})
+    best_val: dict[str, Any] = next(
+        (h for h in state["history"] if h["epoch"] == state["best_epoch"]), {}
+    )
     return TrainResult(
         mode,
         out_dir,

@@ -170,7 +170,8 @@ class _WithoutExecutorNoise(io.TextIOBase):
     NOISE = ("Looking for component", "Loading KFP component", "Wrote executor output file")
 
     def __init__(self, out: TextIO) -> None:
-        self.out, self.pending, self.closing = out, "", None  # closing: the JSON's last line
+        self.out, self.pending = out, ""
+        self.closing: str | None = None  # the JSON's last line, while inside it
 
     def write(self, text: str) -> int:
         self.pending += text

@@ -125,7 +125,8 @@ def _build_chunk(
     rows = np.zeros((hi - lo, packed.ROW_BYTES), dtype=np.uint8)
     chains = index["chain_id"].to_numpy()
     keys = index["resid_str"].to_numpy()
-    segments, invalid = [], []
+    segments: list[Any] = []
+    invalid: list[Any] = []
     for domain, a, b in _segments(index, lo, hi):
         grids, ok = source.read_domain(domain, chains[a:b], keys[a:b])
         part = packed.pack(grids)
