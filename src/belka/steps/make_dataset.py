@@ -44,6 +44,7 @@ from pipekit.atomic import replacing_uri
 from pipekit.errors import InputDataError
 from pipekit.faults import crashpoint
 from pipekit.fingerprint import content_digest
+from pipekit.kfp_io import copy_uri
 from pipekit.progress import progress
 from pipekit.uri import (
     apply_storage_options,
@@ -82,6 +83,7 @@ class PartResult:
     first: int
     stop: int
     reused_shards: int
+    build: dict[str, Any]  # what its shards are made from (`build_record`)
 
 
 def record_name(i: int) -> str:
@@ -229,7 +231,8 @@ def featurize(cfg: Config, layout: Layout, first: int = 0, stop: int | None = No
     vocab = Vocab.load(layout.vocab)
     stop = shard_count(cfg, layout) if stop is None else stop
     store, f = layout.store, cfg.features
-    reuse = _start(store, build_record(cfg, layout, vocab))
+    build = build_record(cfg, layout, vocab)
+    reuse = _start(store, build)
     done = {
         i
         for i in range(first, stop)
@@ -248,7 +251,7 @@ def featurize(cfg: Config, layout: Layout, first: int = 0, stop: int | None = No
                 _write(store, i, table, pool, cfg, vocab)
                 crashpoint("make_dataset.shard_written")
     log.info("%s: shards %d..%d, %d kept from an earlier run", store, first, stop - 1, len(done))
-    return PartResult(store, first, stop, len(done))
+    return PartResult(store, first, stop, len(done), build)
 
 
 def _gather(parts: Sequence[str], store: str, build: dict[str, Any]) -> None:
@@ -263,8 +266,7 @@ def _gather(parts: Sequence[str], store: str, build: dict[str, Any]) -> None:
         for name in (read_json(join_uri(part, "part.json")) or {}).get("files", []):
             if not uri_exists(join_uri(part, name)):
                 continue  # `_check` names what is missing
-            with open_uri(join_uri(part, name)) as src, replacing_uri(join_uri(store, name)) as dst:
-                dst.write(src.read())
+            copy_uri(join_uri(part, name), join_uri(store, name))
 
 
 def _check(store: str, i: int) -> dict[str, Any]:
@@ -290,12 +292,17 @@ def _check(store: str, i: int) -> dict[str, Any]:
     return record
 
 
-def finish(cfg: Config, layout: Layout, parts: Sequence[str] = ()) -> DatasetResult:
+def finish(
+    cfg: Config,
+    layout: Layout,
+    parts: Sequence[str] = (),
+    build: dict[str, Any] | None = None,
+) -> DatasetResult:
     """Gather the `parts` (folders `featurize` wrote) into `layout.store`, check every shard
-    against its record, and write failed_molecules.txt and the manifest."""
+    against its record, and write failed_molecules.txt and the manifest. `build`: the
+    record `featurize` made in this process (else made here: it reads the whole parquet)."""
     apply_storage_options(cfg.data.storage_options)
-    vocab = Vocab.load(layout.vocab)
-    build = build_record(cfg, layout, vocab)
+    build = build or build_record(cfg, layout, Vocab.load(layout.vocab))
     store = layout.store
     _start(store, build)
     _gather(parts, store, build)
@@ -334,8 +341,7 @@ def run(cfg: Config, layout: Layout | None = None) -> DatasetResult:
     """The whole store in this process."""
     layout = layout or Layout.of(cfg)
     part = featurize(cfg, layout)
-    res = finish(cfg, layout)
-    log.info("%d shards kept from an earlier run", part.reused_shards)
+    res = finish(cfg, layout, build=part.build)
     return DatasetResult(
         res.store, res.molecules, res.shards, part.reused_shards, res.skipped, res.truncated
     )
