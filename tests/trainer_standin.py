@@ -12,6 +12,18 @@ from pathlib import Path
 from tests.conftest import free_port
 
 
+def pet_env(trainer: dict, node: int, port: str) -> dict[str, str]:
+    """What Kubeflow Trainer's torch runtime sets on node `node` of a TrainJob's `trainer`,
+    so the node's plain `torchrun` joins the job (every node on this machine's loopback)."""
+    return {
+        "PET_NNODES": str(trainer["numNodes"]),
+        "PET_NPROC_PER_NODE": str(trainer["numProcPerNode"]),
+        "PET_NODE_RANK": str(node),
+        "PET_MASTER_ADDR": "127.0.0.1",
+        "PET_MASTER_PORT": port,
+    }
+
+
 def _pod(name: str, **status) -> dict:
     return {"metadata": {"name": name}, "status": status}
 
@@ -34,13 +46,7 @@ class LocalTrainer:
         env.update(OMP_NUM_THREADS="1", PIPEKIT_DIST_TIMEOUT_S="90")
         procs = []
         for node in range(trainer["numNodes"]):
-            pet = {
-                "PET_NNODES": str(trainer["numNodes"]),
-                "PET_NPROC_PER_NODE": str(trainer["numProcPerNode"]),
-                "PET_NODE_RANK": str(node),
-                "PET_MASTER_ADDR": "127.0.0.1",
-                "PET_MASTER_PORT": port,
-            }
+            pet = pet_env(trainer, node, port)
             log = open(self.tmp / f"node-{node}.log", "w")  # noqa: SIM115 (closed on delete)
             cmd = [sys.executable, "-m", "torch.distributed.run", *trainer["command"][1:]]
             procs.append((subprocess.Popen(cmd, env={**env, **pet}, stdout=log, stderr=log), log))

@@ -4,18 +4,13 @@ from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 from pipekit.pipeline.images import CPU_IMAGE
+from pipekit.pipeline.tasks import TRAINJOB_PASSTHROUGHS
 
 
 @dsl.component(
     base_image=CPU_IMAGE,
     install_kfp_package=False,
-    # the task's GPU resources, node selector and tolerations describe one node of the job:
-    # KFP hands them to the component (task_config) instead of applying them to this pod
-    task_config_passthroughs=[
-        dsl.TaskConfigField.RESOURCES,
-        dsl.TaskConfigField.KUBERNETES_NODE_SELECTOR,
-        dsl.TaskConfigField.KUBERNETES_TOLERATIONS,
-    ],
+    task_config_passthroughs=TRAINJOB_PASSTHROUGHS,
 )
 def train_job(
     metadata: Input[Dataset],

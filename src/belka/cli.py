@@ -61,8 +61,7 @@ def _layout(cfg, args: argparse.Namespace):
     if args.model_dir:
         if args.mode is None:
             raise PipelineError("--model_dir needs --mode")
-        models = dict(layout.models) | {args.mode: args.model_dir.rstrip("/")}
-        layout = Layout.of(cfg, **where, models=tuple(models.items()))
+        layout = layout.with_models(**{args.mode: args.model_dir.rstrip("/")})
     return layout
 
 

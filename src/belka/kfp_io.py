@@ -61,11 +61,7 @@ def layout(
         where["store"] = join_uri(folder(store), STORE)
     if val_store is not None:
         where["val_store"] = join_uri(folder(val_store), VAL_STORE)
-    base = Layout.of(cfg, **where)
-    if models:
-        known = dict(base.models) | {m: folder(a) for m, a in models.items()}
-        base = Layout.of(cfg, **where, models=tuple(known.items()))
-    return base
+    return Layout.of(cfg, **where).with_models(**{m: folder(a) for m, a in (models or {}).items()})
 
 
 def best_model(artifact: Location) -> str:

@@ -49,6 +49,10 @@ class Layout:
         )
         return replace(base, **where)
 
+    def with_models(self, **folders: str) -> Layout:
+        """This layout with the named modes' model folders at `folders` instead."""
+        return replace(self, models=tuple((dict(self.models) | folders).items()))
+
     def raw(self, name: str) -> str:
         return join_uri(self.root, name)
 

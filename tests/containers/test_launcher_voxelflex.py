@@ -177,6 +177,7 @@ class ContainerTrainer:
 
     def create(self, body: dict) -> None:
         from tests.conftest import free_port
+        from tests.trainer_standin import pet_env
 
         trainer = body["spec"]["trainer"]
         env = {e["name"]: e["value"] for e in trainer["env"] if "value" in e}
@@ -186,13 +187,7 @@ class ContainerTrainer:
         port = str(free_port())
         names = []
         for node in range(trainer["numNodes"]):
-            pet = {
-                "PET_NNODES": str(trainer["numNodes"]),
-                "PET_NPROC_PER_NODE": str(trainer["numProcPerNode"]),
-                "PET_NODE_RANK": str(node),
-                "PET_MASTER_ADDR": "127.0.0.1",
-                "PET_MASTER_PORT": port,
-            }
+            pet = pet_env(trainer, node, port)
             name = f"{body['metadata']['name']}-node-0-{node}-{uuid.uuid4().hex[:4]}"
             cmd = ["docker", "run", "-d", "--name", name, "--network", "host", "--shm-size", "1g"]
             for key, value in {**env, **pet}.items():

@@ -21,7 +21,7 @@ from belka.baseline import fit_logreg, logreg_scores
 from belka.config import Config
 from belka.data.dataset import StoreStream, buffer_rows, make_loader
 from belka.data.store import Store
-from belka.metrics import masked_scores, mean_ap
+from belka.metrics import finite_mean, masked_scores, mean_ap, protein_aps
 from belka.models import BelkaSpec, create_model
 from belka.paths import BEST_MODEL, EVALUATION, SUBMISSION, VAL_PREDICTIONS, Layout
 from belka.steps.generate_parquet import SUBSET_TEST, SUBSET_TRAIN, SUBSET_VAL, test_ids_uri
@@ -30,7 +30,6 @@ from pipekit.atomic import replacing_path, replacing_uri
 from pipekit.checkpoint import load_checkpoint
 from pipekit.device import amp_enabled, autocast, resolve_device
 from pipekit.errors import InputDataError, PipelineError
-from pipekit.metrics import average_precision
 from pipekit.progress import progress
 from pipekit.stats import bootstrap_intervals
 from pipekit.uri import apply_storage_options, open_uri, uri_exists
@@ -86,12 +85,8 @@ def _aps(labels: np.ndarray, *scores: np.ndarray) -> np.ndarray:
     the model's (first scorer's) mean AP minus each other scorer's."""
     out, means = [], []
     for s in scores:
-        aps = [
-            average_precision(labels[labels[:, j] >= 0, j] == 1, s[labels[:, j] >= 0, j])
-            for j in range(len(PROTEINS))
-        ]
-        finite = [a for a in aps if np.isfinite(a)]
-        means.append(float(np.mean(finite)) if finite else float("nan"))
+        aps = protein_aps(labels, s)
+        means.append(finite_mean(aps))
         out += [*aps, means[-1]]
     return np.array(out + [means[0] - m for m in means[1:]])
 

@@ -20,6 +20,14 @@ SHM_SIZE = "16Gi"  # DataLoader workers hand batches over through shared memory
 RETRIES = {"num_retries": 2, "backoff_duration": "60s", "backoff_factor": 2.0}
 RETRY_MAX_BACKOFF = "900s"
 
+# A TrainJob step's own GPU resources, node selector and tolerations describe one node of the
+# job: KFP hands them to the component (its task_config) instead of applying them to its pod
+TRAINJOB_PASSTHROUGHS = [
+    dsl.TaskConfigField.RESOURCES,
+    dsl.TaskConfigField.KUBERNETES_NODE_SELECTOR,
+    dsl.TaskConfigField.KUBERNETES_TOLERATIONS,
+]
+
 # (cpu request, cpu limit, memory request, memory limit)
 Resources = tuple[str, str, str, str]
 
