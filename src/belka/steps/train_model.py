@@ -165,50 +165,161 @@ def run(
             return _run(cfg, mode, layout, model_path, resume, initial_epoch, smoke, d, device)
 
 
-def _run(cfg, mode, layout, model_path, resume, initial_epoch, smoke, d: Dist, device):
-    t = cfg.training
-    vocab = Vocab.load(layout.vocab)
-    store = Store.open(layout.store)
-    val_store = Store.open(layout.val_store, "create_val_dataset")
-    for s in (store, val_store):
-        s.check(vocab.digest(), cfg.model.max_length)
-    spec = model_spec(cfg, vocab, store, mode)
-    out_dir = layout.model_dir(mode)
-    latest = join_uri(out_dir, LATEST_MODEL)
-    torch.manual_seed(cfg.system.seed)
-    model = create_model("belka", spec).to(device)
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay, eps=t.epsilon
-    )
-    amp = amp_enabled(device, t.mixed_precision)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    state: dict[str, Any] = {"epoch": 0, "best": math.inf, "best_epoch": 0, "bad": 0, "history": []}
-    source = None
-    if resume:  # --model_path of this same mode is what to resume; else our latest
-        given = load_checkpoint(model_path) if model_path else None
-        if given is not None and given["model_spec"]["mode"] == mode:
-            source = model_path
-        elif uri_exists(latest):
-            source = latest
-    if source is not None:
+@dataclass
+class _Training:
+    """One mode's training on this rank: the model (DDP-wrapped as `net` under torchrun), its
+    optimizer and gradient scaler."""
+
+    cfg: Config
+    mode: str
+    spec: BelkaSpec
+    d: Dist
+    device: torch.device
+    model: torch.nn.Module
+    net: torch.nn.Module
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    amp: bool
+
+    @classmethod
+    def build(cls, cfg: Config, mode: str, spec: BelkaSpec, d: Dist, device) -> _Training:
+        t = cfg.training
+        torch.manual_seed(cfg.system.seed)
+        model = create_model("belka", spec).to(device)
+        opt = torch.optim.AdamW(
+            model.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay, eps=t.epsilon
+        )
+        amp = amp_enabled(device, t.mixed_precision)
+        scaler = torch.amp.GradScaler(device.type, enabled=amp)
+        return cls(cfg, mode, spec, d, device, model, model, opt, scaler, amp)
+
+    def distribute(self) -> None:
+        """Wrap the model for data-parallel training, after its weights are what they start
+        from (DDP hands rank 0's to the others when it wraps)."""
+        if self.d.active:
+            ids = [self.device] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+
+    def restore(self, latest: str, model_path: str | None, resume: bool) -> dict[str, Any]:
+        """The training state to go on from: our latest checkpoint (or `model_path` of this
+        mode) on resume, exactly; else a fresh state, the weights from `model_path` if given."""
+        state: dict[str, Any] = {
+            "epoch": 0,
+            "best": math.inf,
+            "best_epoch": 0,
+            "bad": 0,
+            "history": [],
+        }
+        source = None
+        if resume:  # --model_path of this same mode is what to resume; else our latest
+            given = load_checkpoint(model_path) if model_path else None
+            if given is not None and given["model_spec"]["mode"] == self.mode:
+                source = model_path
+            elif uri_exists(latest):
+                source = latest
+        if source is None:
+            if resume and self.d.is_main:
+                log.info("no checkpoint at %s: training %s from the start", latest, self.mode)
+            if model_path:
+                start_from(self.model, self.spec, model_path)
+            return state
         ckpt = load_checkpoint(source)
         if "optimizer_state" in ckpt:  # a latest_model.pt: continue exactly
-            model.load_state_dict(ckpt["model_state"])
-            opt.load_state_dict(ckpt["optimizer_state"])
-            scaler.load_state_dict(ckpt["scaler_state"])
+            self.model.load_state_dict(ckpt["model_state"])
+            self.opt.load_state_dict(ckpt["optimizer_state"])
+            self.scaler.load_state_dict(ckpt["scaler_state"])
             set_rng_state(ckpt["rng"])
             state = ckpt["train_state"]
         else:  # weights only (a best_model.pt): the epoch count from the flag or the file
-            start_from(model, spec, source)
+            start_from(self.model, self.spec, source)
             state["epoch"] = int(ckpt.get("epoch", 0))
-        log.info("resuming %s after epoch %d from %s", mode, state["epoch"], source)
-    else:
-        if resume and d.is_main:
-            log.info("no checkpoint at %s: training %s from the start", latest, mode)
-        if model_path:
-            start_from(model, spec, model_path)
-    if initial_epoch is not None:
-        state["epoch"] = initial_epoch
+        log.info("resuming %s after epoch %d from %s", self.mode, state["epoch"], source)
+        return state
+
+    def step(self, batch: dict[str, torch.Tensor]) -> float:
+        t = self.cfg.training
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        self.opt.zero_grad(set_to_none=True)
+        with autocast(self.device, self.amp):
+            loss, _ = loss_and_output(
+                self.net,
+                self.mode,
+                batch,
+                masking_rate=t.masking_rate,
+                ecfp_bits=self.spec.ecfp_bits,
+            )
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        return float(loss.detach())
+
+    def epoch(self, stream: StoreStream, epoch: int, metrics: StepMetrics) -> dict[str, Any]:
+        """One pass over this rank's share: the loss and throughput of all ranks together."""
+        t = self.cfg.training
+        self.model.train()
+        stream.set_epoch(epoch)
+        loss_sum, n, t0 = 0.0, 0, time.perf_counter()
+        bar = progress(
+            total=len(stream),
+            desc=f"{self.mode} epoch {epoch}",
+            unit="mol",
+            unit_scale=True,
+            leave=False,
+        )
+        # ranks' blocks may differ by a batch: Join lets a finished rank shadow the rest
+        on_gpu = self.device.type == "cuda"
+        batches = DataWait(make_loader(stream, self.cfg.system.n_workers, on_gpu))
+        reset_peak_memory(self.device)
+        with Join([self.net]) if self.d.active else nullcontext():  # type: ignore[list-item]
+            for i, batch in enumerate(batches):
+                if t.steps_per_epoch is not None and i >= t.steps_per_epoch:
+                    break
+                tb = time.perf_counter()
+                loss = self.step(batch)
+                if not math.isfinite(loss):
+                    raise PipelineError(
+                        f"{self.mode} epoch {epoch}: loss is {loss}; nothing of this epoch was "
+                        f"saved; lower training.learning_rate (now {t.learning_rate:g})"
+                    )
+                b = len(batch["mol_id"])
+                loss_sum, n = loss_sum + loss * b, n + b
+                bar.update(b)
+                metrics.batch(b, time.perf_counter() - tb, loss)
+        bar.close()
+        wait = batches.fraction  # of the training pass alone, before validation
+        totals = all_gathered(self.d, (loss_sum, n, time.perf_counter() - t0))
+        n_all = sum(c for _, c, _ in totals)
+        return {
+            "loss": sum(s for s, _, _ in totals) / max(n_all, 1),
+            "molecules": n_all,
+            "samples_per_s": n_all / max(max(s for _, _, s in totals), 1e-9),
+            "data_wait_fraction": wait,
+            "peak_gpu_gib": peak_memory_gib(self.device),
+        }
+
+    def save(self, out_dir: str, weights: dict[str, Any], state: dict, improved: bool) -> None:
+        """best_model.pt when the epoch improved; latest_model.pt (everything a resume
+        needs) every `checkpoint_every` epochs and at the last one."""
+        t = self.cfg.training
+        epoch = weights["epoch"]
+        if improved:
+            save_checkpoint(join_uri(out_dir, BEST_MODEL), weights)
+        if epoch % t.checkpoint_every == 0 or state["bad"] >= t.patience:
+            save_checkpoint(
+                join_uri(out_dir, LATEST_MODEL),
+                weights
+                | {
+                    "optimizer_state": self.opt.state_dict(),
+                    "scaler_state": self.scaler.state_dict(),
+                    "rng": rng_state(),
+                    "train_state": state,
+                },
+            )
+            crashpoint("train_model.latest_saved")
+
+
+def _streams(cfg: Config, mode: str, store: Store, val_store: Store, d: Dist):
+    t = cfg.training
     stream = StoreStream(
         store,
         TRAIN_SUBSETS[mode],
@@ -227,40 +338,39 @@ def _run(cfg, mode, layout, model_path, resume, initial_epoch, smoke, d: Dist, d
         rank=d.rank,
         world_size=d.world_size,
     )
+    return stream, val_stream
+
+
+def _run(cfg, mode, layout, model_path, resume, initial_epoch, smoke, d: Dist, device):
+    t = cfg.training
+    vocab = Vocab.load(layout.vocab)
+    store = Store.open(layout.store)
+    val_store = Store.open(layout.val_store, "create_val_dataset")
+    for s in (store, val_store):
+        s.check(vocab.digest(), cfg.model.max_length)
+    spec = model_spec(cfg, vocab, store, mode)
+    out_dir = layout.model_dir(mode)
+    tr = _Training.build(cfg, mode, spec, d, device)
+    state = tr.restore(join_uri(out_dir, LATEST_MODEL), model_path, resume)
+    if initial_epoch is not None:
+        state["epoch"] = initial_epoch
+    stream, val_stream = _streams(cfg, mode, store, val_store, d)
     if len(stream) == 0:
         raise InputDataError(f"{layout.store}: no molecules to train {mode} on")
-    net = (
-        DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-        if d.active
-        else model
-    )
-    bits = spec.ecfp_bits
-
-    def step(batch: dict[str, torch.Tensor]) -> float:
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        opt.zero_grad(set_to_none=True)
-        with autocast(device, amp):
-            loss, _ = loss_and_output(net, mode, batch, masking_rate=t.masking_rate, ecfp_bits=bits)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        return float(loss.detach())
-
+    tr.distribute()
     if smoke:
-        batch = next(iter(make_loader(stream, 0)))
-        loss = step(batch)
+        loss = tr.step(next(iter(make_loader(stream, 0))))
         if not math.isfinite(loss):
             raise PipelineError(f"smoke check: {mode} loss is {loss}")
         return TrainResult(mode, out_dir, 0, loss, 0, 0.0)
 
-    n_params = sum(p.numel() for p in model.parameters())
     log.info(
         "%s: %d parameters on %s x %d, amp=%s; %d train / %d validation molecules",
         mode,
-        n_params,
+        sum(p.numel() for p in tr.model.parameters()),
         device,
         d.world_size,
-        amp,
+        tr.amp,
         len(stream) * d.world_size,
         val_store.count((SUBSET_VAL,)),
     )
@@ -271,57 +381,17 @@ def _run(cfg, mode, layout, model_path, resume, initial_epoch, smoke, d: Dist, d
         scores={"val_loss": "Validation loss"},
         loss=f"{mode} loss",
     )
-    speed, val = 0.0, {}
+    speed = 0.0
     with step_metrics(metrics, cfg.monitoring, export=d.is_main):
         for epoch in range(state["epoch"] + 1, t.epochs + 1):
             if state["bad"] >= t.patience:
                 break
-            model.train()
-            stream.set_epoch(epoch)
-            loss_sum, n, t0 = 0.0, 0, time.perf_counter()
-            bar = progress(
-                total=len(stream),
-                desc=f"{mode} epoch {epoch}",
-                unit="mol",
-                unit_scale=True,
-                leave=False,
-            )
-            # ranks' blocks may differ by a batch: Join lets a finished rank shadow the rest
-            batches = DataWait(make_loader(stream, cfg.system.n_workers, device.type == "cuda"))
-            reset_peak_memory(device)
-            with Join([net]) if d.active else nullcontext():
-                for i, batch in enumerate(batches):
-                    if t.steps_per_epoch is not None and i >= t.steps_per_epoch:
-                        break
-                    tb = time.perf_counter()
-                    loss = step(batch)
-                    if not math.isfinite(loss):
-                        raise PipelineError(
-                            f"{mode} epoch {epoch}: loss is {loss}; nothing of this epoch was "
-                            f"saved; lower training.learning_rate (now {t.learning_rate:g})"
-                        )
-                    b = len(batch["mol_id"])
-                    loss_sum, n = loss_sum + loss * b, n + b
-                    bar.update(b)
-                    metrics.batch(b, time.perf_counter() - tb, loss)
-            bar.close()
-            wait = batches.fraction  # of the training pass alone, before validation
-            totals = all_gathered(d, (loss_sum, n, time.perf_counter() - t0))
-            n_all = sum(c for _, c, _ in totals)
-            speed = n_all / max(max(s for _, _, s in totals), 1e-9)
-            val = validate(model, val_stream, cfg, mode, device, amp, d)
+            record = tr.epoch(stream, epoch, metrics)
+            speed = record["samples_per_s"]
+            val = validate(tr.model, val_stream, cfg, mode, device, tr.amp, d)
             if not math.isfinite(val["val_loss"]):
                 raise PipelineError(f"{mode} epoch {epoch}: validation loss is {val['val_loss']}")
-            record = {
-                "epoch": epoch,
-                "loss": sum(s for s, _, _ in totals) / max(n_all, 1),
-                "molecules": n_all,
-                "samples_per_s": speed,
-                "data_wait_fraction": wait,
-                "peak_gpu_gib": peak_memory_gib(device),
-                **{k: v for k, v in val.items()},
-            }
-            state["history"].append(record)
+            state["history"].append({"epoch": epoch, **record, **val})
             state["epoch"] = epoch
             metrics.pass_done({"samples_per_s": speed, "val_loss": val["val_loss"]}, epoch)
             log.info(
@@ -339,26 +409,17 @@ def _run(cfg, mode, layout, model_path, resume, initial_epoch, smoke, d: Dist, d
                 state["bad"] += 1
             if d.is_main:
                 weights = {
-                    "model_state": model.state_dict(),
+                    "model_state": tr.model.state_dict(),
                     "model_spec": spec.to_dict(),
                     "epoch": epoch,
                     "vocab_digest": vocab.digest(),
                     "val": val,
                 }
-                if improved:
-                    save_checkpoint(join_uri(out_dir, BEST_MODEL), weights)
-                if epoch % t.checkpoint_every == 0 or state["bad"] >= t.patience:
-                    save_checkpoint(
-                        latest,
-                        weights
-                        | {
-                            "optimizer_state": opt.state_dict(),
-                            "scaler_state": scaler.state_dict(),
-                            "rng": rng_state(),
-                            "train_state": state,
-                        },
-                    )
-                    crashpoint("train_model.latest_saved")
+                tr.save(out_dir, weights, state, improved)
+    return _finish(cfg, mode, out_dir, state, speed, d)
+
+
+def _finish(cfg: Config, mode: str, out_dir: str, state: dict, speed: float, d: Dist):
     if d.is_main:
         with replacing_uri(join_uri(out_dir, HISTORY), "w") as fh:
             json.dump(state["history"], fh, indent=2)

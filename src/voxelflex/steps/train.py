@@ -197,6 +197,139 @@ def _reconcile(paths: RunPaths, ckpt: dict[str, Any], every: int) -> None:
     _save_history(paths.training_history, ckpt["history"])
 
 
+@dataclass
+class _Progress:
+    """Where training stands: what a resumed run continues from."""
+
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    best: float = -math.inf
+    stale: int = 0
+    start_epoch: int = 0
+    best_epoch: int = -1
+
+    def record(self, epoch: int, row: dict[str, Any]) -> bool:
+        """Add an epoch (0-based) to the history; whether its validation r is the best yet."""
+        val_r = row["val_pearson"]
+        improved = math.isfinite(val_r) and val_r > self.best
+        self.best, self.stale = (val_r, 0) if improved else (self.best, self.stale + 1)
+        self.best_epoch = epoch if improved else self.best_epoch
+        self.history.append({"epoch": epoch + 1, **row})
+        log.info(
+            "epoch %d: train loss %.5f, val loss %.5f, val r %.4f, %.0f samples/s%s",
+            epoch + 1,
+            row["train_loss"],
+            row["val_loss"],
+            val_r,
+            row["samples_per_s"],
+            " (best)" if improved else "",
+        )
+        return improved
+
+    def checkpointed(self) -> dict[str, Any]:
+        """What a checkpoint keeps of it (the names `_restore` reads)."""
+        return {
+            "history": self.history,
+            "best_val_pearson": self.best,
+            "best_epoch": self.best_epoch,
+            "stale_epochs": self.stale,
+        }
+
+
+def _restore(
+    paths: RunPaths,
+    scaler: TemperatureScaler,
+    every: int,
+    d: Dist,
+    model,
+    optimizer,
+    scheduler,
+    grad_scaler,
+) -> _Progress:
+    """Continue exactly from latest_model.pt: weights, optimizer, scheduler, scaler, RNG."""
+    if not uri_exists(paths.latest_model):
+        raise InputDataError(f"--resume: no checkpoint at {paths.latest_model}")
+    # on the CPU: RNG states must stay CPU tensors; weights and optimizer state are
+    # copied onto the model's device by load_state_dict
+    ckpt = load_checkpoint(paths.latest_model, map_location="cpu")
+    if ckpt["temp_scaling"] != scaler.to_dict():
+        raise InputDataError(
+            f"{paths.latest_model} was trained with temperature scaling "
+            f"{ckpt['temp_scaling']}, the sample metadata now has {scaler.to_dict()}: "
+            "the data changed since; train into a new output.run_name"
+        )
+    if d.is_main:
+        _reconcile(paths, ckpt, every)
+    model.load_state_dict(ckpt["model_state"])
+    optimizer.load_state_dict(ckpt["optimizer_state"])
+    scheduler.load_state_dict(ckpt["scheduler_state"])
+    grad_scaler.load_state_dict(ckpt["grad_scaler_state"])
+    set_rng_state(ckpt["rng_state"])
+    log.info("resuming from %s after epoch %d", paths.latest_model, ckpt["epoch"] + 1)
+    return _Progress(
+        list(ckpt["history"]),
+        ckpt["best_val_pearson"],
+        ckpt["stale_epochs"],
+        ckpt["epoch"] + 1,
+        ckpt.get("best_epoch", -1),
+    )
+
+
+def _check_finite(
+    stats: dict[str, float], val: dict[str, float], epoch: int, kept: str | None, t
+) -> None:
+    """A NaN or infinite loss ends the run, saving nothing of the epoch; `kept` is the last
+    finite checkpoint (None: none was written)."""
+    if math.isfinite(stats["train_loss"]) and math.isfinite(val["val_loss"]):
+        return
+    last = (
+        f"{kept} (epoch {epoch}) is the last finite checkpoint"
+        if kept
+        else "no checkpoint was written"
+    )
+    raise TrainingDiverged(
+        f"training diverged in epoch {epoch + 1}: train loss {stats['train_loss']}, "
+        f"validation loss {val['val_loss']}; nothing of this epoch was saved and "
+        f"{last}; lower training.learning_rate (now {t.learning_rate:g})"
+    )
+
+
+def _commit(paths: RunPaths, payload: dict[str, Any], improved: bool, every: int) -> None:
+    """latest_model.pt is the epoch's commit point; what follows is derived from it and
+    `_reconcile` redoes it on resume if a kill came in between."""
+    epoch = payload["epoch"]
+    save_checkpoint(paths.latest_model, payload)
+    crashpoint("train.after_latest")
+    if improved:
+        save_checkpoint(paths.best_model, payload)
+    if every and (epoch + 1) % every == 0:
+        save_checkpoint(paths.epoch_model(epoch + 1), payload)
+    crashpoint("train.before_history")
+    _save_history(paths.training_history, payload["history"])
+
+
+def _log_start(cfg: Config, model, device, d: Dist, amp: bool, train_stream, val_stream) -> None:
+    log.info(
+        "training %s (%d parameters) on %s x %d, amp=%s: %d train / %d val samples "
+        "(%d / %d residues)",
+        cfg.model.architecture,
+        sum(p.numel() for p in model.parameters()),
+        device,
+        d.world_size,
+        amp,
+        train_stream.index.n_samples,
+        val_stream.index.n_samples,
+        train_stream.index.n_residues,
+        val_stream.index.n_residues,
+    )
+
+
+def _step_scheduler(scheduler, val: dict[str, float]) -> None:
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(val["val_pearson"] if math.isfinite(val["val_pearson"]) else -1.0)
+    else:
+        scheduler.step()
+
+
 def _run(cfg: Config, resume: bool | str, d: Dist, device: torch.device) -> TrainResult:
     paths = RunPaths.from_config(cfg)
     if d.is_main:
@@ -213,35 +346,13 @@ def _run(cfg: Config, resume: bool | str, d: Dist, device: torch.device) -> Trai
     )
     scheduler = _scheduler(cfg, optimizer)
     grad_scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    history: list[dict[str, Any]] = []
-    best, stale, start_epoch, best_epoch = -math.inf, 0, 0, -1
-
     if resume == "auto":
         resume = uri_exists(paths.latest_model)
+    state = _Progress()
     if resume:
-        if not uri_exists(paths.latest_model):
-            raise InputDataError(f"--resume: no checkpoint at {paths.latest_model}")
-        # on the CPU: RNG states must stay CPU tensors; weights and optimizer state are
-        # copied onto the model's device by load_state_dict
-        ckpt = load_checkpoint(paths.latest_model, map_location="cpu")
-        if ckpt["temp_scaling"] != scaler.to_dict():
-            raise InputDataError(
-                f"{paths.latest_model} was trained with temperature scaling "
-                f"{ckpt['temp_scaling']}, the sample metadata now has {scaler.to_dict()}: "
-                "the data changed since; train into a new output.run_name"
-            )
-        if d.is_main:
-            _reconcile(paths, ckpt, t.checkpoint_every)
-        model.load_state_dict(ckpt["model_state"])
-        optimizer.load_state_dict(ckpt["optimizer_state"])
-        scheduler.load_state_dict(ckpt["scheduler_state"])
-        grad_scaler.load_state_dict(ckpt["grad_scaler_state"])
-        set_rng_state(ckpt["rng_state"])
-        history = list(ckpt["history"])
-        best, stale, start_epoch = ckpt["best_val_pearson"], ckpt["stale_epochs"], ckpt["epoch"] + 1
-        best_epoch = ckpt.get("best_epoch", -1)
-        log.info("resuming from %s after epoch %d", paths.latest_model, ckpt["epoch"] + 1)
-
+        state = _restore(
+            paths, scaler, t.checkpoint_every, d, model, optimizer, scheduler, grad_scaler
+        )
     # DDP broadcasts rank 0's weights at construction and all-reduces gradients each step;
     # `model` stays the bare module, which checkpoints and validation use
     net = (
@@ -249,23 +360,10 @@ def _run(cfg: Config, resume: bool | str, d: Dist, device: torch.device) -> Trai
         if d.active
         else model
     )
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info(
-        "training %s (%d parameters) on %s x %d, amp=%s: %d train / %d val samples "
-        "(%d / %d residues)",
-        cfg.model.architecture,
-        n_params,
-        device,
-        d.world_size,
-        amp,
-        train_stream.index.n_samples,
-        val_stream.index.n_samples,
-        train_stream.index.n_residues,
-        val_stream.index.n_residues,
-    )
+    _log_start(cfg, model, device, d, amp, train_stream, val_stream)
     with step_metrics(cfg, "train", export=d.is_main) as metrics:
-        for epoch in range(start_epoch, t.num_epochs):
-            if stale >= t.early_stopping_patience:
+        for epoch in range(state.start_epoch, t.num_epochs):
+            if state.stale >= t.early_stopping_patience:
                 break
             train_stream.set_epoch(epoch)
             loader = make_loader(train_stream, t.num_workers, pin_memory=device.type == "cuda")
@@ -285,34 +383,10 @@ def _run(cfg: Config, resume: bool | str, d: Dist, device: torch.device) -> Trai
             stats = _combine(d, stats)
             val = _validate(model, val_stream, device, amp, d)
             lr = optimizer.param_groups[0]["lr"]
-            if not (math.isfinite(stats["train_loss"]) and math.isfinite(val["val_loss"])):
-                kept = (
-                    f"{paths.latest_model} (epoch {epoch}) is the last finite checkpoint"
-                    if epoch > start_epoch or resume
-                    else "no checkpoint was written"
-                )
-                raise TrainingDiverged(
-                    f"training diverged in epoch {epoch + 1}: train loss {stats['train_loss']}, "
-                    f"validation loss {val['val_loss']}; nothing of this epoch was saved and "
-                    f"{kept}; lower training.learning_rate (now {t.learning_rate:g})"
-                )
-            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step(val["val_pearson"] if math.isfinite(val["val_pearson"]) else -1.0)
-            else:
-                scheduler.step()
-            improved = math.isfinite(val["val_pearson"]) and val["val_pearson"] > best
-            best, stale = (val["val_pearson"], 0) if improved else (best, stale + 1)
-            best_epoch = epoch if improved else best_epoch
-            history.append({"epoch": epoch + 1, "learning_rate": lr, **stats, **val})
-            log.info(
-                "epoch %d: train loss %.5f, val loss %.5f, val r %.4f, %.0f samples/s%s",
-                epoch + 1,
-                stats["train_loss"],
-                val["val_loss"],
-                val["val_pearson"],
-                stats["samples_per_s"],
-                " (best)" if improved else "",
-            )
+            saved = epoch > state.start_epoch or bool(resume)
+            _check_finite(stats, val, epoch, paths.latest_model if saved else None, t)
+            _step_scheduler(scheduler, val)
+            improved = state.record(epoch, {"learning_rate": lr, **stats, **val})
             payload = {
                 "epoch": epoch,
                 "model_state": model.state_dict(),
@@ -322,36 +396,29 @@ def _run(cfg: Config, resume: bool | str, d: Dist, device: torch.device) -> Trai
                 "scheduler_state": scheduler.state_dict(),
                 "grad_scaler_state": grad_scaler.state_dict(),
                 "rng_state": rng_state(),
-                "history": history,
-                "best_val_pearson": best,
-                "best_epoch": best_epoch,
-                "stale_epochs": stale,
+                **state.checkpointed(),
                 "val_metrics": val,
             }
             if d.is_main:
-                # latest_model.pt is the epoch's commit point; what follows is derived from
-                # it and `_reconcile` redoes it on resume if a kill came in between
-                save_checkpoint(paths.latest_model, payload)
-                crashpoint("train.after_latest")
-                if improved:
-                    save_checkpoint(paths.best_model, payload)
-                if t.checkpoint_every and (epoch + 1) % t.checkpoint_every == 0:
-                    save_checkpoint(paths.epoch_model(epoch + 1), payload)
-                crashpoint("train.before_history")
-                _save_history(paths.training_history, history)
+                _commit(paths, payload, improved, t.checkpoint_every)
             metrics.pass_done({**stats, **val}, epoch=epoch + 1)
             barrier(d)  # no rank runs ahead of a checkpoint it might need on restart
-    if stale >= t.early_stopping_patience:
-        log.info("early stopping: no better validation r for %d epochs", stale)
+    return _finish(paths, state, t.early_stopping_patience, d)
+
+
+def _finish(paths: RunPaths, state: _Progress, patience: int, d: Dist) -> TrainResult:
+    if state.stale >= patience:
+        log.info("early stopping: no better validation r for %d epochs", state.stale)
     if d.is_main and not uri_exists(paths.best_model):
         # every epoch had an undefined val r (e.g. constant predictions): keep the latest
         save_checkpoint(paths.best_model, load_checkpoint(paths.latest_model))
     barrier(d)
+    history = state.history
     return TrainResult(
         paths.best_model,
         paths.latest_model,
         paths.training_history,
-        best,
+        state.best,
         len(history),
         history[-1] if history else {},
     )
