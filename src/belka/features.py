@@ -11,7 +11,8 @@ from rdkit.Chem import rdFingerprintGenerator
 
 from belka.tokenizer import Vocab
 
-RDLogger.DisableLog("rdApp.*")  # unparsable SMILES are counted and listed, not printed
+# unparsable SMILES are counted and listed, not printed
+RDLogger.DisableLog("rdApp.*")  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from belka import PROTEINS
@@ -25,7 +27,7 @@ def finite_mean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def masked_scores(labels: np.ndarray, scores: np.ndarray) -> dict[str, dict[str, float]]:
+def masked_scores(labels: np.ndarray, scores: np.ndarray) -> dict[str, dict[str, Any]]:
     """{protein: {"ap", "auc", "n", "positives"}} over the rows where that label is known."""
     out = {}
     for j, p in enumerate(PROTEINS):
@@ -39,5 +41,5 @@ def masked_scores(labels: np.ndarray, scores: np.ndarray) -> dict[str, dict[str,
     return out
 
 
-def mean_ap(scores: dict[str, dict[str, float]]) -> float:
+def mean_ap(scores: dict[str, dict[str, Any]]) -> float:
     return finite_mean([v["ap"] for v in scores.values()])

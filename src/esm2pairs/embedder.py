@@ -188,9 +188,9 @@ class Embedder:
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
         # attention pooling needs the attention weights, which only the eager
         # implementation computes (the fused kernels never form them)
-        extra = {"attn_implementation": "eager"} if pooling == "attention" else {}
+        extra: dict[str, Any] = {"attn_implementation": "eager"} if pooling == "attention" else {}
         self.model = EsmModel.from_pretrained(str(folder), add_pooling_layer=False, **extra)
-        self.model.to(self.device).eval()
+        self.model.to(self.device).eval()  # type: ignore[arg-type]
         self.pooling = pooling
         self.max_residues = max_residues
         n_layers = self.model.config.num_hidden_layers

@@ -73,7 +73,7 @@ def finite(value: Any) -> bool:
 
 
 def mean_score(judge: Judge, report: Report) -> float:
-    values = [v for v in judge.scores(report).values() if finite(v)]
+    values = [float(v) for v in judge.scores(report).values() if v is not None and finite(v)]
     return sum(values) / len(values) if values else -math.inf
 
 

@@ -50,6 +50,8 @@ class DWA(Weighting):
     """w_i = n exp(r_i / T) / sum_j exp(r_j / T), r_i = L_i(t-1) / L_i(t-2), epoch means
     (Liu, Johns & Davison 2019); equal weights for the first two epochs."""
 
+    _w: torch.Tensor  # a buffer: saved with the checkpoint
+
     def __init__(self, n_tasks: int, temperature: float) -> None:
         super().__init__(n_tasks)
         self.t = temperature

@@ -36,7 +36,7 @@ def write_shard(store: str, i: int, arrays: dict[str, np.ndarray]) -> dict[str, 
     """One shard, whole or not at all; returns its manifest entry, with the size and
     SHA-256 of its bytes (numpy writes the same arrays as the same bytes)."""
     buf = io.BytesIO()
-    np.savez_compressed(buf, **{k: arrays[k] for k in FIELDS})
+    np.savez_compressed(buf, **{k: arrays[k] for k in FIELDS})  # type: ignore[arg-type]
     data = buf.getvalue()
     with replacing_uri(join_uri(store, shard_name(i))) as fh:
         fh.write(data)

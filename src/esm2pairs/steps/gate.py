@@ -3,6 +3,7 @@ most `max_drop` against the pinned baseline, or the best model accepted so far).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pipekit.gate import Judge, finite
@@ -19,7 +20,9 @@ def non_finite(report: dict[str, Any]) -> list[str]:
 
 
 def version_properties(entry: dict[str, Any]) -> dict[str, Any]:
-    props: dict[str, Any] = {k: float(v) for k, v in scores(entry["metrics"]).items()}
+    props: dict[str, Any] = {
+        k: math.nan if v is None else float(v) for k, v in scores(entry["metrics"]).items()
+    }
     props["run_id"] = str(entry.get("run_id") or "")
     props["promoted_at"] = str(entry["promoted_at"])
     return props

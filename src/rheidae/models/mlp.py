@@ -21,9 +21,11 @@ class ResidualMLP(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     @property
-    def shared(self) -> nn.Parameter:
+    def shared(self) -> torch.Tensor:
         """The last shared weights (GradNorm measures task gradients here)."""
-        return self.body[-3].weight
+        layer = self.body[-3]
+        assert isinstance(layer, nn.Linear)
+        return layer.weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))  # (B, 48) -> (B, 24)

@@ -69,7 +69,7 @@ def _local_copy(fs, path: str, tmpdir: str) -> str:
     return dest
 
 
-def _write(uri: str, arrays: dict[str, np.ndarray], attrs: dict[str, str]) -> None:
+def _write(uri: str, arrays: dict[str, np.ndarray], attrs: dict[str, str | int]) -> None:
     with replacing_path(uri) as path, h5py.File(path, "w") as f:
         for name, arr in arrays.items():
             if arr.dtype.kind == "U":

@@ -213,8 +213,8 @@ def write_demo(
             for j in range(len(names)):
                 grid = chain[str(first + j)][()]
                 rmsf = rmsf_rule(grid, temps, drng.normal(size=len(temps)))
-                d = packing(int(grid.sum()) - len(CHANNELS))
-                rsa = float(np.clip(1.0 - d + drng.normal(0, 0.05), 0, 1))
+                density = packing(int(grid.sum()) - len(CHANNELS))
+                rsa = float(np.clip(1.0 - density + drng.normal(0, 0.05), 0, 1))
                 for t, r in zip(temps, rmsf, strict=True):
                     rows.append((domain, first + j, names[j], t, r, rsa, kinds[j]))
     csv = root / "aggregated_rmsf.csv"

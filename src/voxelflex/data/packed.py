@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import typing
 from typing import Any, Protocol
 
 import numpy as np
@@ -43,7 +44,8 @@ DOMAINS = "domains.parquet"
 PROGRESS = "_progress"
 FORMATS = ("zarr", "hdf5")
 # blosc + zstd on the packed bytes: about as small as gzip on bools, and far faster to decode
-CNAME, CLEVEL = "zstd", 5
+CNAME: typing.Final = "zstd"
+CLEVEL = 5
 
 
 def pack(grids: np.ndarray) -> np.ndarray:

@@ -360,10 +360,10 @@ def run(src: str, out: str, shard: tuple[int, int] | None = None) -> IngestResul
         k, n = shard
         mine = shard_sources(sources, k, n)
         _ingest(mine, parts, f"ingest mdCATH {k}/{n}")
-        names = {domain_of(s) for s in mine}
-        failed = {d: why for d, why in parts.failed().items() if d in names}
-        done = parts.done() & names
-        return IngestResult("", "", str(parts.dir), len(done), len(failed), 0)
+        mine_names = {domain_of(s) for s in mine}
+        failed = {d: why for d, why in parts.failed().items() if d in mine_names}
+        done_here = parts.done() & mine_names
+        return IngestResult("", "", str(parts.dir), len(done_here), len(failed), 0)
     parts.clean()
     _ingest(sources, parts, "ingest mdCATH")
     names = [domain_of(s) for s in sources]

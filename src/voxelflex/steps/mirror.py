@@ -285,7 +285,11 @@ def run(
         written = len(todo)
         if partial:
             array.close()
-            what = "planned" if plan_only else f"shard {shard[0]}/{shard[1]} wrote {written} chunks"
+            what = (
+                "planned"
+                if plan_only or shard is None
+                else f"shard {shard[0]}/{shard[1]} wrote {written} chunks"
+            )
             log.info("mirror %s %s; a plain run verifies and completes it", dst, what)
             n_rows, n_domains = len(index), index["domain_id"].nunique()
             return MirrorResult(dst, fmt, n_rows, n_domains, total, written, 0, 0, False)
