@@ -93,7 +93,7 @@ def belka_pipeline(
         gpu_product: nvidia.com/gpu.product label of the GPU nodes for training.
         s3_secret_name: Kubernetes secret with the object store's credentials.
         featurize_tasks: make_dataset's fan-out: tasks featurizing the molecules at once,
-            each on system.n_workers processes (98M molecules: see README for the sizing).
+            each on system.n_workers processes (98M molecules: see docs/belka.md for the sizing).
         distributed_training: train each mode data-parallel as a Kubeflow Trainer TrainJob
             of num_nodes x gpus_per_node processes (the default: one GPU pod per mode).
         num_nodes: TrainJob nodes (with distributed_training).

@@ -60,6 +60,14 @@ def _logging_per_test():
         handler.close()
 
 
+@pytest.fixture
+def figure_checks(monkeypatch):
+    """Every figure the test's steps save, checked as a scientist would (tests/plotcheck.py)."""
+    from tests.plotcheck import FigureChecks
+
+    return FigureChecks().install(monkeypatch)
+
+
 def free_port() -> int:
     """A TCP port nothing listens on now (for metrics servers and torchrun rendezvous)."""
     with socket.socket() as s:
@@ -76,7 +84,7 @@ def docker_problem() -> str | None:
     try:
         out = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=60)
     except FileNotFoundError:
-        return "the docker command is not installed (README: images)"
+        return "the docker command is not installed (docs/platform.md: images)"
     except subprocess.TimeoutExpired:
         return "the Docker daemon does not answer"
     if out.returncode != 0:

@@ -25,17 +25,17 @@ def visualize(
         clf: the clf train_model output.
         settings: config sections (logging, ...).
         plots: visualizations/*.png with the *_data.csv behind each, index.html.
-        report: the plots as one page for the Kubeflow UI.
+        report: the run's report (metrics, baselines, provenance, plots inlined).
     """
     from belka import kfp_io
     from belka.paths import EVALUATION, VAL_PREDICTIONS
     from belka.steps import visualize as step
     from pipekit.kfp_io import copy_files
-    from pipekit.plots import inlined_index
+    from pipekit.report import read_report
 
     cfg = kfp_io.component_config(settings, "", plots)
     copy_files(submission, plots, [EVALUATION, VAL_PREDICTIONS])
     layout = kfp_io.layout(cfg, models={"mlm": mlm, "fps": fps, "clf": clf})
     res = step.run(cfg, layout)
     with open(report.path, "w") as fh:
-        fh.write(inlined_index(res.folder))
+        fh.write(read_report(res.folder))

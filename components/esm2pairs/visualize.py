@@ -21,15 +21,19 @@ def visualize(
         split: the split evaluated.
         settings: config sections (logging, ...).
         plots: visualizations/*.png, *_data.csv and index.html.
-        report: the index page with the plots inlined, for the Kubeflow UI.
+        report: the run's report (metrics, baselines, provenance, plots inlined).
     """
     from esm2pairs import kfp_io
     from esm2pairs.steps import visualize as step
     from pipekit.kfp_io import copy_files
-    from pipekit.plots import inlined_index
+    from pipekit.report import read_report
 
     cfg = kfp_io.component_config(settings, {"run_dir": plots}, plots)
-    copy_files(evaluation, plots, [f"metrics/predictions_{split}.csv"])
+    copy_files(
+        evaluation,
+        plots,
+        [f"metrics/predictions_{split}.csv", f"metrics/evaluation_metrics_{split}.json"],
+    )
     res = step.run(cfg, split=split)
     with open(report.path, "w") as fh:
-        fh.write(inlined_index(res.folder))
+        fh.write(read_report(res.folder))

@@ -221,12 +221,15 @@ def cmd_demo_data(args: argparse.Namespace) -> None:
 
 def cmd_pipeline_run(args: argparse.Namespace) -> None:
     from belka.pipeline_run import publish, run_local
+    from pipekit.uri import join_uri
 
     require_local(args, "belka_pipeline")
     start_logging(log_level("WARNING", args), args, None, False)
     run = run_local(args.config, args.overrides, args.pipeline_root, args.runner)
     print_local_run(run)
-    print(f"outputs (what `belka --step ...` uses): {publish(args.config, args.overrides, run)}")
+    out = publish(args.config, args.overrides, run)
+    print(f"outputs (what `belka --step ...` uses): {out}")
+    print(f"report (open in a browser): {join_uri(out, 'visualizations', 'index.html')}")
 
 
 def _flags(p: argparse.ArgumentParser) -> None:

@@ -158,10 +158,9 @@ def cmd_visualize(args: argparse.Namespace) -> None:
 def cmd_pipeline_run(args: argparse.Namespace) -> None:
     from esm2pairs.config import load_config
     from esm2pairs.pipeline_run import publish, run_local
-    from pipekit.logging_setup import setup_logging
 
     require_local(args, "esm2pairs_pipeline")
-    setup_logging(log_level("WARNING", args))
+    start_logging(log_level("WARNING", args), args, None, False)
     cfg = load_config(args.config or args.config_bundle, args.overrides)
     from pipekit.uri import join_uri
 

@@ -156,6 +156,13 @@ def protein_table(n_isolates: int = 120, n_lineages: int = 4, seed: int = 0) -> 
     return df
 
 
+CAVEAT = (
+    "Demo data: synthetic influenza-like isolates (four lineages with planted motifs) embedded "
+    "by a tiny ESM-2 with random weights. These figures show that the pipeline works, not how "
+    "well ESM-2 embeddings tell isolates apart."
+)
+
+
 def make_demo(out: str | Path, n_isolates: int = 120, seed: int = 0) -> DemoData:
     """The raw table, the tiny model and `config.yaml` under `out`."""
     root = Path(out).resolve()
@@ -182,6 +189,7 @@ def make_demo(out: str | Path, n_isolates: int = 120, seed: int = 0) -> DemoData
             "patience": 8,
             "learning_rate": 3.0e-3,
         },
+        "report": {"caveat": CAVEAT},
     }
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -21,6 +21,7 @@ SETTINGS_SECTIONS = (
     "training",
     "logging",
     "monitoring",
+    "report",
 )
 
 

@@ -54,10 +54,11 @@ def start_logging(
 ) -> None:
     """A command's console (the config's level unless -q/-v say otherwise), its log file and
     its progress bars (off with -q)."""
-    from pipekit.logging_setup import setup_logging
+    from pipekit.logging_setup import set_verbose, setup_logging
     from pipekit.progress import set_progress
 
     setup_logging(log_level(level, args), log_file)
+    set_verbose(getattr(args, "verbose", 0) > 0)
     set_progress(show_progress and not getattr(args, "quiet", False))
 
 

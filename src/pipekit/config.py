@@ -37,6 +37,15 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """The `report` section: `caveat` stands first on each run's report page, on a coloured
+    band. Each system's demo writes one into its config (its data are synthetic, or its model's
+    weights random); null for real data."""
+
+    caveat: str | None = None
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     """The `logging` section every system's config has."""
 

@@ -8,6 +8,19 @@ from pipekit.uri import ensure_dir, is_local, local_path
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
+# whether the command was given -v: a local pipeline run then shows the KFP executor's
+# bookkeeping too (the config's level alone cannot tell INFO by default from INFO by -v)
+_verbose = False
+
+
+def set_verbose(on: bool) -> None:
+    global _verbose
+    _verbose = on
+
+
+def verbose() -> bool:
+    return _verbose
+
 
 def setup_logging(level: str = "INFO", log_file: str | None = None) -> None:
     """Console at `level`; the run's log file (local run dirs) keeps INFO and above even when

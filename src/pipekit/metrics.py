@@ -20,17 +20,29 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Sum over distinct score thresholds, highest first, of (recall gain) x precision; NaN
-    without positives."""
+def pr_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Recall and precision at each distinct score threshold, highest first, where recall
+    rises, led by (0, the first precision): the step curve (matplotlib's
+    `drawstyle="steps-pre"`) whose area is the average precision. It never starts at (0, 0),
+    whatever the top-ranked item is. Empty arrays without positives."""
     y = np.asarray(labels).astype(bool)
     if not y.any():
-        return math.nan
+        return np.zeros(0), np.zeros(0)
     s = np.asarray(scores)
     order = np.argsort(-s, kind="stable")
     s, yy = s[order], y[order]
     last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # end of each group of equal scores
     tp = np.cumsum(yy)[last]
-    precision = tp / (last + 1)
-    recall = tp / y.sum()
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    rises = np.diff(np.r_[0, tp]) > 0
+    precision = tp[rises] / (last[rises] + 1)
+    recall = tp[rises] / y.sum()
+    return np.r_[0.0, recall], np.r_[precision[:1], precision]
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Sum over distinct score thresholds, highest first, of (recall gain) x precision: the
+    area under `pr_curve`; NaN without positives."""
+    recall, precision = pr_curve(labels, scores)
+    if not len(recall):
+        return math.nan
+    return float(np.sum(np.diff(recall) * precision[1:]))

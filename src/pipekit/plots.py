@@ -1,15 +1,13 @@
-"""Plots as a step's outputs: each PNG written beside the `*_data.csv` it was drawn from, an
-index page, and that page with its images inlined (a KFP HTML artifact is one file)."""
+"""Plots as a step's outputs: each PNG written beside the `*_data.csv` it was drawn from (the
+page that shows them is `pipekit.report`'s)."""
 
 from __future__ import annotations
 
-import base64
 import io
-import re
 from typing import Any
 
 from pipekit.atomic import replacing_uri
-from pipekit.uri import join_uri, open_uri
+from pipekit.uri import join_uri
 
 
 def save_plot(fig: Any, data: Any, folder: str, name: str, float_format: str = "%.6g") -> str:
@@ -17,6 +15,7 @@ def save_plot(fig: Any, data: Any, folder: str, name: str, float_format: str = "
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
+    fig.tight_layout()  # panels' labels clear of their neighbours
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     with replacing_uri(join_uri(folder, f"{name}.png"), "wb") as fh:
@@ -26,21 +25,13 @@ def save_plot(fig: Any, data: Any, folder: str, name: str, float_format: str = "
     return f"{name}.png"
 
 
-def write_index(folder: str, title: str, plots: list[str]) -> str:
-    body = "".join(f'<h3>{p}</h3><img src="{p}">\n' for p in plots)
-    uri = join_uri(folder, "index.html")
-    with replacing_uri(uri, "w") as fh:
-        fh.write(f"<html><body><h2>{title}</h2>\n{body}</body></html>\n")
-    return uri
+def epoch_ticks(ax: Any, epochs: Any) -> None:
+    """Ticks at whole epochs only: each epoch up to 10 of them, else whole numbers (matplotlib's
+    own ticks fall on 1.5 and 2.5, or on 0.96 ... 1.04 for a single epoch)."""
+    from matplotlib.ticker import MaxNLocator
 
-
-def inlined_index(folder: str) -> str:
-    """The folder's index page with every PNG it shows inlined as a data URI."""
-    with open_uri(join_uri(folder, "index.html"), "r") as fh:
-        page = fh.read()
-
-    def inline(match: re.Match) -> str:
-        with open_uri(join_uri(folder, match.group(1)), "rb") as img:
-            return f'src="data:image/png;base64,{base64.b64encode(img.read()).decode()}"'
-
-    return re.sub(r'src="([^"]+\.png)"', inline, page)
+    values = sorted({int(e) for e in epochs})
+    if len(values) <= 10:
+        ax.set_xticks(values)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))

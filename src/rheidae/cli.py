@@ -108,6 +108,7 @@ def cmd_visualize(args: argparse.Namespace) -> None:
 
 
 def cmd_pipeline_run(args: argparse.Namespace) -> None:
+    from pipekit.uri import join_uri
     from rheidae.pipeline_run import publish, run_local
 
     require_local(args, "rheidae_pipeline")
@@ -124,6 +125,7 @@ def cmd_pipeline_run(args: argparse.Namespace) -> None:
     print_local_run(run)
     out = publish(args.pre_process, args.config, args.train_parms, args.overrides, run)
     print(f"outputs (what `rheidae evaluate|visualize` and the make targets use): {out}")
+    print(f"report (open in a browser): {join_uri(out, 'visualizations', 'index.html')}")
 
 
 def build_parser() -> argparse.ArgumentParser:

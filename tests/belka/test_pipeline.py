@@ -19,9 +19,12 @@ from belka.paths import Layout
 from belka.steps import make_dataset
 from tests.belka.conftest import write_config
 from tests.belka.test_store import _files
+from tests.plotcheck import FigureChecks, report_problems
 
 
-def test_the_pipeline_runs_locally_end_to_end(belka_config, belka_demo, tmp_path, capsys, runner):
+def test_the_pipeline_runs_locally_end_to_end(
+    belka_config, belka_demo, tmp_path, capsys, runner, monkeypatch
+):
     argv = [
         "pipeline",
         "run",
@@ -71,8 +74,13 @@ def test_the_pipeline_runs_locally_end_to_end(belka_config, belka_demo, tmp_path
             x, y = ours.read(i), ref.read(i)
             assert all(np.array_equal(x[k], y[k]) for k in y), i
     # the published outputs are what the step commands read: visualize runs on them
+    figures = FigureChecks().install(monkeypatch)
     assert main(["--quiet", "--config", str(belka_config), "--step", "visualize"]) == 0
     assert (work / "visualizations" / "precision_recall_non_shared.png").is_file()
+    assert len(figures.seen) == 4 and figures.problems == []
+    page = (work / "visualizations" / "index.html").read_text()
+    assert report_problems(page, n_plots=4, caveat=True) == []
+    assert "model minus fingerprint_logreg (paired)" in page
 
 
 def _with_duplicated_test_rows(demo, dest: Path) -> pd.DataFrame:

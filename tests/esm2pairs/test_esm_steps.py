@@ -20,6 +20,7 @@ from pipekit.checkpoint import load_checkpoint
 from pipekit.errors import ConfigError, InputDataError
 from pipekit.timing import TIMINGS
 from tests.esm2pairs.conftest import write_esm_config
+from tests.plotcheck import report_problems
 
 
 def _raw(tmp_path: Path, raw_proteins: Path, edit) -> Path:
@@ -146,13 +147,16 @@ def test_resumed_training_equals_an_uninterrupted_run(tmp_path, embedded) -> Non
         assert torch.equal(value, b["model_state"][key]), key
 
 
-def test_evaluate_and_visualize_write_the_contract_files(tmp_path, embedded_copy, capsys) -> None:
+def test_evaluate_and_visualize_write_the_contract_files(
+    tmp_path, embedded_copy, capsys, figure_checks
+) -> None:
     cfg_path = str(embedded_copy)
     assert main(["train", "--config", cfg_path, "--smoke", "-q"]) == 0
     assert "smoke: one batch forward and backward" in capsys.readouterr().out
     assert main(["train", "--config", cfg_path, "-q"]) == 0
     assert main(["evaluate", "--config", cfg_path, "-q"]) == 0
-    assert main(["visualize", "--config", cfg_path, "-q"]) == 0
+    caveat = ["--set", "report.caveat=random weights"]  # as the demo's config says
+    assert main(["visualize", "--config", cfg_path, "-q", *caveat]) == 0
     layout = Layout.from_config(load_config(cfg_path))
     pred = pd.read_csv(layout.predictions("test"))
     assert {"brc_a", "brc_b", "label", "score", "pred"} <= set(pred.columns)
@@ -163,6 +167,15 @@ def test_evaluate_and_visualize_write_the_contract_files(tmp_path, embedded_copy
     for name in ("roc_curve_test", "pr_curve_test", "score_distribution_test"):
         assert (Path(layout.visualizations_dir) / f"{name}.png").stat().st_size > 1000
         assert (Path(layout.visualizations_dir) / f"{name}_data.csv").is_file()
+    # every figure readable, the report of the shape every system's has (a random-weight
+    # model on synthetic isolates: the caveat shows)
+    assert len(figure_checks.seen) == 3 and figure_checks.problems == []
+    page = (Path(layout.visualizations_dir) / "index.html").read_text()
+    assert report_problems(page, n_plots=3, caveat=True) == []
+    assert f"{o['auroc']:.3g} [" in page  # the headline AUROC with its interval
+    assert "random weights" in page and "class='caveat'" in page
+    # the embeddings' provenance is the cache's own record, as evaluate read it
+    assert report["embeddings"]["model_signature"][:16] in page
 
 
 def _auroc_by_pairs(y, s) -> float:

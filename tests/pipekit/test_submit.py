@@ -85,7 +85,7 @@ class FakeKFP(JSONHandler):
 
 @pytest.fixture
 def kfp_server(monkeypatch, tmp_path):
-    # this checkout's code, recorded as the released image's (a release, as README says)
+    # this checkout's code, recorded as the released image's (a release, as docs/runbook.md says)
     from pipekit.pipeline import submit
     from pipekit.pipeline.images import IMAGE_VERSION
     from pipekit.release import code_digest

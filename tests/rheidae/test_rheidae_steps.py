@@ -19,6 +19,7 @@ from rheidae.cli import main
 from rheidae.config import load_preprocess, load_training
 from rheidae.data.raw import DB_FINAL, DB_GROWTH, DB_INITIAL
 from rheidae.steps import evaluate, preprocess, train
+from tests.plotcheck import report_problems
 from tests.rheidae.conftest import write_reduced
 
 
@@ -241,7 +242,7 @@ def test_smoke_and_bad_training_inputs(preprocessed, tmp_path, capsys) -> None:
     assert "weighting.scheme" in capsys.readouterr().err
 
 
-def test_visualize_writes_plots_with_their_data(preprocessed, tmp_path) -> None:
+def test_visualize_writes_plots_with_their_data(preprocessed, tmp_path, figure_checks) -> None:
     from rheidae.steps import visualize
 
     setup = _setup(preprocessed, tmp_path, ["training.epochs=2"])
@@ -264,6 +265,10 @@ def test_visualize_writes_plots_with_their_data(preprocessed, tmp_path) -> None:
     # the change plots: Box3D's own changes (exact, from the preprocessed inputs), not the truth's
     change = pd.read_csv(Path(res.folder) / "change_parity_number_test_data.csv")
     assert not np.allclose(change["box3d_change"], change["true_change"], atol=1e-4)
+    assert len(figure_checks.seen) == 4 and figure_checks.problems == []
+    page = Path(res.report).read_text()
+    assert report_problems(page, n_plots=4, caveat=True) == []
+    assert f"{report['box3d']['mean_relative_error']:.3g}" in page  # Box3D, the baseline
 
 
 def test_raw_files_and_the_training_set_in_object_storage(s3, demo, tmp_path) -> None:

@@ -29,6 +29,8 @@ def test_pipeline_runs_locally_end_to_end(tmp_path: Path, demo_data, capsys, run
     gate = ["--param", f"accepted_metrics_uri={accepted}"]
     assert main([*argv, *temps, "--mirror-uri", str(store), *gate]) == 0
     printed = capsys.readouterr().out
+    # each step's own log, not the KFP executor's bookkeeping (that is for -v)
+    assert "Got executor_input" not in printed and '"parameterValues"' not in printed
 
     (run,) = root.iterdir()
     assert f"pipeline run: {run}" in printed
@@ -101,7 +103,7 @@ def test_pipeline_runs_locally_end_to_end(tmp_path: Path, demo_data, capsys, run
     assert page.count("data:image/png;base64,") == len(pngs)
     assert "Synthetic data." in page  # the demo says so, through the packed store too
 
-    # the step commands of README work as written after a pipeline run: its outputs are
+    # the step commands of docs/voxelflex.md work as written after a pipeline run: its outputs are
     # published to the config's run folder, and the report is a file a browser opens
     from voxelflex.config import load_config
     from voxelflex.paths import RunPaths

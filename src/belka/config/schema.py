@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipekit.config import LoggingConfig, MonitoringConfig
+from pipekit.config import LoggingConfig, MonitoringConfig, ReportConfig
 from pipekit.config import check as _check
 
 MODES = ("mlm", "fps", "clf")
@@ -171,3 +171,4 @@ class Config:
     evaluation: EvaluationConfig
     logging: LoggingConfig
     monitoring: MonitoringConfig
+    report: ReportConfig

@@ -230,7 +230,8 @@ def run(
     val_store = Store.open(layout.val_store, "create_val_dataset")
     device = resolve_device(cfg.training.device)
     amp = amp_enabled(device, cfg.training.mixed_precision)
-    model = load_clf(model_path or f"{layout.model_dir('clf')}/{BEST_MODEL}", vocab, device)
+    clf_uri = model_path or f"{layout.model_dir('clf')}/{BEST_MODEL}"
+    model = load_clf(clf_uri, vocab, device)
     bs = cfg.training.batch_size
     bits = int(store.manifest["ecfp_bits"])
 
@@ -273,6 +274,7 @@ def run(
     report = _grouped(val["labels"], val["shared"], scores, ev.bootstrap_samples, cfg.system.seed)
     report["training_prevalence"] = dict(zip(PROTEINS, prevalence.tolist(), strict=True))
     report["submission_rows"] = len(sub)
+    report["sources"] = {"clf_model": clf_uri, "feature_store": layout.store}
     with replacing_uri(layout.out(EVALUATION), "w") as fh:
         json.dump(report, fh, indent=2)
     frame = pd.DataFrame({"mol_id": val["mol_id"], "shared": val["shared"]})

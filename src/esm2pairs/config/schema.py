@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipekit.config import LoggingConfig, MonitoringConfig
+from pipekit.config import LoggingConfig, MonitoringConfig, ReportConfig
 from pipekit.config import check as _check
 
 POOLINGS = ("mean", "max", "cls", "attention")
@@ -139,3 +139,4 @@ class Config:
     training: TrainingConfig
     logging: LoggingConfig
     monitoring: MonitoringConfig
+    report: ReportConfig

@@ -70,10 +70,13 @@ def run(cfg: Config, split: str = "test") -> EvalResult:
     for col in ("func_a", "func_b"):
         if col not in pred:
             pred[col] = ""
+    o = m.summary(pred["label"].to_numpy(), scores, threshold)
     report = {
         "split": split,
         "threshold": threshold,
-        "overall": m.summary(pred["label"].to_numpy(), scores, threshold),
+        # what made the embeddings the classifier scored (the cache's own record)
+        "embeddings": {k: getattr(meta, k) for k in ("model_name", "model_signature", "pooling")},
+        "overall": o,
         "per_segment_pair": m.per_segment_pair(pred, threshold),
     }
     if not all(math.isfinite(v) for v in headline(report).values()):
@@ -85,7 +88,6 @@ def run(cfg: Config, split: str = "test") -> EvalResult:
         pred.to_csv(fh, index=False, float_format="%.6g")
     with replacing_uri(layout.evaluation_metrics(split), "w") as fh:
         json.dump(report, fh, indent=2)
-    o = report["overall"]
     log.info(
         "%s: AUROC %.4f, AUPRC %.4f, F1 %.4f (%d pairs)",
         split,

@@ -24,6 +24,7 @@ from typing import Any, TextIO
 import yaml
 
 from pipekit.errors import PipelineError
+from pipekit.logging_setup import verbose
 from pipekit.uri import local_path
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def run_local(
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), exit_codes:
         # image, GPU and resource settings are for the cluster; locally they are expected no-ops
         warnings.filterwarnings("ignore", message=".*(non-Python base image|have no effect).*")
-        quiet = _console_level() > logging.INFO  # -v shows it all
+        quiet = not verbose()  # -v shows it all
         try:
             with redirect_stdout(_WithoutExecutorNoise(sys.stdout)) if quiet else nullcontext():
                 _without_retries(func, Path(tmp), images, digest)(**args)
@@ -150,16 +151,6 @@ def run_local(
             ) from None
     (run_dir,) = set(root.iterdir()) - before
     return LocalRun(run_dir, _collect(run_dir))
-
-
-def _console_level() -> int:
-    """The level the console shows (the log file keeps INFO whatever it is)."""
-    levels = [
-        h.level
-        for h in logging.getLogger().handlers
-        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
-    ]
-    return min(levels, default=logging.WARNING)
 
 
 class _WithoutExecutorNoise(io.TextIOBase):

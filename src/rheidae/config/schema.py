@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipekit.config import LoggingConfig, MonitoringConfig
+from pipekit.config import LoggingConfig, MonitoringConfig, ReportConfig
 from pipekit.config import check as _check
 
 SCHEMES = ("kendall_gal", "dwa", "gradnorm", "none")
@@ -137,6 +137,7 @@ class ExperimentConfig:
     loss: LossConfig
     logging: LoggingConfig
     monitoring: MonitoringConfig
+    report: ReportConfig
 
 
 # ---- train_parms.yaml

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pipekit.errors import InputDataError
+from pipekit.report import Report, Table, render
 from pipekit.uri import join_uri, open_uri
 from voxelflex.config import Config
 from voxelflex.data.structure import (
@@ -51,11 +52,30 @@ class StructurePredictResult:
 
 
 def write_gallery(result: StructurePredictResult, uri: str) -> None:
-    """The profile plots on one self-contained HTML page (the Kubeflow UI renders it)."""
-    from voxelflex.steps.visualize import html_gallery
-
+    """The report of a structure prediction (per chain: residues and mean predicted RMSF at
+    each temperature; the profile plots inlined) on one page the Kubeflow UI renders."""
+    with open_uri(result.predictions, "r") as fh:
+        table = pd.read_csv(fh, dtype={"chain_id": str, "resid_str": str})
+    summary = (
+        table.groupby(["domain_id", "chain_id", "temperature"], sort=True)["predicted_rmsf"]
+        .agg(["size", "mean"])
+        .reset_index()
+    )
+    headline = Table(
+        ("structure", "chain", "temperature (K)", "residues", "mean predicted RMSF (nm)"),
+        [tuple(r) for r in summary.itertuples(index=False)],
+    )
+    report = Report(
+        title="VoxelFlex: predicted flexibility",
+        headline=headline,
+        baselines=None,
+        provenance={
+            "predictions": result.predictions,
+            "structures with RMSF as B-factor": str(len(result.structures)),
+        },
+    )
     with open_uri(uri, "w") as fh:
-        fh.write(html_gallery(result.plots, "VoxelFlex: predicted flexibility"))
+        fh.write(render(report, result.plots))
 
 
 def _plot_chain(table: pd.DataFrame, name: str, chain: str, path: Path) -> None:

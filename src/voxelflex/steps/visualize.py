@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import logging
 from dataclasses import dataclass
@@ -16,11 +14,15 @@ import numpy as np
 import pandas as pd
 
 from pipekit.errors import InputDataError
+from pipekit.plots import epoch_ticks
+from pipekit.report import Report, Table, interval, write_report
+from pipekit.stats import bootstrap_ci
 from pipekit.uri import join_uri, open_uri, uri_exists
 from voxelflex.config import Config, save_resolved_config
 from voxelflex.data.sources import open_voxel_source, synthetic_note
 from voxelflex.paths import RunPaths
 from voxelflex.steps.predict import load_for_inference, predict_table, residues_for
+from voxelflex.training.metrics import pearson
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ RESPONSE_TEMPS = np.arange(280.0, 481.0, 10.0)
 @dataclass(frozen=True)
 class VisualizeResult:
     plots: list[str]
-    gallery: str  # one self-contained HTML page with every plot (the Kubeflow UI renders it)
+    gallery: str  # the run's report: one self-contained page (the Kubeflow UI renders it)
 
 
 class _Writer:
@@ -49,24 +51,60 @@ class _Writer:
         self.plots.append(png)
 
 
-def html_gallery(plots: list[str], title: str, note: str | None = None) -> str:
-    """One HTML page with each PNG inlined, so it renders wherever it is copied to; `note`
-    (e.g. that the data are synthetic) stands under the title."""
-    parts = [f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"]
-    parts.append(f"<body style='font-family:sans-serif'><h1>{html.escape(title)}</h1>")
-    if note:
-        parts.append(
-            "<p style='background:#fff3cd;padding:0.6em;border:1px solid #e0c060'>"
-            f"<b>Synthetic data.</b> {html.escape(note)}. These figures show that the pipeline "
-            "works, not how well the model predicts real proteins.</p>"
+def report_of(cfg: Config, metrics: dict, preds: pd.DataFrame) -> Report:
+    """The run's report: per temperature, the model's mean per-domain r (with its bootstrap
+    interval over the domains, which are few on a demo), pooled r and RMSE; the baselines in
+    the same measures."""
+    per_domain = domain_rs(preds)
+
+    domains = {t: m.get("n_domains") for t, m in metrics["model"]["per_temperature"].items()}
+
+    def rows(name: str, label: str) -> list[tuple[object, ...]]:
+        # the training mean at T is one number per temperature: r within T is undefined
+        constant = name == "baseline_temperature_mean"
+        out: list[tuple[object, ...]] = []
+        for temp, m in metrics[name]["per_temperature"].items():
+            r_dom, r = m["mean_per_domain_pearson"], m["pearson"]
+            if constant:
+                r_dom = r = "n/a (constant at T)"
+            elif name == "model":
+                rs = per_domain.loc[per_domain["temperature"] == float(temp), "r"].to_numpy(float)
+                rs = rs[np.isfinite(rs)]
+                if len(rs) > 1:
+                    r_dom = interval(r_dom, *bootstrap_ci(np.mean, rs))
+            out.append((label, f"{temp} K", domains.get(temp), r_dom, r, m["rmse"]))
+        pooled = metrics[name]["pooled"]
+        out.append(
+            (label, "all (pooled)", metrics["n_domains"], None, pooled["pearson"], pooled["rmse"])
         )
-    for uri in plots:
-        with open_uri(uri, "rb") as fh:
-            data = base64.b64encode(fh.read()).decode("ascii")
-        name = html.escape(uri.rsplit("/", 1)[-1].removesuffix(".png").replace("_", " "))
-        parts.append(f"<h2>{name}</h2><img alt='{name}' src='data:image/png;base64,{data}'/>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+        return out
+
+    header = ("predictor", "temperature", "domains", "mean per-domain r", "pooled r", "RMSE (nm)")
+    note = synthetic_note(cfg.input.voxel_file or "")
+    return Report(
+        title=f"VoxelFlex: {metrics['split']} split",
+        headline=Table(header, rows("model", "model")),
+        baselines=Table(
+            header,
+            rows("baseline_temperature_mean", "training mean at T")
+            + rows("baseline_resname_temperature_mean", "training mean per residue type at T"),
+        ),
+        provenance={
+            "voxel file": cfg.input.voxel_file or "n/a",
+            "model": str(metrics["model_uri"]),
+            "samples": f"{metrics['n_samples']} residue-temperature rows, "
+            f"{metrics['n_domains']} domains",
+            "interval": "mean per-domain r: percentile bootstrap over the domains, 1000 resamples",
+        },
+        caveat=None
+        if note is None
+        else f"Synthetic data. {note}. These figures show that the pipeline works, not how well "
+        "the model predicts real proteins.",
+        notes=(
+            "Per-domain r is the mean over domains of Pearson r within each domain; pooled r "
+            "mixes domains (and, overall, temperatures) and reads higher.",
+        ),
+    )
 
 
 def _read_json(uri: str):
@@ -84,6 +122,8 @@ def training_curves(w: _Writer, history_uri: str) -> None:
     b.plot(hist["epoch"], hist["val_pearson"], "s-", color="tab:green", label="validation r")
     b.set(title="Validation Pearson r (pooled)", xlabel="epoch", ylabel="Pearson r")
     b.legend()
+    for axis in (a, b):
+        epoch_ticks(axis, hist["epoch"])
     w.save(fig, "training_curves", hist[["epoch", "train_loss", "val_loss", "val_pearson"]])
 
 
@@ -108,8 +148,13 @@ def prediction_plots(w: _Writer, preds: pd.DataFrame, split: str) -> None:
     )
     err = (preds["predicted_rmsf"] - preds["target_rmsf"]).rename("error_nm")
     fig, ax = plt.subplots(figsize=(6, 4))
-    for temp, g in preds.assign(error_nm=err).groupby("temperature"):
-        ax.hist(g["error_nm"], bins=40, histtype="step", label=f"{temp:g} K")
+    # one set of bins for every temperature, or the curves' heights cannot be compared
+    bins = list(np.histogram_bin_edges(err.to_numpy(), bins=40))
+    colors = _temperature_colors(preds["temperature"].nunique())
+    for color, (temp, g) in zip(
+        colors, preds.assign(error_nm=err).groupby("temperature"), strict=True
+    ):
+        ax.hist(g["error_nm"], bins=bins, histtype="step", lw=1.4, color=color, label=f"{temp:g} K")
     ax.axvline(0, color="k", lw=1)
     ax.set(
         title=f"Prediction error ({split})", xlabel="predicted − true RMSF (nm)", ylabel="samples"
@@ -125,7 +170,20 @@ def _fit_r_axis(ax: plt.Axes, values: np.ndarray) -> None:
     ax.set_ylim(lo - pad, hi + pad)
 
 
-def per_temperature_r(w: _Writer, metrics: dict) -> None:
+def domain_rs(preds: pd.DataFrame) -> pd.DataFrame:
+    """Pearson r within each domain at each temperature (what the mean per-domain r averages)."""
+    rows = [
+        {
+            "temperature": float(temp),
+            "domain_id": dom,
+            "r": pearson(g["target_rmsf"].to_numpy(), g["predicted_rmsf"].to_numpy()),
+        }
+        for (temp, dom), g in preds.groupby(["temperature", "domain_id"], sort=True)
+    ]
+    return pd.DataFrame(rows)
+
+
+def per_temperature_r(w: _Writer, metrics: dict, preds: pd.DataFrame) -> None:
     rows = []
     for name in ("model", "baseline_resname_temperature_mean"):
         for temp, m in metrics[name]["per_temperature"].items():
@@ -141,46 +199,70 @@ def per_temperature_r(w: _Writer, metrics: dict) -> None:
     model = data[data.predictor == "model"]
     base = data[data.predictor != "model"]
     temps = model["temperature"].to_numpy()
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
-    # points and lines on axes fitted to the values: r of 0.80 and 0.85 must look apart, so
-    # the model gets a panel of its own and the baseline comparison another
+    per_domain = domain_rs(preds)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.6))
+    # each domain's r as a small point (the spread the mean hides), on axes fitted to the
+    # values: r of 0.80 and 0.85 must look apart; legends below the axes, off the points
+    n_dom = per_domain.groupby("temperature")["r"].count()
+    ax.plot(
+        per_domain["temperature"], per_domain["r"], ".", color="0.6", ms=5, label="one domain's r"
+    )
     ax.plot(temps, model["mean_per_domain_r"], "o-", label="mean per-domain r")
     ax.plot(temps, model["pooled_r"], "s--", label="pooled r")
-    _fit_r_axis(ax, model[["mean_per_domain_r", "pooled_r"]].to_numpy(dtype=float))
+    _fit_r_axis(
+        ax,
+        np.r_[
+            per_domain["r"].to_numpy(float),
+            model[["mean_per_domain_r", "pooled_r"]].to_numpy(float).ravel(),
+        ],
+    )
     ax.set(title="Model: Pearson r per temperature", xlabel="temperature (K)", ylabel="r")
     bx.plot(temps, model["mean_per_domain_r"], "o-", label="model")
     bx.plot(temps, base["mean_per_domain_r"], "kD:", label="resname×T baseline")
     _fit_r_axis(bx, data[["mean_per_domain_r"]].to_numpy(dtype=float))
     bx.set(title="Mean per-domain r: model vs baseline", xlabel="temperature (K)", ylabel="r")
     for a in (ax, bx):
-        a.set_xticks(temps, [f"{t:g}" for t in temps])
+        a.set_xticks(temps, [f"{t:g}\n({n_dom.get(t, 0)} dom.)" for t in temps])
         a.grid(axis="y", alpha=0.3)
-        a.legend(fontsize=8)
+        a.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
+    data = pd.concat([data, per_domain.assign(predictor="model_one_domain")], ignore_index=True)
     w.save(fig, "per_temperature_r", data)
 
 
+def _temperature_colors(n: int) -> np.ndarray:
+    """Colours for `n` temperatures, cold to hot, every one dark enough to read on white
+    (coolwarm's middle is near white)."""
+    return plt.cm.plasma(np.linspace(0.0, 0.85, max(n, 1)))
+
+
 def rmsf_profiles(w: _Writer, preds: pd.DataFrame, domains: list[str]) -> None:
+    """Per domain: one panel per temperature (true and predicted RMSF along the chain, on one
+    shared y axis), so no line hides another."""
     for domain in domains:
         d = preds[preds["domain_id"] == domain]
         if d.empty:
             raise InputDataError(f"domain {domain!r} has no predictions to plot")
-        fig, ax = plt.subplots(figsize=(10, 4))
-        colors = plt.cm.coolwarm(np.linspace(0, 1, d["temperature"].nunique()))
-        for color, (temp, g) in zip(colors, d.groupby("temperature"), strict=True):
+        temps = d.groupby("temperature")
+        fig, axes = plt.subplots(
+            len(temps),
+            1,
+            figsize=(10, 1.9 * len(temps) + 0.8),
+            sharex=True,
+            sharey=True,
+            squeeze=False,
+        )
+        for ax, (temp, g) in zip(axes[:, 0], temps, strict=True):
             g = g.sort_values("resid")
+            r = pearson(g["target_rmsf"].to_numpy(), g["predicted_rmsf"].to_numpy())
+            ax.plot(g["resid"], g["target_rmsf"], "-", color="k", lw=1.4, label="true")
             ax.plot(
-                g["resid"], g["target_rmsf"], "-", color=color, lw=1.5, label=f"{temp:g} K true"
+                g["resid"], g["predicted_rmsf"], "-", color="tab:red", lw=1.2, label="predicted"
             )
-            ax.plot(
-                g["resid"],
-                g["predicted_rmsf"],
-                "--",
-                color=color,
-                lw=1.2,
-                label=f"{temp:g} K predicted",
-            )
-        ax.set(title=f"RMSF profile: {domain}", xlabel="residue number", ylabel="RMSF (nm)")
-        ax.legend(ncol=2, fontsize=7)
+            ax.set_ylabel("RMSF (nm)")
+            ax.set_title(f"{temp:g} K (r = {r:.2f})", fontsize=9, loc="left")
+        axes[0, 0].legend(fontsize=8, loc="upper right", ncol=2)
+        axes[-1, 0].set_xlabel("residue number")
+        fig.suptitle(f"RMSF profile: {domain}")
         w.save(fig, f"rmsf_profile_{domain}", d)
 
 
@@ -238,13 +320,11 @@ def run(
     with open_uri(preds_uri, "r") as fh:
         preds = pd.read_csv(fh, dtype={"domain_id": str})
     prediction_plots(w, preds, split)
-    per_temperature_r(w, _read_json(metrics_uri))
+    metrics = _read_json(metrics_uri)
+    per_temperature_r(w, metrics, preds)
     chosen = domains or list(preds["domain_id"].drop_duplicates()[:2])
     rmsf_profiles(w, preds, chosen)
     temperature_response(w, cfg, model, preds, chosen[0])
-    gallery = join_uri(paths.visualizations_dir, "index.html")
-    with open_uri(gallery, "w") as fh:
-        title = f"VoxelFlex {cfg.output.run_name}: {split} split"
-        fh.write(html_gallery(w.plots, title, synthetic_note(cfg.input.voxel_file or "")))
+    gallery = write_report(paths.visualizations_dir, report_of(cfg, metrics, preds), w.plots)
     log.info("visualize: %d plots in %s (all on one page: %s)", len(w.plots), w.out_dir, gallery)
     return VisualizeResult(w.plots, gallery)
