@@ -216,6 +216,75 @@ def use_model(
     )
 
 
+def voxel_source(voxel_file, mirror_to_zarr, mirror_uri, mirror_writers, settings, secret):
+    """The voxels the run reads: the packed mirror when asked, else the voxel file."""
+    with dsl.If(mirror_to_zarr == True):  # noqa: E712 (a pipeline condition, not Python)
+        # plan (list once, write the index) -> writers on disjoint runs of chunks -> finish
+        # (anything missing, verification, complete)
+        planned = configure_step(
+            mirror_plan(
+                voxel_file=voxel_file,
+                mirror_uri=mirror_uri,
+                writers=mirror_writers,
+                settings=settings,
+            ),
+            "mirror_plan",
+            secret,
+        )
+        with dsl.ParallelFor(planned.output, parallelism=MIRROR_PARALLELISM) as shard:
+            written = configure_step(
+                mirror_shard(
+                    voxel_file=voxel_file, mirror_uri=mirror_uri, shard=shard, settings=settings
+                ),
+                "mirror",
+                secret,
+            )
+        mirrored = configure_step(
+            mirror(voxel_file=voxel_file, mirror_uri=mirror_uri, settings=settings),
+            "mirror",
+            secret,
+        ).after(written)
+    with dsl.Else():
+        original = configure_step(original_voxels(voxel_file=voxel_file), "original_voxels", None)
+    return dsl.OneOf(mirrored.outputs["Output"], original.output)
+
+
+def train_and_use(
+    training: dict,
+    after: tuple,
+    distributed_training,
+    num_nodes,
+    gpus_per_node,
+    gpu_product,
+    trainer_runtime,
+    secret,
+) -> None:
+    """Train on one GPU, or as a TrainJob; predict, evaluate, [gate,] visualize follow either
+    trainer inside its branch (kfp.local cannot pick a model artifact out of dsl.OneOf)."""
+    selector = after[2]
+    # the default first, so its tasks keep their plain names (train, predict, ...)
+    with dsl.If(distributed_training == False):  # noqa: E712
+        single = configure_step(train(**training), "train", secret)
+        on_gpu(single, selector)
+        scraped(single)
+        use_model(single.outputs["model"], *after)
+    with dsl.Else():
+        job = configure_step(
+            train_job(
+                **training,
+                num_nodes=num_nodes,
+                gpus_per_node=gpus_per_node,
+                gpu_product=gpu_product,
+                runtime=trainer_runtime,
+                s3_secret_name=secret,
+            ),
+            "train_job",
+            secret,
+        )
+        on_gpus(job, selector, gpus_per_node)
+        use_model(job.outputs["model"], *after)
+
+
 @dsl.pipeline(
     name=PIPELINE_NAME,
     description="Train VoxelFlex on voxelized residues and RMSF targets, then predict, "
@@ -295,36 +364,9 @@ def voxelflex_pipeline(
     selector = configure_step(
         gpu_node_selector(gpu_product=gpu_product), "gpu_node_selector", None, cache=True
     )
-    with dsl.If(mirror_to_zarr == True):  # noqa: E712 (a pipeline condition, not Python)
-        # plan (list once, write the index) -> writers on disjoint runs of chunks -> finish
-        # (anything missing, verification, complete)
-        planned = configure_step(
-            mirror_plan(
-                voxel_file=voxel_file,
-                mirror_uri=mirror_uri,
-                writers=mirror_writers,
-                settings=settings,
-            ),
-            "mirror_plan",
-            s3_secret_name,
-        )
-        with dsl.ParallelFor(planned.output, parallelism=MIRROR_PARALLELISM) as shard:
-            written = configure_step(
-                mirror_shard(
-                    voxel_file=voxel_file, mirror_uri=mirror_uri, shard=shard, settings=settings
-                ),
-                "mirror",
-                s3_secret_name,
-            )
-        mirrored = configure_step(
-            mirror(voxel_file=voxel_file, mirror_uri=mirror_uri, settings=settings),
-            "mirror",
-            s3_secret_name,
-        ).after(written)
-    with dsl.Else():
-        original = configure_step(original_voxels(voxel_file=voxel_file), "original_voxels", None)
-    voxels = dsl.OneOf(mirrored.outputs["Output"], original.output)
-
+    voxels = voxel_source(
+        voxel_file, mirror_to_zarr, mirror_uri, mirror_writers, settings, s3_secret_name
+    )
     prep = preprocess_step(
         voxels,
         aggregated_rmsf_file,
@@ -345,8 +387,6 @@ def voxelflex_pipeline(
         learning_rate=learning_rate,
         settings=settings,
     )
-    # predict, evaluate, [gate,] visualize follow either trainer inside its branch (kfp.local
-    # cannot pick a model artifact out of dsl.OneOf)
     after = (
         prep.outputs["metadata"],
         voxels,
@@ -360,28 +400,13 @@ def voxelflex_pipeline(
         settings,
         s3_secret_name,
     )
-    # the default first, so its tasks keep their plain names (train, predict, ...)
-    with dsl.If(distributed_training == False):  # noqa: E712
-        single = configure_step(
-            train(**training),
-            "train",
-            s3_secret_name,
-        )
-        on_gpu(single, selector)
-        scraped(single)
-        use_model(single.outputs["model"], *after)
-    with dsl.Else():
-        job = configure_step(
-            train_job(
-                **training,
-                num_nodes=num_nodes,
-                gpus_per_node=gpus_per_node,
-                gpu_product=gpu_product,
-                runtime=trainer_runtime,
-                s3_secret_name=s3_secret_name,
-            ),
-            "train_job",
-            s3_secret_name,
-        )
-        on_gpus(job, selector, gpus_per_node)
-        use_model(job.outputs["model"], *after)
+    train_and_use(
+        training,
+        after,
+        distributed_training,
+        num_nodes,
+        gpus_per_node,
+        gpu_product,
+        trainer_runtime,
+        s3_secret_name,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from pipekit.cli import (
     add_config_args,
@@ -75,11 +76,11 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if args.structure:
         from voxelflex.steps import predict_structure
 
-        res = predict_structure.run(
+        done = predict_structure.run(
             _prepare(args), args.structure, args.temperature, model=args.model, out_dir=args.out
         )
-        print(f"{res.n_residues} residues -> {res.predictions}")
-        print("\n".join([*res.plots, *res.structures]))
+        print(f"{done.n_residues} residues -> {done.predictions}")
+        print("\n".join([*done.plots, *done.structures]))
         return
     if args.config is None:
         raise PipelineError("predict --domains/--split needs --config (the run's inputs)")
@@ -216,11 +217,8 @@ def _judge():
     return JUDGE
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="voxelflex", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"voxelflex {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _step_commands(sub: Any) -> None:
+    """The pipeline's steps, each a command (predict apart)."""
     p = sub.add_parser("demo-data", help="write a small synthetic dataset and its config.yaml")
     p.add_argument("--out", required=True, help="folder to write into")
     p.add_argument("--domains", type=int, default=24, help="number of domains (>= 3)")
@@ -242,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="one batch forward/backward and exit")
     p.set_defaults(func=cmd_train)
 
+
+def _predict_commands(sub: Any) -> None:
+    """predict, evaluate and visualize: what runs on a trained model."""
     p = sub.add_parser("predict", help="per-residue RMSF at any temperature (K)")
     add_config_args(p, config_required=False)
     p.add_argument("--model", help="checkpoint (default: the run's best_model.pt)")
@@ -283,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domains", nargs="+", help="domains for RMSF profiles (default: first two)")
     p.set_defaults(func=cmd_visualize)
 
+
+def _data_commands(sub: Any) -> None:
+    """Structures, mdCATH and the packed mirror: making and moving the voxels."""
     p = sub.add_parser("voxelize", help="PDB/mmCIF structures -> voxel HDF5 (aposteriori frames)")
     p.add_argument("--structure", nargs="+", required=True, help="PDB/mmCIF files (.gz too)")
     p.add_argument("--out", required=True, help="voxel HDF5 to write")
@@ -315,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_mirror)
 
+
+def _pipeline_commands(sub: Any) -> None:
     p = sub.add_parser("pipeline", help="the Kubeflow pipeline: compile, or run it locally")
     psub = p.add_subparsers(dest="pipeline_command", required=True)
     add_pipeline_commands(
@@ -356,6 +362,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.set_defaults(func=cmd_pipeline_run)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voxelflex", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"voxelflex {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _step_commands(sub)
+    _predict_commands(sub)
+    _data_commands(sub)
+    _pipeline_commands(sub)
     add_gate_command(sub, "per-domain r", _judge)
     return parser
 
