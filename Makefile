@@ -11,7 +11,7 @@ RH_CFG = --config config/model.yaml --train-parms config/train_parms.yaml
 DEMO_BELKA ?= demo_belka
 
 .PHONY: venv demo demo-voxelflex demo-esm2pairs demo-rheidae demo-belka test lint bench images images-cuda \
-	bench-esm2pairs bench-rheidae bench-belka compile constraints clean rheidae-setup rheidae-install rheidae-preprocess \
+	bench-esm2pairs bench-rheidae bench-belka compile constraints docs clean rheidae-setup rheidae-install rheidae-preprocess \
 	rheidae-train rheidae-train-residual rheidae-smoke rheidae-clean
 
 # torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build.
@@ -69,8 +69,13 @@ constraints: venv
 lint: venv
 	$(BIN)/ruff check src tests bench components pipelines
 	$(BIN)/ruff format --check src tests bench components pipelines
+	$(BIN)/mypy --ignore-missing-imports src
 
-# The CPU image every step runs in on a cluster (README: images): on any machine with Docker.
+# the manuals under docs/ as a site in site/; --strict: a broken link or anchor fails
+docs: venv
+	$(BIN)/mkdocs build --strict --quiet
+
+# The CPU image every step runs in on a cluster (docs/platform.md: images): on any machine with Docker.
 images:
 	images/build.sh cpu
 
@@ -79,7 +84,7 @@ images-cuda:
 
 # The container tests (marked `container`) need the image of this checkout: built first where
 # a Docker daemon answers (cached layers: seconds), else they skip, saying why (CI: they fail).
-test: venv lint
+test: venv lint docs
 	@if docker info >/dev/null 2>&1; then images/build.sh cpu; \
 	else echo "no Docker daemon: the container tests will skip (CI=true: fail)"; fi
 	$(BIN)/pytest -q
@@ -103,4 +108,4 @@ bench-esm2pairs: venv
 	$(BIN)/python bench/bench_esm2pairs.py
 
 clean:
-	rm -rf $(DEMO) $(DEMO_ESM) $(RHEIDAE) $(DEMO_BELKA) outputs processed bench_out .pytest_cache
+	rm -rf $(DEMO) $(DEMO_ESM) $(RHEIDAE) $(DEMO_BELKA) outputs processed bench_out site .pytest_cache

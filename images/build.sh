@@ -17,7 +17,7 @@ cuda) dockerfile=images/Dockerfile.cuda suffix="-cuda" ;;
 esac
 
 if ! docker info >/dev/null 2>&1; then
-    echo "images/build.sh: no Docker daemon answers (start dockerd, or see README: images)" >&2
+    echo "images/build.sh: no Docker daemon answers (start dockerd, or see docs/platform.md: images)" >&2
     exit 1
 fi
 
@@ -39,7 +39,7 @@ if [ -z "$base" ]; then
         images/base.sh "$base"
     else
         echo "images/build.sh: $production_base cannot be pulled here, and the CUDA image has" \
-            "no stand-in base (README: images)" >&2
+            "no stand-in base (docs/platform.md: images)" >&2
         exit 1
     fi
 fi

@@ -76,8 +76,8 @@ def check_image(expected: str | None) -> None:
     if expected and expected != code_digest():
         raise ReleaseMismatch(
             f"this step's image runs code {code_digest()}, but the pipeline was compiled from "
-            f"code {expected}: build and push the image for this code (README: releases), or "
-            "run the pipeline YAML of the released version"
+            f"code {expected}: build and push the image for this code (docs/runbook.md: "
+            "releases), or run the pipeline YAML of the released version"
         )
 
 
@@ -133,8 +133,8 @@ def check_released(path: Path, version: str) -> None:
     if want != now:
         raise ReleaseMismatch(
             f"the checkout's code ({now}) is not what image {version} was built from "
-            f"({want or 'not released'}): release a new version (README: releases), or submit "
-            "the released pipeline YAML with --package"
+            f"({want or 'not released'}): release a new version (docs/runbook.md: releases), or "
+            "submit the released pipeline YAML with --package"
         )
 
 

@@ -41,7 +41,8 @@ def _docker(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=300)
     except FileNotFoundError:
         raise PipelineError(
-            "--runner docker needs Docker (the docker command is not installed); README: images"
+            "--runner docker needs Docker (the docker command is not installed); "
+            "docs/platform.md: images"
         ) from None
 
 

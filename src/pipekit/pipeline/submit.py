@@ -70,7 +70,7 @@ def load_params(path: str | None, pairs: list[str]) -> dict[str, Any]:
 
 
 UNAUTHORIZED = "set KFP_TOKEN or KFP_COOKIES"
-# per released image version, the code digest it was built from (README: releases)
+# per released image version, the code digest it was built from (docs/runbook.md: releases)
 RELEASED_FILE = Path(__file__).resolve().parents[3] / "images" / "released.json"
 
 

@@ -1,6 +1,6 @@
 """Structures in: PDB/mmCIF (plain or gzipped) -> aposteriori-compatible residue frames.
 
-Geometry (what the model was trained on; see README "Voxelizing structures"):
+Geometry (what the model was trained on; see docs/voxelflex.md, "Voxelizing"):
 
 - Only backbone atoms N, CA, C, O of amino-acid residues are kept, plus a virtual CB for every
   residue (glycine included). Hydrogens, ligands and water are ignored; of alternate
