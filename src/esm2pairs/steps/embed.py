@@ -52,6 +52,19 @@ class EmbedResult:
         """Of the model here (a merge computed nothing itself: 0)."""
         return self.n_computed / max(self.seconds, 1e-9) if self.model_calls else 0.0
 
+    def log(self) -> None:
+        log.info(
+            "embed: %d IDs, %d distinct sequences (%d cached, %d computed, %d failed), %d "
+            "model calls -> %s",
+            self.n_ids,
+            self.n_sequences,
+            self.n_cached,
+            self.n_computed,
+            self.n_failed,
+            self.model_calls,
+            self.cache,
+        )
+
 
 def sample_isolates(df: pd.DataFrame, cfg: Config) -> list[str]:
     """All isolates, or a seeded sample of `max_isolates_to_process` of them."""
@@ -275,6 +288,51 @@ def _merged_setup(
     )
 
 
+def _cache_setup(
+    cfg: Config, cache, meta_now: CacheMeta | None, shard_records, compute: bool
+) -> tuple[CacheMeta, Embedder | None, Any]:
+    """What the cache's embeddings are made with: the configured model's (refused when the
+    cache holds another's), or, for a fan-out's merge, what its shards recorded. Returns
+    it, the embedder if one had to be loaded to learn its width, and the model's folder."""
+    if not compute:
+        meta = _merged_setup(cache, meta_now, shard_records)
+        if meta_now is not None:
+            _refuse_another_setup(cache, meta_now, meta)
+        return meta, None, None
+    e = cfg.embeddings
+    folder = resolve_model_dir(e.model_ckpt)
+    signature = model_signature(folder, e.pooling, e.layer, cfg.preprocess.esm2_max_residues)
+    if meta_now is None:
+        embedder = _embedder(cfg, folder)
+        return _setup(cfg, signature, e.emb_storage_precision, embedder.dim), embedder, folder
+    _refuse_another_setup(cache, meta_now, _setup(cfg, signature, meta_now.precision, meta_now.dim))
+    return meta_now, None, folder
+
+
+def _write_index(cache, df: pd.DataFrame, df_keys: list[str], row_of: dict) -> pd.DataFrame:
+    """The cache's index: this run's proteins that have a row, beside the other runs' ones
+    (an ID listed again takes its new row). Returns this run's entries."""
+    ids = df["brc_fea_id"].to_numpy()
+    have = np.array([k in row_of for k in df_keys], dtype=bool)
+    index_new = pd.DataFrame(
+        {
+            "brc_fea_id": ids[have],
+            "row": np.array([row_of[k] for k, h in zip(df_keys, have, strict=True) if h], np.int64),
+            "seq_hash": [seq_hash(s) for s in df[SEQ_COL][have]],
+        }
+    )
+    index_old = cache.read_index(required=False)
+    index = (
+        pd.concat(
+            [index_old[~index_old["brc_fea_id"].isin(set(index_new["brc_fea_id"]))], index_new]
+        )
+        .astype({"row": "int64"})
+        .sort_values("row", kind="stable")
+    )
+    cache.write_index(index.reset_index(drop=True))
+    return index_new
+
+
 def run(cfg: Config, force_recompute: bool = False, compute: bool = True) -> EmbedResult:
     """Embed what the cache lacks and write the index of this run's proteins. With
     `compute=False` (the fan-out's last step) nothing is embedded: the shards' parts are
@@ -292,24 +350,9 @@ def run(cfg: Config, force_recompute: bool = False, compute: bool = True) -> Emb
         run_lock(layout.embeddings_dir, "embed"),
     ):
         meta_now = cache.meta()
-        embedder: Embedder | None = None
         records, shard_records = cache.shard_records()
-        if compute:
-            e = cfg.embeddings
-            folder = resolve_model_dir(e.model_ckpt)
-            max_res = cfg.preprocess.esm2_max_residues
-            signature = model_signature(folder, e.pooling, e.layer, max_res)
-            if meta_now is None:
-                embedder = _embedder(cfg, folder)
-                meta = _setup(cfg, signature, e.emb_storage_precision, embedder.dim)
-            else:
-                meta = meta_now
-                _refuse_another_setup(cache, meta, _setup(cfg, signature, meta.precision, meta.dim))
-        else:
-            meta = _merged_setup(cache, meta_now, shard_records)
-            if meta_now is not None:
-                _refuse_another_setup(cache, meta_now, meta)
-            signature = meta.model_signature
+        meta, embedder, folder = _cache_setup(cfg, cache, meta_now, shard_records, compute)
+        signature = meta.model_signature
         df_keys = [cache_key(q, signature) for q in df[SEQ_COL]]
         wanted = dict(zip(df_keys, df[SEQ_COL], strict=True))
         stored_before = set(cache.keys()) if not compute else set()
@@ -339,28 +382,7 @@ def run(cfg: Config, force_recompute: bool = False, compute: bool = True) -> Emb
             for k in todo:
                 failed_keys[k] = reasons.get(k, "not embedded by any shard (run the shards again)")
         ids = df["brc_fea_id"].to_numpy()
-        have = np.array([k in row_of for k in df_keys], dtype=bool)
-        index_new = pd.DataFrame(
-            {
-                "brc_fea_id": ids[have],
-                "row": np.array(
-                    [row_of[k] for k, h in zip(df_keys, have, strict=True) if h], np.int64
-                ),
-                "seq_hash": [seq_hash(s) for s in df[SEQ_COL][have]],
-            }
-        )
-        index_old = cache.read_index(required=False)
-        index = (
-            pd.concat(
-                [
-                    index_old[~index_old["brc_fea_id"].isin(set(index_new["brc_fea_id"]))],
-                    index_new,
-                ]
-            )
-            .astype({"row": "int64"})
-            .sort_values("row", kind="stable")
-        )
-        cache.write_index(index.reset_index(drop=True))
+        index_new = _write_index(cache, df, df_keys, row_of)
         if todo and compute:
             cache.drop_parts(parts)
         cache.drop_parts(records)
@@ -381,17 +403,7 @@ def run(cfg: Config, force_recompute: bool = False, compute: bool = True) -> Emb
         calls,
         time.perf_counter() - t0,
     )
-    log.info(
-        "embed: %d IDs, %d distinct sequences (%d cached, %d computed, %d failed), %d model "
-        "calls -> %s",
-        res.n_ids,
-        res.n_sequences,
-        res.n_cached,
-        res.n_computed,
-        res.n_failed,
-        res.model_calls,
-        cache.h5,
-    )
+    res.log()
     if not len(index_new):
         raise InputDataError("no protein could be embedded (see failed_brc_fea_ids.csv)")
     return res
