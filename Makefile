@@ -87,7 +87,7 @@ images-cuda:
 test: venv lint docs
 	@if docker info >/dev/null 2>&1; then images/build.sh cpu; \
 	else echo "no Docker daemon: the container tests will skip (CI=true: fail)"; fi
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --maxprocesses=4
 
 bench: venv
 	$(BIN)/python bench/bench_preprocess.py

@@ -150,21 +150,31 @@ def add_pipeline_commands(
         )
         print(f"recurring run {job_id}: '{args.cron}' ({args.pipeline})")
 
+    _pipeline_parsers(psub, system, main_pipeline, scheduled_pipeline, schedule_name)
+    for name, func in (
+        ("compile", cmd_compile),
+        ("submit", cmd_submit),
+        ("schedule", cmd_schedule),
+    ):
+        psub.choices[name].set_defaults(func=func)
+
+
+def _pipeline_parsers(
+    psub: Any, system: str, main_pipeline: str, scheduled_pipeline: str, schedule_name: str | None
+) -> None:
+    """The flags of `pipeline compile|submit|schedule`."""
     q = psub.add_parser("compile", help="write pipelines/compiled/*.yaml for the Kubeflow UI")
     q.add_argument("--out", help="folder to write into (default: pipelines/compiled)")
-    q.set_defaults(func=cmd_compile)
     q = psub.add_parser("submit", help="create a run on a Kubeflow Pipelines server")
     _kfp_args(q, main_pipeline, system)
     q.add_argument("--run-name", help="display name of the run")
     q.add_argument("--wait", action="store_true", help="wait; fail unless the run succeeds")
     q.add_argument("--timeout", type=int, default=24 * 3600, help="seconds to wait at most")
     q.add_argument("--metrics-uri", help="metrics JSON to print after --wait")
-    q.set_defaults(func=cmd_submit)
     q = psub.add_parser("schedule", help=f"create a recurring run (default: {scheduled_pipeline})")
     _kfp_args(q, scheduled_pipeline, system)
     q.add_argument("--cron", required=True, help='e.g. "0 3 * * *" (03:00 every day)')
     q.add_argument("--name", default=schedule_name or f"{system}-scheduled-run")
-    q.set_defaults(func=cmd_schedule)
 
 
 def add_gate_command(sub: Any, label: str, judge: Callable[[], Any]) -> None:

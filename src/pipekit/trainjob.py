@@ -103,22 +103,30 @@ def job_name(key: str, prefix: str) -> str:
     return f"{prefix}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
-def trainjob_body(spec: TrainJobSpec) -> dict[str, Any]:
-    """The TrainJob manifest (pure: the same spec gives the same body)."""
+def _resources(spec: TrainJobSpec) -> dict[str, Any]:
     per_node: dict[str, str] = {"cpu": spec.cpu_per_node, "memory": spec.memory_per_node}
     if spec.gpus_per_node:
         per_node[GPU_RESOURCE] = str(spec.gpus_per_node)
-    resources = (
+    return (
         copy.deepcopy(dict(spec.resources_per_node))
         if spec.resources_per_node
         else {"requests": dict(per_node), "limits": dict(per_node)}
     )
+
+
+def _env(spec: TrainJobSpec) -> list[dict[str, Any]]:
+    """The nodes' variables: the spec's values, then the secret's keys by reference."""
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(spec.env.items())]
     if spec.secret_name:
         env += [
             {"name": var, "valueFrom": {"secretKeyRef": {"name": spec.secret_name, "key": key}}}
             for key, var in sorted(spec.secret_env.items())
         ]
+    return env
+
+
+def _pod_template(spec: TrainJobSpec) -> dict[str, Any]:
+    """The nodes' pod: hardened, /dev/shm in memory, on the GPU nodes the spec names."""
     pod_spec: dict[str, Any] = {
         "securityContext": POD_SECURITY,
         "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.shm_size}}],
@@ -145,10 +153,11 @@ def trainjob_body(spec: TrainJobSpec) -> dict[str, Any]:
         for k, v in (("labels", spec.pod_labels), ("annotations", spec.pod_annotations))
         if v
     }
-    pod_template: dict[str, Any] = {
-        "spec": pod_spec,
-        **({"metadata": pod_meta} if pod_meta else {}),
-    }
+    return {"spec": pod_spec, **({"metadata": pod_meta} if pod_meta else {})}
+
+
+def trainjob_body(spec: TrainJobSpec) -> dict[str, Any]:
+    """The TrainJob manifest (pure: the same spec gives the same body)."""
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "TrainJob",
@@ -169,8 +178,8 @@ def trainjob_body(spec: TrainJobSpec) -> dict[str, Any]:
                 "numNodes": spec.num_nodes,
                 # one process per GPU (one on a CPU node)
                 "numProcPerNode": max(spec.gpus_per_node, 1),
-                "resourcesPerNode": resources,
-                "env": env,
+                "resourcesPerNode": _resources(spec),
+                "env": _env(spec),
             },
             "runtimePatches": [
                 {
@@ -181,7 +190,7 @@ def trainjob_body(spec: TrainJobSpec) -> dict[str, Any]:
                                 "replicatedJobs": [
                                     {
                                         "name": NODE,
-                                        "template": {"spec": {"template": pod_template}},
+                                        "template": {"spec": {"template": _pod_template(spec)}},
                                     }
                                 ]
                             }

@@ -127,6 +127,33 @@ def _epoch(model, batches, opt, device, amp, scaler, metrics: StepMetrics, worke
     }
 
 
+def _save(cfg: Config, layout: Layout, model, opt, spec, meta, state: dict, improved: bool):
+    """trained_model.pt when the epoch improved (the classifier and the cache setup it was
+    trained on); latest_model.pt, everything a resume needs, every epoch."""
+    if improved:
+        save_checkpoint(
+            layout.trained_model,
+            {
+                "model_state": model.state_dict(),
+                "model_config": spec,
+                "cache": asdict(meta),
+                "threshold": cfg.training.threshold,
+                "epoch": state["epoch"],
+                "config": config_to_dict(cfg),
+            },
+        )
+    crashpoint("train.best_saved")
+    save_checkpoint(
+        layout.latest_model,
+        {
+            "model_state": model.state_dict(),
+            "optimizer_state": opt.state_dict(),
+            "rng": rng_state(),
+            "train_state": state,
+        },
+    )
+
+
 def run(cfg: Config, resume: bool | None = None) -> TrainResult:
     layout = Layout.from_config(cfg)
     t = cfg.training
@@ -179,31 +206,12 @@ def run(cfg: Config, resume: bool | None = None) -> TrainResult:
                 )
                 metrics.pass_done({"samples_per_s": speed, "val_auroc": val_auroc}, epoch)
                 state["epoch"] = epoch
-                if val_auroc > state["best_auroc"]:
+                improved = val_auroc > state["best_auroc"]
+                if improved:
                     state.update(best_auroc=val_auroc, best_epoch=epoch, bad=0)
-                    save_checkpoint(
-                        layout.trained_model,
-                        {
-                            "model_state": model.state_dict(),
-                            "model_config": spec,
-                            "cache": asdict(meta),
-                            "threshold": t.threshold,
-                            "epoch": epoch,
-                            "config": config_to_dict(cfg),
-                        },
-                    )
                 else:
                     state["bad"] += 1
-                crashpoint("train.best_saved")
-                save_checkpoint(
-                    layout.latest_model,
-                    {
-                        "model_state": model.state_dict(),
-                        "optimizer_state": opt.state_dict(),
-                        "rng": rng_state(),
-                        "train_state": state,
-                    },
-                )
+                _save(cfg, layout, model, opt, spec, meta, state, improved)
                 if state["bad"] >= t.patience:
                     log.info("no better val AUROC for %d epochs: stopping", t.patience)
                     stopped = True

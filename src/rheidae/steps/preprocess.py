@@ -85,6 +85,32 @@ def _read(uri: str) -> tuple[dict[str, np.ndarray], dict]:
         return {k: f[k][()] for k in f}, dict(f.attrs)
 
 
+def _screened(runs, cfg: PreprocessConfig, failed: dict[str, str]) -> dict[str, np.ndarray]:
+    """A file's runs with Box3D's prediction beside them, less those refused (named in
+    `failed` with the first reason that applies): unphysical moments, broken conservation."""
+    box = box3d(runs.initial, cfg.box3d.lebedev_order)
+    leak = violations(runs.final, runs.initial).max(-1)
+    tol = cfg.stability.conservation_tolerance
+    reasons = (
+        (box.unphysical, "unphysical initial moments (non-finite, N <= 0 or |F| >= N)"),
+        (unphysical(runs.final), "unphysical final moments (non-finite, N <= 0 or |F| >= N)"),
+        (leak > tol, f"conservation violated between initial and final (> {tol})"),
+    )
+    keep = np.ones(len(runs.ids), dtype=bool)
+    for mask, why in reasons:
+        for i in np.flatnonzero(mask & keep):
+            failed[runs.ids[i]] = why
+        keep &= ~mask
+    return {
+        "input": np.concatenate([flat(runs.initial), flat(box.f4)], 1)[keep],
+        "target": flat(runs.final)[keep],
+        "growth_rate": runs.growth[keep],
+        "box3d_crossing": box.crossing[keep],
+        "conservation_violation": leak[keep],
+        "source": np.array(runs.ids)[keep],
+    }
+
+
 def run(cfg: PreprocessConfig) -> PreprocessResult:
     import tempfile
 
@@ -114,33 +140,7 @@ def run(cfg: PreprocessConfig) -> PreprocessResult:
                     continue
             runs, bad = read_file(_local_copy(fs, src, tmp), cfg.stability)
             failed.update(bad)
-            if runs.ids:
-                box = box3d(runs.initial, cfg.box3d.lebedev_order)
-                leak = violations(runs.final, runs.initial).max(-1)
-                tol = cfg.stability.conservation_tolerance
-                reasons = (
-                    (box.unphysical, "unphysical initial moments (non-finite, N <= 0 or |F| >= N)"),
-                    (
-                        unphysical(runs.final),
-                        "unphysical final moments (non-finite, N <= 0 or |F| >= N)",
-                    ),
-                    (leak > tol, f"conservation violated between initial and final (> {tol})"),
-                )
-                keep = np.ones(len(runs.ids), dtype=bool)
-                for mask, why in reasons:
-                    for i in np.flatnonzero(mask & keep):
-                        failed[runs.ids[i]] = why
-                    keep &= ~mask
-                arrays = {
-                    "input": np.concatenate([flat(runs.initial), flat(box.f4)], 1)[keep],
-                    "target": flat(runs.final)[keep],
-                    "growth_rate": runs.growth[keep],
-                    "box3d_crossing": box.crossing[keep],
-                    "conservation_violation": leak[keep],
-                    "source": np.array(runs.ids)[keep],
-                }
-            else:
-                arrays = {}
+            arrays = _screened(runs, cfg, failed) if runs.ids else {}
             mine = {k: v for k, v in failed.items() if k == name or k.startswith(f"{name}#")}
             _write(
                 out,

@@ -229,6 +229,34 @@ def shard_chunks(total: int, shard: int, shards: int) -> range:
     return range(total * shard // shards, total * (shard + 1) // shards)
 
 
+def _check_shard(dst: str, fmt: str, shard: tuple[int, int]) -> None:
+    """A writer of one shard runs on a planned zarr store only."""
+    k, n = shard
+    if not 0 <= k < n:
+        raise InputDataError(f"--shard must be k/n with 0 <= k < n, not {k}/{n}")
+    if fmt == "hdf5":
+        raise InputDataError("one HDF5 file takes one writer: shard the zarr format only")
+    if not packed.store_format(dst.rstrip("/")):
+        raise InputDataError(f"no planned store at {dst}: run `voxelflex mirror --plan-only`")
+    # a writer never plans: with several starting at once, re-planning would race
+    packed.open_chunks(dst.rstrip("/")).close()
+
+
+def _complete(dst: str, array, index: pd.DataFrame, total: int) -> None:
+    """Every chunk written: verify them against the source's index (by their markers), write
+    the index with each row's validity and the domain table, mark the store complete."""
+    markers = [_read_marker(dst, i) for i in range(total)]
+    domains = verify(array, index, markers)
+    invalid = sorted(r for m in markers for r in m["invalid_rows"])
+    index["valid"] = ~index["row"].isin(invalid)
+    packed.write_table(index, join_uri(dst, packed.INDEX), packed.INDEX_SCHEMA)
+    packed.write_table(domains, join_uri(dst, packed.DOMAINS), packed.DOMAINS_SCHEMA)
+    array.update_attrs({"complete": True})
+    fs, path = url_to_fs(join_uri(dst, packed.PROGRESS))
+    fs.rm(path, recursive=True)
+    log.info("mirror verified: %d rows, %d domains match the source", len(index), len(domains))
+
+
 def run(
     src: str,
     dst: str,
@@ -242,15 +270,7 @@ def run(
     `shard=(k, n)` (any number at once, e.g. one per pod), then a plain run, which writes
     whatever is missing, verifies and marks the store complete."""
     if shard is not None:
-        k, n = shard
-        if not 0 <= k < n:
-            raise InputDataError(f"--shard must be k/n with 0 <= k < n, not {k}/{n}")
-        if fmt == "hdf5":
-            raise InputDataError("one HDF5 file takes one writer: shard the zarr format only")
-        if not packed.store_format(dst.rstrip("/")):
-            raise InputDataError(f"no planned store at {dst}: run `voxelflex mirror --plan-only`")
-        # a writer never plans: with several starting at once, re-planning would race
-        packed.open_chunks(dst.rstrip("/")).close()
+        _check_shard(dst, fmt, shard)
     if fmt not in packed.FORMATS:
         raise InputDataError(f"--format must be one of {packed.FORMATS}, not {fmt!r}")
     if chunk_rows < 1:
@@ -293,16 +313,7 @@ def run(
             log.info("mirror %s %s; a plain run verifies and completes it", dst, what)
             n_rows, n_domains = len(index), index["domain_id"].nunique()
             return MirrorResult(dst, fmt, n_rows, n_domains, total, written, 0, 0, False)
-        markers = [_read_marker(dst, i) for i in range(total)]
-        domains = verify(array, index, markers)
-        invalid = sorted(r for m in markers for r in m["invalid_rows"])
-        index["valid"] = ~index["row"].isin(invalid)
-        packed.write_table(index, join_uri(dst, packed.INDEX), packed.INDEX_SCHEMA)
-        packed.write_table(domains, join_uri(dst, packed.DOMAINS), packed.DOMAINS_SCHEMA)
-        array.update_attrs({"complete": True})
-        fs, path = url_to_fs(join_uri(dst, packed.PROGRESS))
-        fs.rm(path, recursive=True)
-        log.info("mirror verified: %d rows, %d domains match the source", len(index), len(domains))
+        _complete(dst, array, index, total)
     array.close()
     n_invalid = int((~index["valid"]).sum())
     size = _du(dst)

@@ -73,6 +73,60 @@ def _write_failed(uri: str, failed: dict[str, str]) -> None:
             fh.write(f"{domain}\t{reason}\n")
 
 
+def _log_counts(counts: dict[str, int]) -> None:
+    """Each count on its own line; a warning where it is not zero and means a loss."""
+    for key, value in counts.items():
+        level = (
+            logging.WARNING
+            if value and key not in ("csv_rows", "voxel_residues_listed")
+            else logging.INFO
+        )
+        log.log(level, "preprocess: %s = %d", key, value)
+
+
+def _fit_scaling(master: pd.DataFrame) -> TemperatureScaler:
+    """The temperature scaling of the training split's temperatures."""
+    scaler = TemperatureScaler.fit(master.loc[master["split"] == "train", "raw_temp"].to_numpy())
+    if scaler.temp_max == scaler.temp_min:
+        log.warning(
+            "training split has one temperature (%.1f K): scaling range set to 1 K", scaler.temp_min
+        )
+    return scaler
+
+
+def _read_both(source, domains: list[str], csv_uri: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The voxel file's residues of `domains` and the RMSF CSV: the CSV is parsed (pyarrow,
+    without the GIL) in a thread while the voxel keys are listed (h5py, holding it), so on
+    two cores the two reads overlap."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        log.info("reading RMSF CSV %s", csv_uri)
+        reading = pool.submit(read_rmsf_csv, csv_uri, False)
+        residues = source.list_residues(domains)
+        return residues, reading.result()
+
+
+def _write_outputs(
+    paths: RunPaths, master: pd.DataFrame, encoded: bytes, failed: dict[str, str], n_res: int
+) -> None:
+    """The sample metadata (whole, or the previous one stays), its temperature scaling (with
+    it, where any later run finds it, and in this run's models/) and the failed domains."""
+    scaler = _fit_scaling(master)
+    with replacing_uri(paths.master_samples, "wb") as fh:
+        fh.write(encoded)
+    scaler.save(paths.processed_temp_scaling)
+    scaler.save(paths.temp_scaling)
+    _write_failed(paths.failed_domains, failed)
+    log.info(
+        "preprocess: %d samples (%d residues) written to %s; per split %s; temperature %.1f-%.1f K",
+        len(master),
+        n_res,
+        paths.master_samples,
+        master["split"].value_counts().to_dict(),
+        scaler.temp_min,
+        scaler.temp_max,
+    )
+
+
 def run(cfg: Config) -> PreprocessResult:
     paths = RunPaths.from_config(cfg)
     save_resolved_config(cfg, paths.resolved_config("preprocess"))
@@ -88,26 +142,19 @@ def run(cfg: Config) -> PreprocessResult:
     voxel_domains = set(source.domain_ids())  # the one listing of top-level keys
     counts["voxel_domains_in_no_split"] = len(voxel_domains - set(wanted))
 
-    # the CSV is parsed (pyarrow, without the GIL) in a thread while the voxel keys are
-    # listed (h5py, holding it): on two cores the two reads overlap
     in_voxels = [d for d in wanted if d in voxel_domains]
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        log.info("reading RMSF CSV %s", csv_uri)
-        reading = pool.submit(read_rmsf_csv, csv_uri, False)
-        residues = source.list_residues(in_voxels)
-        rmsf = reading.result()
+    residues, rmsf = _read_both(source, in_voxels, csv_uri)
     counts["csv_rows"] = len(rmsf)
     csv_domains = set(rmsf["domain_id"].unique())
     rmsf = rmsf.loc[rmsf["domain_id"].isin(split_of.index)]
     rmsf, dropped = clean_rmsf_rows(rmsf)
     counts.update(dropped)
 
-    failed: dict[str, str] = {}
-    for d in wanted:
-        if d not in voxel_domains:
-            failed[d] = "not in voxel file"
-        elif d not in csv_domains:
-            failed[d] = "no rows in RMSF CSV"
+    failed = {
+        d: "not in voxel file" if d not in voxel_domains else "no rows in RMSF CSV"
+        for d in wanted
+        if d not in voxel_domains or d not in csv_domains
+    }
     present = [d for d in wanted if d not in failed]
     if len(present) < len(in_voxels):  # listed, but without CSV rows
         residues = residues.loc[residues["domain_id"].isin(present)].reset_index(drop=True)
@@ -134,13 +181,7 @@ def run(cfg: Config) -> PreprocessResult:
         if d not in with_samples:
             failed[d] = "no voxel residue matches a valid RMSF row"
     counts["failed_domains"] = len(failed)
-    for key, value in counts.items():
-        level = (
-            logging.WARNING
-            if value and key not in ("csv_rows", "voxel_residues_listed")
-            else logging.INFO
-        )
-        log.log(level, "preprocess: %s = %d", key, value)
+    _log_counts(counts)
 
     if master.empty:
         _write_failed(paths.failed_domains, failed)
@@ -148,29 +189,8 @@ def run(cfg: Config) -> PreprocessResult:
             "no samples left after joining voxels, RMSF rows and splits; "
             f"see {paths.failed_domains} for the reason per domain"
         )
-    train_temps = master.loc[master["split"] == "train", "raw_temp"].to_numpy()
-    scaler = TemperatureScaler.fit(train_temps)
-    if scaler.temp_max == scaler.temp_min:
-        log.warning(
-            "training split has one temperature (%.1f K): scaling range set to 1 K", scaler.temp_min
-        )
-
-    with replacing_uri(paths.master_samples, "wb") as fh:  # whole, or the previous one
-        fh.write(encoded)
-    scaler.save(paths.processed_temp_scaling)  # with the metadata: any later run finds it
-    scaler.save(paths.temp_scaling)
-    _write_failed(paths.failed_domains, failed)
     n_res = joined.n_residues
-    by_split = master["split"].value_counts().to_dict()
-    log.info(
-        "preprocess: %d samples (%d residues) written to %s; per split %s; temperature %.1f-%.1f K",
-        len(master),
-        n_res,
-        paths.master_samples,
-        by_split,
-        scaler.temp_min,
-        scaler.temp_max,
-    )
+    _write_outputs(paths, master, encoded, failed, n_res)
     return PreprocessResult(
         paths.master_samples,
         paths.temp_scaling,
