@@ -8,14 +8,28 @@ import socket
 import subprocess
 from pathlib import Path
 
-import h5py
-import numpy as np
-import pytest
-import yaml
 
-from voxelflex.config import load_config
-from voxelflex.data.demo import DemoDataset
-from voxelflex.steps.demo_data import make_demo_dataset
+def _share_the_cores() -> None:
+    """Under pytest-xdist, N test processes share the machine: each (and every process a test
+    starts: pipeline tasks, torchrun ranks, DataLoader workers) gets its share of the cores
+    for torch's threads, or N x cores threads thrash (tests ran at half speed)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        share = str(max(1, (os.cpu_count() or 1) // workers))
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, share)
+
+
+_share_the_cores()  # before torch is imported (by the imports below)
+
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from voxelflex.config import load_config  # noqa: E402
+from voxelflex.data.demo import DemoDataset  # noqa: E402
+from voxelflex.steps.demo_data import make_demo_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
