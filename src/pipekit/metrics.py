@@ -20,6 +20,18 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def threshold_counts(
+    labels: np.ndarray, scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """At each distinct score, highest first: the score, and the positives and the items
+    scoring at least that (a tied group counts at once)."""
+    s = np.asarray(scores)
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], np.asarray(labels).astype(bool)[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # end of each group of equal scores
+    return s[last], np.cumsum(y)[last], last + 1
+
+
 def pr_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Recall and precision at each distinct score threshold, highest first, where recall
     rises, led by (0, the first precision): the step curve (matplotlib's
@@ -28,13 +40,9 @@ def pr_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nda
     y = np.asarray(labels).astype(bool)
     if not y.any():
         return np.zeros(0), np.zeros(0)
-    s = np.asarray(scores)
-    order = np.argsort(-s, kind="stable")
-    s, yy = s[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # end of each group of equal scores
-    tp = np.cumsum(yy)[last]
+    _, tp, n = threshold_counts(y, scores)
     rises = np.diff(np.r_[0, tp]) > 0
-    precision = tp[rises] / (last[rises] + 1)
+    precision = tp[rises] / n[rises]
     recall = tp[rises] / y.sum()
     return np.r_[0.0, recall], np.r_[precision[:1], precision]
 

@@ -21,6 +21,7 @@ from pipekit.atomic import replacing_uri
 from pipekit.checkpoint import load_checkpoint
 from pipekit.device import resolve_device
 from pipekit.errors import InputDataError, PipelineError
+from pipekit.metrics import threshold_counts
 
 log = logging.getLogger(__name__)
 
@@ -111,17 +112,14 @@ def read_predictions(layout: Layout, split: str) -> pd.DataFrame:
 
 def curve_points(labels: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
     """ROC and precision-recall points at each distinct score, highest first."""
-    order = np.argsort(-scores, kind="stable")
-    s, y = scores[order], labels[order].astype(bool)
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tp = np.cumsum(y)[last]
-    fp = (last + 1) - tp
+    y = np.asarray(labels).astype(bool)
+    threshold, tp, n = threshold_counts(y, scores)
     return pd.DataFrame(
         {
-            "threshold": s[last],
+            "threshold": threshold,
             "tpr": tp / max(y.sum(), 1),
-            "fpr": fp / max((~y).sum(), 1),
-            "precision": tp / (last + 1),
+            "fpr": (n - tp) / max((~y).sum(), 1),
+            "precision": tp / n,
             "recall": tp / max(y.sum(), 1),
         }
     )
