@@ -111,15 +111,14 @@ def read_predictions(layout: Layout, split: str) -> pd.DataFrame:
 
 
 def curve_points(labels: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
-    """ROC and precision-recall points at each distinct score, highest first."""
+    """ROC points at each distinct score, highest first (the precision-recall curve is
+    `pipekit.metrics.pr_curve`'s)."""
     y = np.asarray(labels).astype(bool)
     threshold, tp, n = threshold_counts(y, scores)
     return pd.DataFrame(
         {
             "threshold": threshold,
-            "tpr": tp / max(y.sum(), 1),
             "fpr": (n - tp) / max((~y).sum(), 1),
-            "precision": tp / n,
-            "recall": tp / max(y.sum(), 1),
+            "tpr": tp / max(y.sum(), 1),
         }
     )

@@ -45,10 +45,11 @@ def _embeddings(layout: Layout, split: str) -> str:
     return f"{e['model_name']} ({e['pooling']} pooling; weights {e['model_signature'][:16]}...)"
 
 
-def report_of(cfg: Config, layout: Layout, split: str, y: np.ndarray, s: np.ndarray) -> Report:
-    """AUROC and AUPRC with percentile bootstrap intervals over the split's pairs, against
-    chance (AUROC 0.5; AUPRC the share of positive pairs)."""
-    point = (auroc(y, s), average_precision(y, s))
+def report_of(
+    cfg: Config, layout: Layout, split: str, y: np.ndarray, s: np.ndarray, point: tuple
+) -> Report:
+    """AUROC and AUPRC (`point`) with percentile bootstrap intervals over the split's pairs,
+    against chance (AUROC 0.5; AUPRC the share of positive pairs)."""
     lo, hi = bootstrap_intervals(
         lambda yy, ss: np.array([auroc(yy, ss), average_precision(yy, ss)]), y, s, n_boot=BOOTSTRAP
     )
@@ -82,17 +83,17 @@ def run(cfg: Config, split: str = "test") -> VisualizeResult:
     pred = read_predictions(layout, split)
     folder = layout.visualizations_dir
     y, s = pred["label"].to_numpy(), pred["score"].to_numpy()
+    auc, ap = auroc(y, s), average_precision(y, s)
     pts = curve_points(y, s)
     plots = []
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.plot(np.r_[0, pts["fpr"]], np.r_[0, pts["tpr"]], label=f"model (AUC {auroc(y, s):.3f})")
+    ax.plot(np.r_[0, pts["fpr"]], np.r_[0, pts["tpr"]], label=f"model (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8, label="chance (AUC 0.5)")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC ({split})")
     ax.legend(loc="lower right")
-    plots.append(save_plot(fig, pts[["threshold", "fpr", "tpr"]], folder, f"roc_curve_{split}"))
+    plots.append(save_plot(fig, pts, folder, f"roc_curve_{split}"))
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     recall, precision = pr_curve(y, s)
-    ap = average_precision(y, s)
     ax.plot(recall, precision, drawstyle="steps-pre", label=f"model (AP {ap:.3f})")
     ax.axhline(y.mean(), color="k", ls=":", lw=0.8, label=f"chance (AP {y.mean():.3f})")
     ax.set(
@@ -115,6 +116,6 @@ def run(cfg: Config, split: str = "test") -> VisualizeResult:
     for label, name in ((1, "same_isolate"), (0, "different_isolates")):
         counts[name] = np.histogram(s[y == label], bins=bins)[0]
     plots.append(save_plot(fig, counts, folder, f"score_distribution_{split}"))
-    page = write_report(folder, report_of(cfg, layout, split, y, s), plots)
+    page = write_report(folder, report_of(cfg, layout, split, y, s, (auc, ap)), plots)
     log.info("visualize: %d plots -> %s", len(plots), page)
     return VisualizeResult(folder, plots, page)

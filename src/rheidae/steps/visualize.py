@@ -108,8 +108,7 @@ def _error_range(err_model: np.ndarray, err_box: np.ndarray) -> tuple[float, flo
     return float(lo), float(hi)
 
 
-def _error_parity(plt, err_model: np.ndarray, err_box: np.ndarray, split: str):
-    lo, hi = _error_range(err_model, err_box)
+def _error_parity(plt, err_model: np.ndarray, err_box: np.ndarray, split: str, lo, hi):
     fig, ax = plt.subplots(figsize=(4.8, 4.8))
     ax.scatter(err_box, err_model, s=3, alpha=0.4)
     ax.plot([lo, hi], [lo, hi], "k:", lw=0.8)
@@ -126,8 +125,7 @@ def _error_parity(plt, err_model: np.ndarray, err_box: np.ndarray, split: str):
     return fig, pd.DataFrame({"box3d": err_box, "model": err_model})
 
 
-def _error_histogram(plt, err_model: np.ndarray, err_box: np.ndarray, split: str):
-    lo, hi = _error_range(err_model, err_box)
+def _error_histogram(plt, err_model: np.ndarray, err_box: np.ndarray, split: str, lo, hi):
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     bins = np.logspace(np.log10(lo), np.log10(hi), 40)
     for err, label, color in ((err_box, "Box3D", "C0"), (err_model, "model", "C1")):
@@ -166,9 +164,10 @@ def run(setup: TrainSetup, split: str = "test") -> VisualizeResult:
         plots.append(save_plot(fig, data, folder, f"change_parity_{kind}_{split}"))
     err_model = point_errors(pred, true).mean(1)
     err_box = point_errors(box, true).mean(1)
-    fig, data = _error_parity(plt, err_model, err_box, split)
+    lo, hi = _error_range(err_model, err_box)  # one range for both plots' error axes
+    fig, data = _error_parity(plt, err_model, err_box, split, lo, hi)
     plots.append(save_plot(fig, data, folder, f"error_parity_{split}"))
-    fig, data = _error_histogram(plt, err_model, err_box, split)
+    fig, data = _error_histogram(plt, err_model, err_box, split, lo, hi)
     plots.append(save_plot(fig, data, folder, f"error_histogram_{split}"))
     with open_uri(join_uri(out_dir, "metrics", f"evaluation_metrics_{split}.json"), "r") as fh:
         metrics = json.load(fh)

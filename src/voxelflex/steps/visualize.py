@@ -22,7 +22,7 @@ from voxelflex.config import Config, save_resolved_config
 from voxelflex.data.sources import open_voxel_source, synthetic_note
 from voxelflex.paths import RunPaths
 from voxelflex.steps.predict import load_for_inference, predict_table, residues_for
-from voxelflex.training.metrics import pearson
+from voxelflex.training.metrics import domain_pearsons, pearson
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +51,10 @@ class _Writer:
         self.plots.append(png)
 
 
-def report_of(cfg: Config, metrics: dict, preds: pd.DataFrame) -> Report:
+def report_of(cfg: Config, metrics: dict, per_domain: pd.DataFrame) -> Report:
     """The run's report: per temperature, the model's mean per-domain r (with its bootstrap
-    interval over the domains, which are few on a demo), pooled r and RMSE; the baselines in
-    the same measures."""
-    per_domain = domain_rs(preds)
-
+    interval over the domains, `per_domain`'s r, which are few on a demo), pooled r and RMSE;
+    the baselines in the same measures."""
     domains = {t: m.get("n_domains") for t, m in metrics["model"]["per_temperature"].items()}
 
     def rows(name: str, label: str) -> list[tuple[object, ...]]:
@@ -172,18 +170,14 @@ def _fit_r_axis(ax: plt.Axes, values: np.ndarray) -> None:
 
 def domain_rs(preds: pd.DataFrame) -> pd.DataFrame:
     """Pearson r within each domain at each temperature (what the mean per-domain r averages)."""
-    rows = [
-        {
-            "temperature": float(temp),
-            "domain_id": dom,
-            "r": pearson(g["target_rmsf"].to_numpy(), g["predicted_rmsf"].to_numpy()),
-        }
-        for (temp, dom), g in preds.groupby(["temperature", "domain_id"], sort=True)
-    ]
-    return pd.DataFrame(rows)
+    parts = []
+    for temp, g in preds.groupby("temperature", sort=True):
+        rs = domain_pearsons(g, "predicted_rmsf").sort_index()
+        parts.append(pd.DataFrame({"temperature": float(temp), "domain_id": rs.index, "r": rs}))
+    return pd.concat(parts, ignore_index=True)
 
 
-def per_temperature_r(w: _Writer, metrics: dict, preds: pd.DataFrame) -> None:
+def per_temperature_r(w: _Writer, metrics: dict, per_domain: pd.DataFrame) -> None:
     rows = []
     for name in ("model", "baseline_resname_temperature_mean"):
         for temp, m in metrics[name]["per_temperature"].items():
@@ -199,7 +193,6 @@ def per_temperature_r(w: _Writer, metrics: dict, preds: pd.DataFrame) -> None:
     model = data[data.predictor == "model"]
     base = data[data.predictor != "model"]
     temps = model["temperature"].to_numpy()
-    per_domain = domain_rs(preds)
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.6))
     # each domain's r as a small point (the spread the mean hides), on axes fitted to the
     # values: r of 0.80 and 0.85 must look apart; legends below the axes, off the points
@@ -321,10 +314,11 @@ def run(
         preds = pd.read_csv(fh, dtype={"domain_id": str})
     prediction_plots(w, preds, split)
     metrics = _read_json(metrics_uri)
-    per_temperature_r(w, metrics, preds)
+    per_domain = domain_rs(preds)  # the points of one plot and the intervals of the report
+    per_temperature_r(w, metrics, per_domain)
     chosen = domains or list(preds["domain_id"].drop_duplicates()[:2])
     rmsf_profiles(w, preds, chosen)
     temperature_response(w, cfg, model, preds, chosen[0])
-    gallery = write_report(paths.visualizations_dir, report_of(cfg, metrics, preds), w.plots)
+    gallery = write_report(paths.visualizations_dir, report_of(cfg, metrics, per_domain), w.plots)
     log.info("visualize: %d plots in %s (all on one page: %s)", len(w.plots), w.out_dir, gallery)
     return VisualizeResult(w.plots, gallery)

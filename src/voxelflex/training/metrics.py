@@ -38,6 +38,18 @@ def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
+def domain_pearsons(df: pd.DataFrame, pred_col: str, target_col: str = "target_rmsf") -> pd.Series:
+    """Pearson r within each domain (NaN where undefined), by domain_id in order of first
+    appearance (one temperature's rows expected)."""
+    return pd.Series(
+        {
+            d: pearson(g[target_col].to_numpy(), g[pred_col].to_numpy())
+            for d, g in df.groupby("domain_id", sort=False)
+        },
+        dtype=float,
+    )
+
+
 def mean_per_domain_pearson(
     df: pd.DataFrame, pred_col: str, target_col: str = "target_rmsf"
 ) -> dict[str, float]:
@@ -45,10 +57,7 @@ def mean_per_domain_pearson(
 
     Pooling domains and temperatures rewards getting the overall level right; the mean of
     per-domain r asks whether the model ranks residues within a protein."""
-    rs = [
-        pearson(g[target_col].to_numpy(), g[pred_col].to_numpy())
-        for _, g in df.groupby("domain_id", sort=False)
-    ]
+    rs = domain_pearsons(df, pred_col, target_col)
     finite = [r for r in rs if np.isfinite(r)]
     return {
         "mean_per_domain_pearson": float(np.mean(finite)) if finite else float("nan"),
