@@ -161,7 +161,7 @@ def _visualize(cfg, args: argparse.Namespace) -> None:
     from belka.steps import visualize
 
     r = visualize.run(cfg)
-    print(f"visualize: {len(r.plots)} plots -> {r.folder}/index.html")
+    print(f"visualize: {len(r.plots)} plots -> {r.report}")
 
 
 STEP_COMMANDS = {

@@ -152,7 +152,7 @@ def cmd_visualize(args: argparse.Namespace) -> None:
     from esm2pairs.steps import visualize
 
     res = visualize.run(_prepare(args, "visualize"), split=args.split)
-    print(f"visualize: {len(res.plots)} plots -> {res.folder}/index.html")
+    print(f"visualize: {len(res.plots)} plots -> {res.report}")
 
 
 def cmd_pipeline_run(args: argparse.Namespace) -> None:

@@ -104,7 +104,7 @@ def cmd_visualize(args: argparse.Namespace) -> None:
     from rheidae.steps import visualize
 
     res = visualize.run(_setup(args), split=args.split)
-    print(f"visualize: {len(res.plots)} plots -> {res.folder}/index.html")
+    print(f"visualize: {len(res.plots)} plots -> {res.report}")
 
 
 def cmd_pipeline_run(args: argparse.Namespace) -> None:
