@@ -77,7 +77,10 @@ def test_demo_voxels_are_what_voxelize_makes_of_its_structures(demo, tmp_path: P
 def test_a_demo_trained_model_sees_a_real_protein_as_not_flat(demo, tmp_path: Path) -> None:
     """Trained on the demo, predicted on a real protein (adenylate kinase): the profile
     follows packing, exposed residues above the core, not one flat value."""
-    train = {"num_epochs": 4, "num_workers": 0, "chunk_size": 4, "shuffle_buffer_size": 256}
+    # two epochs at 3e-3 learn it with margin to spare on every check below (std 0.075,
+    # termini/core 1.65, r -0.78 here)
+    train = {"num_epochs": 2, "learning_rate": 0.003, "num_workers": 0, "chunk_size": 4}
+    train["shuffle_buffer_size"] = 256
     cfg = str(write_config(tmp_path / "run", demo, {"training": {**train, "checkpoint_every": 0}}))
     assert main(["preprocess", "--config", cfg, "-q"]) == 0
     assert main(["train", "--config", cfg, "-q"]) == 0

@@ -12,6 +12,7 @@ import torch
 
 from pipekit.checkpoint import load_checkpoint
 from tests.conftest import free_port, write_config
+from voxelflex.cli import main
 from voxelflex.config import load_config
 from voxelflex.data.samples import read_master_samples
 from voxelflex.paths import RunPaths
@@ -41,25 +42,23 @@ def _ok(proc: subprocess.CompletedProcess) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", [0, 2])
 def test_torchrun_ranks_see_each_sample_once_in_equal_steps(
-    demo_cfg, packed_store, tmp_path: Path, workers: int
+    demo_cfg, packed_store, tmp_path: Path
 ) -> None:
+    """Two ranks, streaming in the main process and through two loader workers each."""
     preprocess.run(demo_cfg)
     out = tmp_path / "seen.json"
     master = RunPaths.from_config(demo_cfg).master_samples
-    _ok(
-        torchrun(
-            "--no-python", sys.executable, str(PROBE), packed_store, master, str(workers), str(out)
-        )
-    )
-    seen = json.loads(out.read_text())
-    assert seen["world"] == 2
-    for ranks in seen["epochs"]:
-        assert ranks[0]["batches"] == ranks[1]["batches"] > 0
-        rows = ranks[0]["rows"] + ranks[1]["rows"]
-        assert sorted(rows) == list(range(seen["n_samples"]))
-    assert seen["epochs"][0][0]["rows"] != seen["epochs"][1][0]["rows"]  # reshuffled per epoch
+    _ok(torchrun("--no-python", sys.executable, str(PROBE), packed_store, master, "0,2", str(out)))
+    report = json.loads(out.read_text())
+    assert sorted(report["by_workers"]) == ["0", "2"]
+    for seen in report["by_workers"].values():
+        assert seen["world"] == 2
+        for ranks in seen["epochs"]:
+            assert ranks[0]["batches"] == ranks[1]["batches"] > 0
+            rows = ranks[0]["rows"] + ranks[1]["rows"]
+            assert sorted(rows) == list(range(report["n_samples"]))
+        assert seen["epochs"][0][0]["rows"] != seen["epochs"][1][0]["rows"]  # reshuffled
 
 
 def _train(config: Path, *extra: str) -> list[str]:
@@ -70,12 +69,9 @@ def _n_train_samples(cfg) -> int:
     return len(read_master_samples(RunPaths.from_config(cfg).master_samples, ("train",)))
 
 
-@pytest.mark.slow
-def test_two_nodes_from_pet_variables_train_as_one_job(demo_config: Path) -> None:
+def _two_nodes(config: Path, epochs: int) -> list[tuple[str, str]]:
     """Two launches, as two Trainer nodes: torchrun takes PET_NNODES, PET_NPROC_PER_NODE,
     PET_NODE_RANK, PET_MASTER_ADDR and PET_MASTER_PORT from the environment, no flags."""
-    cfg = load_config(str(demo_config))
-    preprocess.run(cfg)
     port = str(free_port())
     procs = []
     for node in (0, 1):
@@ -87,7 +83,8 @@ def test_two_nodes_from_pet_variables_train_as_one_job(demo_config: Path) -> Non
             "PET_MASTER_ADDR": "127.0.0.1",
             "PET_MASTER_PORT": port,
         }
-        cmd = [sys.executable, "-m", "torch.distributed.run", *_train(demo_config)]
+        flags = ["--set", f"training.num_epochs={epochs}"]
+        cmd = [sys.executable, "-m", "torch.distributed.run", *_train(config, *flags)]
         procs.append(
             subprocess.Popen(
                 cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -96,8 +93,24 @@ def test_two_nodes_from_pet_variables_train_as_one_job(demo_config: Path) -> Non
     outs = [p.communicate(timeout=TIMEOUT) for p in procs]
     for p, (out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, out[-2000:] + err[-4000:]
+    return outs
+
+
+@pytest.mark.slow
+def test_two_nodes_train_as_one_job_and_a_restarted_job_matches_them(
+    tmp_path: Path, demo_data
+) -> None:
+    """Two nodes from PET variables train two epochs as one job of world size 2; the same
+    job on one node (two processes), stopped after epoch 1 and restarted with --auto-resume,
+    ends with the same weights and losses, bit for bit."""
+    configs = {}
+    for name in ("nodes", "restarted"):
+        configs[name] = write_config(tmp_path / name, demo_data)
+        preprocess.run(load_config(str(configs[name])))
+    outs = _two_nodes(configs["nodes"], epochs=2)
     # one line of result, from rank 0; the others stay quiet
     assert sum("best validation Pearson r" in out for out, _ in outs) == 1
+    cfg = load_config(str(configs["nodes"]))
     paths = RunPaths.from_config(cfg)
     history = json.loads(Path(paths.training_history).read_text())
     assert [h["epoch"] for h in history] == [1, 2]
@@ -108,18 +121,11 @@ def test_two_nodes_from_pet_variables_train_as_one_job(demo_config: Path) -> Non
     ckpt = load_checkpoint(paths.best_model)  # a bare model: loads without DDP
     assert not any(k.startswith("module.") for k in ckpt["model_state"])
 
-
-@pytest.mark.slow
-def test_ddp_resume_after_restart_matches_an_uninterrupted_run(tmp_path: Path, demo_data) -> None:
-    runs = {}
-    for name, steps in (("straight", [2]), ("restarted", [1, 2])):
-        config = write_config(tmp_path / name, demo_data)
-        preprocess.run(load_config(str(config)))
-        for i, epochs in enumerate(steps):
-            flags = ["--set", f"training.num_epochs={epochs}"] + (["--auto-resume"] if i else [])
-            _ok(torchrun(*_train(config, *flags)))
-        runs[name] = load_checkpoint(RunPaths.from_config(load_config(str(config))).latest_model)
-    a, b = runs["straight"], runs["restarted"]
+    for i, epochs in enumerate([1, 2]):
+        flags = ["--set", f"training.num_epochs={epochs}"] + (["--auto-resume"] if i else [])
+        _ok(torchrun(*_train(configs["restarted"], *flags)))
+    a = load_checkpoint(paths.latest_model)
+    b = load_checkpoint(RunPaths.from_config(load_config(str(configs["restarted"]))).latest_model)
     assert a["epoch"] == b["epoch"] == 1
     for key, tensor in a["model_state"].items():
         assert torch.equal(tensor, b["model_state"][key]), key
@@ -138,22 +144,12 @@ def test_predict_shards_by_rank_and_merges_to_the_single_process_file(
     preprocess.run(cfg)
     model = tmp_path / "model.pt"
     write_tiny_checkpoint(model)
-    outs = {}
-    for name, nproc in (("one", 1), ("two", 2)):
-        out = tmp_path / f"{name}.csv"
-        args = ["-m", "voxelflex", "predict", "--config", str(demo_config), "-q"]
-        args += [
-            "--model",
-            str(model),
-            "--split",
-            "test",
-            "--temperature",
-            "320",
-            "--temperature",
-            "400",
-        ]
-        _ok(torchrun(*args, "--out", str(out), nproc=nproc))
-        outs[name] = pd.read_csv(out)
+    args = ["predict", "--config", str(demo_config), "-q", "--model", str(model)]
+    args += ["--split", "test", "--temperature", "320", "--temperature", "400"]
+    # the single-process file, from a plain process (this one); then two ranks under torchrun
+    assert main([*args, "--out", str(tmp_path / "one.csv")]) == 0
+    _ok(torchrun("-m", "voxelflex", *args, "--out", str(tmp_path / "two.csv"), nproc=2))
+    outs = {name: pd.read_csv(tmp_path / f"{name}.csv") for name in ("one", "two")}
     one, two = outs["one"], outs["two"]
     assert len(two) == len(one) > 0 and list(two.columns) == list(one.columns)
     assert two.drop(columns="predicted_rmsf").equals(one.drop(columns="predicted_rmsf"))

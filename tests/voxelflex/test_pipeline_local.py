@@ -1,4 +1,5 @@
-"""The whole Kubeflow pipeline on this machine through kfp.local, from the CLI."""
+"""The whole Kubeflow pipelines on this machine through kfp.local, from the CLI: the main
+one with promotion through its evaluation gate, the scheduled evaluation, the structure one."""
 
 from __future__ import annotations
 
@@ -10,29 +11,56 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import write_config
+from tests.conftest import metrics_report, write_config, write_json
 from voxelflex.cli import main
+from voxelflex.steps import gate
 from voxelflex.training.checkpoint import load_model
 
+TEMPS = ("320", "348", "379", "413", "450")  # the demo's, as mdCATH's
 PRED_COLS = ["domain_id", "resid", "resname", "temperature", "predicted_rmsf", "target_rmsf"]
 
 
 @pytest.mark.slow
-def test_pipeline_runs_locally_end_to_end(tmp_path: Path, demo_data, capsys, runner) -> None:
-    cfg = write_config(tmp_path, demo_data, {"training": {"num_epochs": 1, "num_workers": 1}})
+def test_pipeline_runs_end_to_end_and_gates_what_it_promotes(
+    tmp_path: Path, capsys, runner
+) -> None:
+    """The main pipeline from the CLI, mirror branch and all, against a pinned weak baseline:
+    its model is promoted; the scheduled evaluation then evaluates the accepted model, and
+    judging a worse model fails that run and leaves the record, accepted model and all,
+    untouched. (One run of the whole pipeline serves both, to keep the suite within budget.)"""
+    from voxelflex.steps.demo_data import make_demo_dataset
+
+    # eight domains, three epochs: a model well above the pinned r = 0.3 (0.77-0.80 here)
+    data = make_demo_dataset(
+        tmp_path / "data", n_domains=8, seed=5, min_residues=40, max_residues=60
+    )
+    record = tmp_path / "accepted" / "promotion.json"
+    weak = write_json(tmp_path / "weak.json", metrics_report({t: 0.3 for t in TEMPS}))
+    weak_argv = ["gate", "--metrics", weak, "--accepted", str(record)]
+    assert main([*weak_argv, "--model", "s3://lab/weak", "--run-id", "run-0"]) == 0
+    capsys.readouterr()
+
+    training = {"num_epochs": 3, "learning_rate": 0.003, "chunk_size": 4, "num_workers": 1}
+    training["shuffle_buffer_size"] = 256
+    cfg = write_config(tmp_path / "better", data, {"training": training})
     root = tmp_path / "kfp_root"
     store = tmp_path / "voxels.packed"
     argv = ["pipeline", "run", "--local", "--config", str(cfg), "--pipeline-root", str(root)]
-    argv += ["--runner", runner]
-    temps = ["--temperature", "300", "--temperature", "335"]
-    accepted = tmp_path / "accepted" / "evaluation_metrics_test.json"
-    gate = ["--param", f"accepted_metrics_uri={accepted}"]
-    assert main([*argv, *temps, "--mirror-uri", str(store), *gate]) == 0
+    argv += ["--runner", runner, "--temperature", "300", "--temperature", "335"]
+    argv += ["--mirror-uri", str(store), "--param", f"accepted_metrics_uri={record}"]
+    assert main(argv) == 0
     printed = capsys.readouterr().out
+    (run,) = root.iterdir()
+    _check_main_run(run, printed, data, store, tmp_path)
+    model_dir = run / "train" / "model"
+    _check_promoted(record, model_dir)
+    _check_step_commands(cfg, printed, (run / "visualize" / "plots").read_text())
+    _check_the_scheduled_evaluation(tmp_path, data, record, model_dir, runner, capsys)
+
+
+def _check_main_run(run: Path, printed: str, data, store: Path, tmp_path: Path) -> None:
     # each step's own log, not the KFP executor's bookkeeping (that is for -v)
     assert "Got executor_input" not in printed and '"parameterValues"' not in printed
-
-    (run,) = root.iterdir()
     assert f"pipeline run: {run}" in printed
     outputs = {
         task: json.loads((run / task / "executor_output.json").read_text())
@@ -45,7 +73,7 @@ def test_pipeline_runs_locally_end_to_end(tmp_path: Path, demo_data, capsys, run
     # the mirror branch ran, and every later step read voxels from the packed store
     assert not (run / "original-voxels").exists()
     mirror_metrics = outputs["mirror"]["artifacts"]["metrics"]["artifacts"][0]["metadata"]
-    assert mirror_metrics["residues"] == demo_data.n_residues
+    assert mirror_metrics["residues"] == data.n_residues
     assert (store / "index.parquet").is_file()
     # written by parallel writers (mirror_writers=4 by default), the same as one process
     from tests.voxelflex.test_mirror import _store_contents
@@ -53,7 +81,7 @@ def test_pipeline_runs_locally_end_to_end(tmp_path: Path, demo_data, capsys, run
 
     assert len(list(run.glob("for-loop-2-iteration-*"))) == 4  # one per writer
     single = tmp_path / "single.packed"
-    mirror.run(str(demo_data.voxel_file), str(single))
+    mirror.run(str(data.voxel_file), str(single))
     assert _store_contents(str(store)) == _store_contents(str(single))
     for task, out_dir in [
         ("preprocess", "metadata"),
@@ -74,9 +102,9 @@ def test_pipeline_runs_locally_end_to_end(tmp_path: Path, demo_data, capsys, run
     assert (
         resolved["model"]["base_filters"] == 4 == loaded.checkpoint["model_config"]["base_filters"]
     )
-    assert resolved["training"]["num_epochs"] == 1
+    assert resolved["training"]["num_epochs"] == 3
     train_metrics = outputs["train"]["artifacts"]["metrics"]["artifacts"][0]["metadata"]
-    assert train_metrics["epochs_run"] == 1 and train_metrics["samples_per_s"] > 0
+    assert train_metrics["epochs_run"] == 3 and train_metrics["samples_per_s"] > 0
 
     (preds_csv,) = (run / "predict" / "predictions" / "metrics").glob("predictions_test_*.csv")
     preds = pd.read_csv(preds_csv)
@@ -87,14 +115,7 @@ def test_pipeline_runs_locally_end_to_end(tmp_path: Path, demo_data, capsys, run
     assert {"pearson", "rmse", "per_domain_pearson_320K", "per_domain_pearson_450K"} <= set(ev)
     summary = run / "evaluate" / "evaluation" / "metrics" / "evaluation_summary_test.md"
     assert (run / "evaluate" / "report").read_text() == summary.read_text()
-
-    # the gate ran (first run: this model is promoted and pinned as the baseline)
     assert (run / "evaluation-gate").is_dir()
-    evaluated_json = run / "evaluate" / "evaluation" / "metrics" / "evaluation_metrics_test.json"
-    record = json.loads(accepted.read_text())
-    assert record["baseline"] == record["accepted"]
-    assert record["accepted"]["metrics"] == json.loads(evaluated_json.read_text())
-    assert record["accepted"]["model_uri"] == str(model_dir)
 
     figures = run / "visualize" / "figures" / "visualizations"
     pngs = list(figures.glob("*.png"))
@@ -103,8 +124,25 @@ def test_pipeline_runs_locally_end_to_end(tmp_path: Path, demo_data, capsys, run
     assert page.count("data:image/png;base64,") == len(pngs)
     assert "Synthetic data." in page  # the demo says so, through the packed store too
 
-    # the step commands of docs/voxelflex.md work as written after a pipeline run: its outputs are
-    # published to the config's run folder, and the report is a file a browser opens
+
+def _check_promoted(record: Path, model_dir: Path) -> None:
+    """Promoted over the pinned baseline, which stays pinned (not ratcheted)."""
+    evaluated = model_dir.parent.parent / "evaluate" / "evaluation" / "metrics"
+    promoted = json.loads(record.read_text())
+    assert promoted["accepted"]["model_uri"] == str(model_dir)
+    assert promoted["accepted"]["run_id"]  # the pipeline run that produced it
+    report = json.loads((evaluated / "evaluation_metrics_test.json").read_text())
+    assert promoted["accepted"]["metrics"] == report
+    assert promoted["baseline"]["model_uri"] == "s3://lab/weak"
+    assert promoted["best"]["model_uri"] == str(model_dir)
+    assert [h["model_uri"] for h in promoted["history"]] == ["s3://lab/weak", str(model_dir)]
+    assert gate.accepted_model(str(record)) == str(model_dir)
+
+
+def _check_step_commands(cfg: Path, printed: str, page: str) -> None:
+    """The step commands of docs/voxelflex.md work as written after a pipeline run: its
+    outputs are published to the config's run folder, and the report is a file a browser
+    opens."""
     from voxelflex.config import load_config
     from voxelflex.paths import RunPaths
 
@@ -117,6 +155,45 @@ def test_pipeline_runs_locally_end_to_end(tmp_path: Path, demo_data, capsys, run
     assert main(["predict", *base, "--split", "test", "--temperature", "310"]) == 0
     assert main(["visualize", *base]) == 0
     assert "Synthetic data." in report.read_text()
+
+
+def _check_the_scheduled_evaluation(
+    tmp_path: Path, data, record: Path, model_dir: Path, runner: str, capsys
+) -> None:
+    """Given no model, the scheduled evaluation evaluates the accepted one; given a worse one
+    (trained with a learning rate too small to move it), its gate fails the run and the record
+    stays as it was."""
+    before = record.read_bytes()
+    inputs = {
+        "voxel_file": data.voxel_file,
+        "aggregated_rmsf_file": data.rmsf_csv,
+        **{f"{s}_split_file": data.root / f"{s}_domains.txt" for s in ("train", "val", "test")},
+        "accepted_metrics_uri": record,
+    }
+    params = [a for k, v in inputs.items() for a in ("--param", f"{k}={v}")]
+    argv = ["pipeline", "run", "--local", "--pipeline", "voxelflex_evaluation_pipeline", "-q"]
+    argv += ["--runner", runner, *params]
+    nightly = tmp_path / "nightly"
+    assert main([*argv, "--pipeline-root", str(nightly), "--param", "promote=false"]) == 0
+    (report,) = nightly.glob("*/evaluate/evaluation/metrics/evaluation_metrics_test.json")
+    evaluated = json.loads(report.read_text())["model_uri"]
+    assert evaluated == str(model_dir / "models" / "best_model.pt")
+    assert record.read_bytes() == before
+
+    untrained = {"training": {"num_epochs": 1, "learning_rate": 1e-9}}
+    worse_cfg = write_config(tmp_path / "worse", data, untrained)
+    assert main(["preprocess", "--config", str(worse_cfg), "-q"]) == 0
+    assert main(["train", "--config", str(worse_cfg), "-q"]) == 0
+    from voxelflex.config import load_config
+    from voxelflex.paths import RunPaths
+
+    worse = RunPaths.from_config(load_config(str(worse_cfg))).run_dir
+    capsys.readouterr()
+    judged = [*argv, "--pipeline-root", str(tmp_path / "judged"), "--param", f"model_uri={worse}"]
+    assert main(judged) == 2
+    err = capsys.readouterr().err
+    assert "local pipeline run failed" in err and "evaluation-gate" in err  # failed there
+    assert record.read_bytes() == before  # the accepted model stays the better one
 
 
 @pytest.mark.slow

@@ -36,37 +36,41 @@ def _weights(uri: str) -> dict[str, torch.Tensor]:
     return torch.load(uri, weights_only=True)["model_state"]
 
 
+# where a kill lands: epoch 1 committed, best_model.pt not yet written; epoch 2's
+# latest_model.pt whole, not yet in place
+KILL_POINTS = ("train.after_latest:1", "atomic.replace:6")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "point",
-    [
-        "train.after_latest:1",  # epoch 1 committed, best_model.pt not yet written
-        "atomic.replace:6",  # epoch 2's latest_model.pt whole, not yet in place
-    ],
-)
-def test_kill_9_while_training_then_resume_agrees_everywhere(prepared: Path, point) -> None:
-    paths = RunPaths.from_config(load_config(str(prepared)))
-    killed = _train(prepared, env={**os.environ, "PIPEKIT_CRASH_AT": point})
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    assert _train(prepared, "--auto-resume").returncode == 0
-    history = json.loads(Path(paths.training_history).read_text())
-    latest = torch.load(paths.latest_model, weights_only=True)
-    best = torch.load(paths.best_model, weights_only=True)
-    assert [h["epoch"] for h in history] == [1, 2, 3] and latest["history"] == history
-    best_epoch = max(history, key=lambda h: h["val_pearson"])["epoch"]
-    assert best["epoch"] + 1 == best_epoch == latest["best_epoch"] + 1
-    assert best["best_val_pearson"] == pytest.approx(history[best_epoch - 1]["val_pearson"])
-    # ...and the weights are those of a run that was never killed
+def test_kill_9_while_training_then_resume_agrees_everywhere(prepared: Path) -> None:
+    """Killed at each write point (each in a run folder of its own), resumed: the history,
+    the latest and the best checkpoints agree, and the weights are those of a run that was
+    never killed (trained once, for all the kill points)."""
     clean = prepared.parent / "clean.yaml"
     clean.write_text(prepared.read_text().replace("run_name: demo", "run_name: clean"))
     assert main(["train", "--config", str(clean), "-q"]) == 0
     want = RunPaths.from_config(load_config(str(clean)))
-    for mine, theirs in (
-        (paths.latest_model, want.latest_model),
-        (paths.best_model, want.best_model),
-    ):
-        a, b = _weights(mine), _weights(theirs)
-        assert all(torch.equal(a[k], b[k]) for k in a)
+    for point in KILL_POINTS:
+        name = "killed_" + point.replace(".", "_").replace(":", "_")
+        cfg = prepared.parent / f"{name}.yaml"
+        cfg.write_text(prepared.read_text().replace("run_name: demo", f"run_name: {name}"))
+        paths = RunPaths.from_config(load_config(str(cfg)))
+        killed = _train(cfg, env={**os.environ, "PIPEKIT_CRASH_AT": point})
+        assert killed.returncode == -9, (point, killed.stderr[-2000:])
+        assert _train(cfg, "--auto-resume").returncode == 0, point
+        history = json.loads(Path(paths.training_history).read_text())
+        latest = torch.load(paths.latest_model, weights_only=True)
+        best = torch.load(paths.best_model, weights_only=True)
+        assert [h["epoch"] for h in history] == [1, 2, 3] and latest["history"] == history
+        best_epoch = max(history, key=lambda h: h["val_pearson"])["epoch"]
+        assert best["epoch"] + 1 == best_epoch == latest["best_epoch"] + 1
+        assert best["best_val_pearson"] == pytest.approx(history[best_epoch - 1]["val_pearson"])
+        for mine, theirs in (
+            (paths.latest_model, want.latest_model),
+            (paths.best_model, want.best_model),
+        ):
+            a, b = _weights(mine), _weights(theirs)
+            assert all(torch.equal(a[k], b[k]) for k in a), point
 
 
 def test_divergence_is_an_error_and_leaves_no_nan_model(prepared: Path, capsys) -> None:

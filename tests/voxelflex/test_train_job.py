@@ -201,9 +201,14 @@ def test_wait_times_out_and_reports_a_vanished_job() -> None:
         wait(DictCluster(), "ns", "j", 250, sleep=lambda _: None)
 
 
-def _job_spec(config_uri: str, name="voxelflex-train-local") -> TrainJobSpec:
+def _job_spec(config_uri: str, name="voxelflex-train-local", num_nodes=2) -> TrainJobSpec:
     return _spec(
-        name=name, config_uri=config_uri, gpus_per_node=0, gpu_product="", secret_name=None
+        name=name,
+        config_uri=config_uri,
+        gpus_per_node=0,
+        gpu_product="",
+        secret_name=None,
+        num_nodes=num_nodes,
     )
 
 
@@ -233,7 +238,8 @@ def test_a_failing_trainjob_surfaces_the_pods_reason_and_is_deleted(
     cfg = load_config(str(demo_config))  # not preprocessed: training must fail
     paths = RunPaths.from_config(cfg)
     cluster = LocalTrainer(tmp_path)
-    spec = _job_spec(str(Path(paths.run_dir) / "train_job_config.yaml"))
+    # one node: failing needs no peers (each node is a torchrun launch of its own)
+    spec = _job_spec(str(Path(paths.run_dir) / "train_job_config.yaml"), num_nodes=1)
     with pytest.raises(TrainJobFailed) as err:
         run(cfg, spec, cluster, poll_s=1, timeout_s=240)
     assert cluster.deleted == [spec.name]
@@ -356,7 +362,7 @@ def test_a_trainjob_whose_node_raises_reports_the_exception(demo_config: Path, t
     Path(paths.models_dir).mkdir(parents=True, exist_ok=True)
     torch.save({"epoch": 0}, paths.latest_model)  # not a VoxelFlex checkpoint: --auto-resume
     cluster = LocalTrainer(tmp_path)
-    spec = _job_spec(str(Path(paths.run_dir) / "train_job_config.yaml"))
+    spec = _job_spec(str(Path(paths.run_dir) / "train_job_config.yaml"), num_nodes=1)
     with pytest.raises(TrainJobFailed) as err:
         run(cfg, spec, cluster, poll_s=1, timeout_s=240)
     assert "KeyError: 'temp_scaling'" in str(err.value)
