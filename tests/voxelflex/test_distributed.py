@@ -8,10 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from pipekit.checkpoint import load_checkpoint
-from tests.conftest import free_port, write_config
 from voxelflex.cli import main
 from voxelflex.config import load_config
 from voxelflex.data.samples import read_master_samples
@@ -67,69 +64,6 @@ def _train(config: Path, *extra: str) -> list[str]:
 
 def _n_train_samples(cfg) -> int:
     return len(read_master_samples(RunPaths.from_config(cfg).master_samples, ("train",)))
-
-
-def _two_nodes(config: Path, epochs: int) -> list[tuple[str, str]]:
-    """Two launches, as two Trainer nodes: torchrun takes PET_NNODES, PET_NPROC_PER_NODE,
-    PET_NODE_RANK, PET_MASTER_ADDR and PET_MASTER_PORT from the environment, no flags."""
-    port = str(free_port())
-    procs = []
-    for node in (0, 1):
-        env = {
-            **_env(),
-            "PET_NNODES": "2",
-            "PET_NPROC_PER_NODE": "1",
-            "PET_NODE_RANK": str(node),
-            "PET_MASTER_ADDR": "127.0.0.1",
-            "PET_MASTER_PORT": port,
-        }
-        flags = ["--set", f"training.num_epochs={epochs}"]
-        cmd = [sys.executable, "-m", "torch.distributed.run", *_train(config, *flags)]
-        procs.append(
-            subprocess.Popen(
-                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-        )
-    outs = [p.communicate(timeout=TIMEOUT) for p in procs]
-    for p, (out, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, out[-2000:] + err[-4000:]
-    return outs
-
-
-@pytest.mark.slow
-def test_two_nodes_train_as_one_job_and_a_restarted_job_matches_them(
-    tmp_path: Path, demo_data
-) -> None:
-    """Two nodes from PET variables train two epochs as one job of world size 2; the same
-    job on one node (two processes), stopped after epoch 1 and restarted with --auto-resume,
-    ends with the same weights and losses, bit for bit."""
-    configs = {}
-    for name in ("nodes", "restarted"):
-        configs[name] = write_config(tmp_path / name, demo_data)
-        preprocess.run(load_config(str(configs[name])))
-    outs = _two_nodes(configs["nodes"], epochs=2)
-    # one line of result, from rank 0; the others stay quiet
-    assert sum("best validation Pearson r" in out for out, _ in outs) == 1
-    cfg = load_config(str(configs["nodes"]))
-    paths = RunPaths.from_config(cfg)
-    history = json.loads(Path(paths.training_history).read_text())
-    assert [h["epoch"] for h in history] == [1, 2]
-    # the two ranks together trained on every training sample once per epoch
-    assert all(h["train_samples"] == _n_train_samples(cfg) for h in history)
-    log = Path(paths.log_file).read_text()  # rank 0's alone
-    assert "on cpu x 2" in log and log.count("epoch 2:") == 1
-    ckpt = load_checkpoint(paths.best_model)  # a bare model: loads without DDP
-    assert not any(k.startswith("module.") for k in ckpt["model_state"])
-
-    for i, epochs in enumerate([1, 2]):
-        flags = ["--set", f"training.num_epochs={epochs}"] + (["--auto-resume"] if i else [])
-        _ok(torchrun(*_train(configs["restarted"], *flags)))
-    a = load_checkpoint(paths.latest_model)
-    b = load_checkpoint(RunPaths.from_config(load_config(str(configs["restarted"]))).latest_model)
-    assert a["epoch"] == b["epoch"] == 1
-    for key, tensor in a["model_state"].items():
-        assert torch.equal(tensor, b["model_state"][key]), key
-    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
 
 
 @pytest.mark.slow

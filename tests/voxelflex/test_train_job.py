@@ -213,13 +213,22 @@ def _job_spec(config_uri: str, name="voxelflex-train-local", num_nodes=2) -> Tra
 
 
 @pytest.mark.slow
-def test_a_two_node_trainjob_trains_the_run_and_is_deleted(
-    demo_config: Path, tmp_path: Path
+def test_a_two_node_trainjob_trains_the_run_and_a_restarted_run_matches_it(
+    demo_data, tmp_path: Path
 ) -> None:
-    cfg = load_config(str(demo_config))
+    """Two nodes (torchrun reads PET_NNODES, PET_NODE_RANK, PET_MASTER_* from the
+    environment, no flags) train the run as one job of world size 2, and the job is deleted.
+    The same training on one node (two processes), stopped after epoch 1 and restarted with
+    --auto-resume, ends on the same weights and losses, bit for bit."""
+    from tests.conftest import write_config
+    from tests.voxelflex.test_distributed import _ok, _train, torchrun
+
+    configs = {name: write_config(tmp_path / name, demo_data) for name in ("job", "restarted")}
+    cfg = load_config(str(configs["job"]))
     preprocess.run(cfg)
     paths = RunPaths.from_config(cfg)
-    cluster = LocalTrainer(tmp_path)
+    (tmp_path / "cluster").mkdir()
+    cluster = LocalTrainer(tmp_path / "cluster")
     spec = _job_spec(str(Path(paths.run_dir) / "train_job_config.yaml"))
     result = run(cfg, spec, cluster, poll_s=1, timeout_s=240)
     assert cluster.deleted == [spec.name]
@@ -227,8 +236,27 @@ def test_a_two_node_trainjob_trains_the_run_and_is_deleted(
     n_train = len(read_master_samples(paths.master_samples, ("train",)))
     assert result.last_epoch["train_samples"] == n_train  # both nodes, each sample once
     assert load_checkpoint(result.best_model)["epoch"] in (0, 1)
-    log = Path(paths.log_file).read_text()
-    assert "x 2" in log  # one job of two ranks, not two single-process runs
+    # a bare model: loads without DDP
+    assert not any(
+        k.startswith("module.") for k in load_checkpoint(result.best_model)["model_state"]
+    )
+    log = Path(paths.log_file).read_text()  # rank 0's alone
+    assert "on cpu x 2" in log and log.count("epoch 2:") == 1  # one job, not two runs
+    # one line of result, from rank 0; the other node stays quiet
+    node_logs = [(tmp_path / "cluster" / f"node-{n}.log").read_text() for n in (0, 1)]
+    assert sum("best validation Pearson r" in text for text in node_logs) == 1
+
+    restarted = configs["restarted"]
+    preprocess.run(load_config(str(restarted)))
+    for i, epochs in enumerate([1, 2]):
+        flags = ["--set", f"training.num_epochs={epochs}"] + (["--auto-resume"] if i else [])
+        _ok(torchrun(*_train(restarted, *flags)))
+    a = load_checkpoint(paths.latest_model)
+    b = load_checkpoint(RunPaths.from_config(load_config(str(restarted))).latest_model)
+    assert a["epoch"] == b["epoch"] == 1
+    for key, tensor in a["model_state"].items():
+        assert torch.equal(tensor, b["model_state"][key]), key
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
 
 
 @pytest.mark.slow
