@@ -10,7 +10,7 @@ from pipekit.errors import ConfigError
 from pipekit.pipeline.local import LocalRun, publish_files
 from pipekit.uri import join_uri
 from voxelflex.config import Config
-from voxelflex.paths import RunPaths
+from voxelflex.paths import TEMP_SCALING, RunPaths
 
 # Config keys that are typed pipeline parameters; everything else travels in `settings`.
 TYPED = {
@@ -79,12 +79,15 @@ def pipeline_arguments(
 def publish(cfg: Config, run: LocalRun) -> str:
     """Copy the main pipeline's outputs where the step commands look for them: the config's
     run folder (models, metrics, visualizations, history) and `data.processed_dir` (the
-    sample metadata), so `voxelflex predict|evaluate|visualize --config` work after a local
-    pipeline run. Each step's log is appended to the run's log. Returns the run folder."""
+    sample metadata and the scaling fitted on it), so `voxelflex predict|evaluate|visualize
+    --config` work after a local pipeline run, and so does `voxelflex train` of another run
+    on the same preprocess (a sweep). Each step's log is appended to the run's log. Returns
+    the run folder."""
     paths = RunPaths.from_config(cfg)
+    processed = {"master_samples.parquet", TEMP_SCALING}  # at the top of preprocess's output
 
     def destination(task: str, rel: str) -> str:
-        base = paths.processed_dir if rel == "master_samples.parquet" else paths.run_dir
+        base = paths.processed_dir if rel in processed else paths.run_dir
         return join_uri(base, rel)
 
     publish_files(run, destination, paths.log_file)

@@ -55,7 +55,7 @@ def test_pipeline_runs_end_to_end_and_gates_what_it_promotes(
     model_dir = run / "train" / "model"
     _check_promoted(record, model_dir)
     _check_step_commands(cfg, printed, (run / "visualize" / "plots").read_text())
-    _check_the_scheduled_evaluation(tmp_path, data, record, model_dir, runner, capsys)
+    _check_the_scheduled_evaluation(tmp_path, data, cfg, record, model_dir, runner, capsys)
 
 
 def _check_main_run(run: Path, printed: str, data, store: Path, tmp_path: Path) -> None:
@@ -151,6 +151,7 @@ def _check_step_commands(cfg: Path, printed: str, page: str) -> None:
     assert f"report (open in a browser): {report}" in printed
     assert report.read_text() == page
     assert Path(paths.master_samples).is_file() and Path(paths.best_model).is_file()
+    assert Path(paths.processed_temp_scaling).is_file()  # another run may train on it
     base = ["--config", str(cfg), "-q"]
     assert main(["predict", *base, "--split", "test", "--temperature", "310"]) == 0
     assert main(["visualize", *base]) == 0
@@ -158,11 +159,11 @@ def _check_step_commands(cfg: Path, printed: str, page: str) -> None:
 
 
 def _check_the_scheduled_evaluation(
-    tmp_path: Path, data, record: Path, model_dir: Path, runner: str, capsys
+    tmp_path: Path, data, cfg: Path, record: Path, model_dir: Path, runner: str, capsys
 ) -> None:
-    """Given no model, the scheduled evaluation evaluates the accepted one; given a worse one
-    (trained with a learning rate too small to move it), its gate fails the run and the record
-    stays as it was."""
+    """The scheduled evaluation pipeline: given no model, it evaluates the accepted one; given a
+    worse one (trained with a learning rate too small to move it), its gate fails the run and
+    the record stays as it was."""
     before = record.read_bytes()
     inputs = {
         "voxel_file": data.voxel_file,
@@ -180,14 +181,14 @@ def _check_the_scheduled_evaluation(
     assert evaluated == str(model_dir / "models" / "best_model.pt")
     assert record.read_bytes() == before
 
-    untrained = {"training": {"num_epochs": 1, "learning_rate": 1e-9}}
-    worse_cfg = write_config(tmp_path / "worse", data, untrained)
-    assert main(["preprocess", "--config", str(worse_cfg), "-q"]) == 0
-    assert main(["train", "--config", str(worse_cfg), "-q"]) == 0
+    # another run of the same preprocess (the pipeline published it to the config's folder)
+    untrained = ["output.run_name=worse", "training.num_epochs=1", "training.learning_rate=1e-9"]
+    sets = [a for s in untrained for a in ("--set", s)]
+    assert main(["train", "--config", str(cfg), "-q", *sets]) == 0
     from voxelflex.config import load_config
     from voxelflex.paths import RunPaths
 
-    worse = RunPaths.from_config(load_config(str(worse_cfg))).run_dir
+    worse = RunPaths.from_config(load_config(str(cfg), untrained)).run_dir
     capsys.readouterr()
     judged = [*argv, "--pipeline-root", str(tmp_path / "judged"), "--param", f"model_uri={worse}"]
     assert main(judged) == 2
@@ -234,35 +235,3 @@ def test_a_failing_local_run_fails_fast_with_one_line(
     err = capsys.readouterr().err
     # the first step that reads the inputs fails: the fingerprint of what they hold
     assert "local pipeline run failed" in err and "fingerprint-inputs" in err
-
-
-@pytest.mark.slow
-def test_evaluation_pipeline_runs_locally(tmp_path: Path, demo_data, runner) -> None:
-    """The scheduled evaluation of a given model: evaluated, judged (a first run sets the
-    baseline and promotes it) and visualized."""
-    from tests.conftest import write_tiny_checkpoint
-
-    model_dir = tmp_path / "model"  # laid out like a train step's Model artifact
-    write_tiny_checkpoint(model_dir / "models" / "best_model.pt")
-    record = tmp_path / "accepted" / "promotion.json"
-    cfg = write_config(tmp_path, demo_data)
-    inputs = {
-        "voxel_file": demo_data.voxel_file,
-        "aggregated_rmsf_file": demo_data.rmsf_csv,
-        **{
-            f"{s}_split_file": demo_data.root / f"{s}_domains.txt" for s in ("train", "val", "test")
-        },
-        "model_uri": model_dir,
-        "accepted_metrics_uri": record,
-    }
-    params = [a for k, v in inputs.items() for a in ("--param", f"{k}={v}")]
-    root = tmp_path / "root"
-    argv = ["pipeline", "run", "--local", "--pipeline", "voxelflex_evaluation_pipeline"]
-    argv += ["--config", str(cfg), "--runner", runner, "--pipeline-root", str(root)]
-    assert main([*argv, *params, "-q"]) == 0
-    (report,) = root.glob("*/evaluate/evaluation/metrics/evaluation_metrics_test.json")
-    assert json.loads(report.read_text())["model_uri"] == str(
-        model_dir / "models" / "best_model.pt"
-    )
-    promoted = json.loads(record.read_text())
-    assert promoted["accepted"]["model_uri"] == str(model_dir)
