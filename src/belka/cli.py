@@ -95,7 +95,8 @@ def _generate_parquet(cfg, args: argparse.Namespace) -> None:
     skipped = sum(v["skipped"] for v in r.skipped_rows.values())
     print(
         f"generate_parquet: {r.molecules} molecules {r.by_subset} from {r.input_rows} rows "
-        f"({skipped} skipped), {r.heldout_blocks} building blocks held out -> {r.parquet}"
+        f"({skipped} skipped), {r.heldout_blocks} building blocks held out -> {r.parquet}; "
+        f"validation groups {r.validation_groups}"
     )
 
 

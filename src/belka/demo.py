@@ -2,8 +2,12 @@
 
 A triazine-core DNA-encoded library: building block 1 is an Fmoc-protected amino acid whose
 acid carries the DNA linker (`[Dy]`), blocks 2 and 3 are amines; the molecule is the three
-on a 1,3,5-triazine, as the competition's molecules are. Some amines occur only in the test
-set, so test molecules split into shared-block and non-shared-block ones.
+on a 1,3,5-triazine, as the competition's molecules are. The blocks form two families, as
+the competition's split did: a quarter of the amino acids and amines make a non-shared
+library of their own (a quarter of the labelled molecules and half the test molecules),
+never mixed with the others' blocks; `heldout_blocks.txt` lists its blocks, and the demo
+config holds them out of training, so its labelled molecules are the non-shared validation
+group and its test molecules share no block with training.
 
 Binding, per protein (the documented rule; a rule-positive molecule binds with probability
 `P_BIND`, any other with probability `P_NOISE`):
@@ -30,6 +34,7 @@ from belka import PROTEINS
 RDLogger.DisableLog("rdApp.*")  # type: ignore[attr-defined]
 P_BIND, P_NOISE = 0.35, 0.002
 FMOC = "[*:1]C(=O)OCC1c2ccccc2-c2ccccc21"
+HELDOUT_FILE = "heldout_blocks.txt"
 
 # block 1: [*:1] the amine (to the core), [*:9] the acid (to the DNA linker)
 AMINO_ACIDS = [
@@ -163,18 +168,14 @@ class Demo:
     hit_rate: dict[str, float]
 
 
-def _library(n: int, bb1s: list[str], pool: list[str], rng, must: list[str] | None = None):
-    """n distinct (bb1, bb2, bb3) combinations; with `must`, at least one amine from it."""
+def _library(n: int, bb1s: list[str], pool: list[str], rng) -> list[tuple[str, str, str]]:
+    """n distinct (bb1, bb2, bb3) combinations (fewer if the blocks cannot make n)."""
     seen: set[tuple[str, str, str]] = set()
     tries = 0
     while len(seen) < n and tries < 50 * n:
         tries += 1
         a = bb1s[rng.integers(len(bb1s))]
         b, c = (pool[i] for i in rng.integers(len(pool), size=2))
-        if must is not None and rng.random() < 0.5:
-            b = must[rng.integers(len(must))]
-        elif must is not None:
-            c = must[rng.integers(len(must))]
         if b != c:
             seen.add((a, b, c))
     return sorted(seen)
@@ -233,12 +234,36 @@ def demo_config(root: Path, working: Path) -> dict:
             "validation_steps": None,
             "learning_rate": 2.0e-3,
         },
-        "validation": {"heldout_block_fraction": 0.08, "shared_fraction": 0.05},
+        # the non-shared library's blocks held out (a designed split), no drawn fraction
+        "validation": {
+            "heldout_block_fraction": 0.0,
+            "heldout_blocks_file": HELDOUT_FILE,
+            "shared_fraction": 0.05,
+        },
         "features": {"ecfp_bits": 1024, "shard_size": 2000, "rows_per_bucket": 20000},
         "system": {"n_workers": 0},
         "evaluation": {"baseline_max_train": 50000, "baseline_epochs": 30},
         "report": {"caveat": CAVEAT},
     }
+
+
+def _families(rng) -> tuple[tuple[list[str], list[str]], tuple[list[str], list[str]]]:
+    """(amino acids, amines) of the shared family and of the non-shared library: a quarter
+    of each, the library's amino acids half aromatic (BRD4's and sEH's rules need both)."""
+    aromatic = [a for a in AMINO_ACIDS if Chem.MolFromSmiles(a).GetAromaticAtoms()]
+    plain = [a for a in AMINO_ACIDS if a not in aromatic]
+    rng.shuffle(aromatic)
+    rng.shuffle(plain)
+    k = len(AMINO_ACIDS) // 8
+    new_aa, old_aa = aromatic[:k] + plain[:k], aromatic[k:] + plain[k:]
+    pool = amines()
+    rng.shuffle(pool)
+    n_new = len(pool) // 4
+    return (old_aa, pool[n_new:]), (new_aa, pool[:n_new])
+
+
+def _unseen(combos, taken: set) -> list:
+    return [c for c in combos if (c[0], c[1], c[2]) not in taken]
 
 
 def make_demo(
@@ -248,26 +273,23 @@ def make_demo(
     raw = out / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    pool = amines()
-    rng.shuffle(pool)
-    n_new = max(2, len(pool) // 8)
-    test_only, train_pool = pool[:n_new], pool[n_new:]
+    (old_aa, old_pool), (new_aa, new_pool) = _families(rng)
     rule = Rule()
-    train_rows = _molecules(_library(n_train, AMINO_ACIDS, train_pool, rng), rule, rng)
-    shared = _library(n_test // 2, AMINO_ACIDS, train_pool, rng)
-    taken = {(r[0], r[1], r[2]) for r in train_rows}
-    shared = [
-        c
-        for c in shared
-        if (block_smiles(c[0]), block_smiles(c[1]), block_smiles(c[2])) not in taken
-    ]
-    new = _library(n_test - len(shared), AMINO_ACIDS, train_pool, rng, must=test_only)
+    n_library = n_train // 4
+    labelled = _library(n_train - n_library, old_aa, old_pool, rng)
+    labelled += _library(n_library, new_aa, new_pool, rng)
+    train_rows = _molecules(labelled, rule, rng)
+    taken = set(labelled)
+    shared = _unseen(_library(n_test // 2, old_aa, old_pool, rng), taken)
+    new = _unseen(_library(n_test - n_test // 2, new_aa, new_pool, rng), taken)
     test_rows = _molecules(shared + new, rule, rng)
+    held = sorted({block_smiles(f) for f in new_aa + new_pool})
+    (raw / HELDOUT_FILE).write_text("\n".join(held) + "\n")
     train = _long(train_rows, 0, True)
     test = _long(test_rows, len(train), False)
     pq.write_table(pa.Table.from_pandas(train, preserve_index=False), raw / "train.parquet")
     pq.write_table(pa.Table.from_pandas(test, preserve_index=False), raw / "test.parquet")
-    extra_rows = _molecules(_library(n_extra, AMINO_ACIDS, train_pool, rng), rule, rng)
+    extra_rows = _molecules(_library(n_extra, old_aa, old_pool, rng), rule, rng)
     extra = pd.DataFrame(
         {
             "new_structure": [r[3] for r in extra_rows],

@@ -57,20 +57,56 @@ def test_one_row_per_molecule_with_the_inputs_labels_and_ids(belka_cfg, belka_de
     assert int(e["binds_sEH"].sum()) == int((extra["read_count"] >= 1).sum())
 
 
-def test_validation_holds_out_building_blocks(belka_cfg) -> None:
+def test_validation_is_the_competitions_split(belka_cfg, belka_demo) -> None:
+    """Non-shared: no block of the molecule occurs in training (Leash Bio's non-shared test
+    molecules); shared: every block does; the demo's held-out library is the non-shared
+    validation group and half its test molecules."""
     mols = _molecules(belka_cfg)
     train = mols[mols["subset"] == 0]
     seen = set(train[BLOCKS].stack())
+    held = set((belka_demo.root / "raw" / "heldout_blocks.txt").read_text().split())
+    assert not seen & held  # no training molecule has a held-out block
     val = mols[mols["subset"] == 1]
     non_shared = val[val["shared_blocks"] == False]  # noqa: E712 (a nullable column)
     shared = val[val["shared_blocks"] == True]  # noqa: E712
-    assert len(non_shared) > 20 and len(shared) > 0
-    # each non-shared validation molecule has a block no training molecule has
-    assert all(not set(r) <= seen for r in non_shared[BLOCKS].itertuples(index=False))
+    assert len(non_shared) == belka_demo.train_molecules // 4 and len(shared) > 0
+    assert all(not set(r) & seen for r in non_shared[BLOCKS].itertuples(index=False))
     assert all(set(r) <= seen for r in shared[BLOCKS].itertuples(index=False))
+    test = mols[mols["subset"] == 2]
+    assert set(test["shared_blocks"].dropna()) == {True, False}
+    for flag, group in test.groupby("shared_blocks"):
+        blocks = [set(r) for r in group[BLOCKS].itertuples(index=False)]
+        assert all((b <= seen) if flag else not (b & seen) for b in blocks)
     # the same split on every run
     again = _molecules(belka_cfg)
     assert again.equals(mols)
+
+
+def test_a_molecule_mixing_held_out_and_training_blocks_is_in_neither_group(
+    tmp_path: Path, belka_demo
+) -> None:
+    """Held-out blocks drawn at random (the default's way) leave molecules that mix them with
+    training blocks: out of training, validated, and counted in neither group."""
+    extra = {"validation": {"heldout_block_fraction": 0.3, "heldout_blocks_file": None}}
+    cfg = load_config(str(write_config(tmp_path, belka_demo, extra)))
+    res = generate_parquet.run(cfg)
+    mols = pd.read_parquet(res.parquet)
+    seen = set(mols.loc[mols["subset"] == 0, BLOCKS].stack())
+    val = mols[(mols["subset"] == 1) & mols[BLOCKS[0]].notna()]
+    n_seen = val[BLOCKS].isin(seen).sum(axis=1)
+    mixed = val[(n_seen > 0) & (n_seen < 3)]
+    assert len(mixed) > 0 and mixed["shared_blocks"].isna().all()
+    assert res.validation_groups["neither"] == int(
+        mols.loc[mols["subset"] == 1, "shared_blocks"].isna().sum()
+    )
+    assert res.validation_groups["non_shared"] == int((val["shared_blocks"] == False).sum())  # noqa: E712
+
+
+def test_a_missing_heldout_blocks_file_is_named(tmp_path: Path, belka_demo) -> None:
+    extra = {"validation": {"heldout_blocks_file": "nowhere.txt"}}
+    cfg = load_config(str(write_config(tmp_path, belka_demo, extra)))
+    with pytest.raises(InputDataError, match="validation.heldout_blocks_file.*nowhere.txt"):
+        generate_parquet.run(cfg)
 
 
 def test_small_buckets_give_the_same_molecules(tmp_path: Path, belka_demo) -> None:

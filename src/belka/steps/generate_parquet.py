@@ -7,9 +7,12 @@ Peak memory follows `features.rows_per_bucket`, not the input size.
 
 Columns: `mol_id`, `molecule_smiles` (the `[Dy]` linker as `[H]`), the three building
 blocks, `binds_<protein>` (null where unmeasured), `id_<protein>` (the input row ids, for
-the submission), `subset` (0 train, 1 validation, 2 test) and `shared_blocks` (all three
-blocks occur in training molecules). Validation: molecules with a held-out building block
-(non-shared), plus a share of the other training molecules (shared)."""
+the submission), `subset` (0 train, 1 validation, 2 test) and `shared_blocks`. Validation
+is the competition's split (Leash Bio's non-shared test molecules share no building block
+with training): every labelled molecule with a held-out block leaves training, and a share
+of the others is validated too. `shared_blocks`: true when all three blocks occur in
+training molecules, false when none does (non-shared), null when only some do or the
+molecule has no blocks (neither group)."""
 
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ from pipekit.atomic import replacing_path, replacing_uri
 from pipekit.errors import InputDataError
 from pipekit.faults import crashpoint
 from pipekit.progress import progress
-from pipekit.uri import apply_storage_options, join_uri, open_uri, uri_exists
+from pipekit.uri import apply_storage_options, join_uri, open_uri, require_file, uri_exists
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,8 @@ class GenerateResult:
     skipped_rows: dict[str, dict[str, int]]  # per input: its counts of rows skipped and why
     heldout_blocks: int
     buckets: int
+    # validation molecules per group: shared, non_shared, and neither (blocks mixed or unknown)
+    validation_groups: dict[str, int]
 
 
 TEST_IDS = "test_ids.parquet"
@@ -169,11 +174,25 @@ def _bucketize(cfg: Config, layout: Layout, tmp: Path) -> tuple[int, dict, dict,
     return n_buckets, rows, skips, blocks
 
 
-def _heldout(blocks: set[str], fraction: float, seed: int) -> set[str]:
+def _heldout(blocks: set[str], cfg: Config, layout: Layout) -> set[str]:
+    """`validation.heldout_block_fraction` of the blocks (a seeded draw), and the blocks the
+    `validation.heldout_blocks_file` lists."""
+    v = cfg.validation
     ordered = sorted(blocks)
-    n = round(len(ordered) * fraction)
-    pick = np.random.default_rng(seed).choice(len(ordered), size=n, replace=False)
-    return {ordered[i] for i in pick}
+    n = round(len(ordered) * v.heldout_block_fraction)
+    pick = np.random.default_rng(v.seed).choice(len(ordered), size=n, replace=False)
+    held = {ordered[i] for i in pick}
+    if v.heldout_blocks_file:
+        uri = require_file(layout.raw(v.heldout_blocks_file), "validation.heldout_blocks_file")
+        with open_uri(uri, "rt") as fh:
+            listed = {line.strip() for line in fh if line.strip()}
+        unknown = listed - blocks
+        if unknown:
+            log.warning(
+                "%s: %d of its %d blocks occur in no molecule", uri, len(unknown), len(listed)
+            )
+        held |= listed & blocks
+    return held
 
 
 def _pivot(bucket: pd.DataFrame) -> pd.DataFrame:
@@ -245,12 +264,21 @@ def _training_blocks(tmp: Path, n_buckets: int, heldout: set[str], cfg: Config) 
 
 
 def _assign(mols: pd.DataFrame, heldout: set[str], train_blocks: set[str], cfg: Config) -> None:
+    """`subset`, and `shared_blocks` as the competition split its test set: true when every
+    block of the molecule occurs in training molecules (shared), false when none does
+    (non-shared), null when only some do or the blocks are unknown (neither group)."""
     has_blocks = mols[list(BLOCKS)].notna().all(axis=1).to_numpy()
-    shared = has_blocks.copy()
-    for b in BLOCKS:
-        shared &= mols[b].isin(train_blocks).to_numpy()
+    seen = sum(mols[b].isin(train_blocks).to_numpy().astype(np.int8) for b in BLOCKS)
+    flag = np.where(seen == len(BLOCKS), True, np.where(seen == 0, False, None))
     mols["subset"] = _subsets(mols, heldout, cfg)
-    mols["shared_blocks"] = pd.array(np.where(has_blocks, shared, None), dtype="boolean")
+    mols["shared_blocks"] = pd.array(np.where(has_blocks, flag, None), dtype="boolean")
+
+
+def _count_groups(groups: dict[str, int], mols: pd.DataFrame) -> None:
+    flag = mols.loc[mols["subset"] == SUBSET_VAL, "shared_blocks"]
+    groups["shared"] += int((flag == True).sum())  # noqa: E712 (a nullable column)
+    groups["non_shared"] += int((flag == False).sum())  # noqa: E712
+    groups["neither"] += int(flag.isna().sum())
 
 
 def run(cfg: Config, layout: Layout | None = None) -> GenerateResult:
@@ -260,10 +288,11 @@ def run(cfg: Config, layout: Layout | None = None) -> GenerateResult:
     try:
         n_buckets, rows, skips, blocks = _bucketize(cfg, layout, tmp)
         crashpoint("generate_parquet.bucketed")
-        heldout = _heldout(blocks, cfg.validation.heldout_block_fraction, cfg.validation.seed)
+        heldout = _heldout(blocks, cfg, layout)
         train_blocks = _training_blocks(tmp, n_buckets, heldout, cfg)
         log.info("%d building blocks in training molecules, %d held out", len(blocks), len(heldout))
         by_subset = {"train": 0, "validation": 0, "test": 0}
+        groups = {"shared": 0, "non_shared": 0, "neither": 0}
         next_id = 0
         test_ids: list[np.ndarray] = []
         with replacing_path(layout.parquet) as local:
@@ -279,6 +308,7 @@ def run(cfg: Config, layout: Layout | None = None) -> GenerateResult:
                     next_id += len(mols)
                     for name, code in zip(by_subset, (0, 1, 2), strict=True):
                         by_subset[name] += int((mols["subset"] == code).sum())
+                    _count_groups(groups, mols)
                     writer.write_table(
                         pa.Table.from_pandas(mols, schema=OUT_SCHEMA, preserve_index=False)
                     )
@@ -289,7 +319,9 @@ def run(cfg: Config, layout: Layout | None = None) -> GenerateResult:
             raise InputDataError("generate_parquet: no molecule left after skipping bad rows")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    res = GenerateResult(layout.parquet, next_id, by_subset, rows, skips, len(heldout), n_buckets)
+    res = GenerateResult(
+        layout.parquet, next_id, by_subset, rows, skips, len(heldout), n_buckets, groups
+    )
     with replacing_uri(layout.out("generate_parquet_report.json"), "w") as fh:
         json.dump(asdict(res), fh, indent=2)
     return res
