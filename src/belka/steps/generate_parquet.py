@@ -268,10 +268,11 @@ def _assign(mols: pd.DataFrame, heldout: set[str], train_blocks: set[str], cfg: 
     block of the molecule occurs in training molecules (shared), false when none does
     (non-shared), null when only some do or the blocks are unknown (neither group)."""
     has_blocks = mols[list(BLOCKS)].notna().all(axis=1).to_numpy()
-    seen = sum(mols[b].isin(train_blocks).to_numpy().astype(np.int8) for b in BLOCKS)
-    flag = np.where(seen == len(BLOCKS), True, np.where(seen == 0, False, None))
+    seen = mols[list(BLOCKS)].isin(train_blocks).sum(axis=1).to_numpy()
+    flag = pd.array(seen == len(BLOCKS), dtype="boolean")
+    flag[((seen > 0) & (seen < len(BLOCKS))) | ~has_blocks] = pd.NA  # mixed, or no blocks
     mols["subset"] = _subsets(mols, heldout, cfg)
-    mols["shared_blocks"] = pd.array(np.where(has_blocks, flag, None), dtype="boolean")
+    mols["shared_blocks"] = flag
 
 
 def _count_groups(groups: dict[str, int], mols: pd.DataFrame) -> None:
