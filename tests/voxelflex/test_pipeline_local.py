@@ -55,7 +55,7 @@ def test_pipeline_runs_end_to_end_and_gates_what_it_promotes(
     model_dir = run / "train" / "model"
     _check_promoted(record, model_dir)
     _check_step_commands(cfg, printed, (run / "visualize" / "plots").read_text())
-    _check_the_scheduled_evaluation(tmp_path, data, cfg, record, model_dir, runner, capsys)
+    _check_the_scheduled_evaluation(root, data, cfg, record, model_dir, runner, capsys)
 
 
 def _check_main_run(run: Path, printed: str, data, store: Path, tmp_path: Path) -> None:
@@ -159,7 +159,7 @@ def _check_step_commands(cfg: Path, printed: str, page: str) -> None:
 
 
 def _check_the_scheduled_evaluation(
-    tmp_path: Path, data, cfg: Path, record: Path, model_dir: Path, runner: str, capsys
+    root: Path, data, cfg: Path, record: Path, model_dir: Path, runner: str, capsys
 ) -> None:
     """The scheduled evaluation pipeline: given no model, it evaluates the accepted one; given a
     worse one (trained with a learning rate too small to move it), its gate fails the run and
@@ -173,10 +173,12 @@ def _check_the_scheduled_evaluation(
     }
     params = [a for k, v in inputs.items() for a in ("--param", f"{k}={v}")]
     argv = ["pipeline", "run", "--local", "--pipeline", "voxelflex_evaluation_pipeline", "-q"]
-    argv += ["--runner", runner, *params]
-    nightly = tmp_path / "nightly"
-    assert main([*argv, "--pipeline-root", str(nightly), "--param", "promote=false"]) == 0
-    (report,) = nightly.glob("*/evaluate/evaluation/metrics/evaluation_metrics_test.json")
+    # the main run's pipeline root: the accepted model lies under it, which a container sees
+    # (--runner docker mounts the root and the paths parameters name, not paths in files)
+    argv += ["--runner", runner, "--pipeline-root", str(root), *params]
+    assert main([*argv, "--param", "promote=false"]) == 0
+    evaluation = "voxelflex-evaluation-*/evaluate/evaluation/metrics/evaluation_metrics_test.json"
+    (report,) = root.glob(evaluation)
     evaluated = json.loads(report.read_text())["model_uri"]
     assert evaluated == str(model_dir / "models" / "best_model.pt")
     assert record.read_bytes() == before
@@ -190,8 +192,7 @@ def _check_the_scheduled_evaluation(
 
     worse = RunPaths.from_config(load_config(str(cfg), untrained)).run_dir
     capsys.readouterr()
-    judged = [*argv, "--pipeline-root", str(tmp_path / "judged"), "--param", f"model_uri={worse}"]
-    assert main(judged) == 2
+    assert main([*argv, "--param", f"model_uri={worse}"]) == 2
     err = capsys.readouterr().err
     assert "local pipeline run failed" in err and "evaluation-gate" in err  # failed there
     assert record.read_bytes() == before  # the accepted model stays the better one
