@@ -197,6 +197,45 @@ def test_a_run_killed_mid_training_resumes_to_the_same_model(preprocessed, tmp_p
         assert torch.equal(value, states["killed"]["model_state"][key]), key
 
 
+@pytest.mark.parametrize(
+    "on", [(True, True, True), (False, True, False), (True, False, True), (False, False, False)]
+)
+def test_task_losses_are_the_physics_written_out(on) -> None:
+    """Each task's loss against its definition on the F4 axes (xyzt, nu/nubar, flavor),
+    written out here without the loss module's matrices."""
+    from rheidae.config.schema import ConstraintsConfig, LossConfig
+    from rheidae.losses import task_losses, task_names
+
+    g = torch.Generator().manual_seed(3)
+    pred, target, initial = (torch.randn(37, 24, generator=g, dtype=torch.float64) for _ in "abc")
+    constraints = ConstraintsConfig(*on)
+    scales = LossConfig(number_scale=2.0, lepton_scale=3.0, causality_scale=0.5)
+    got = dict(
+        zip(
+            task_names(constraints),
+            task_losses(pred, target, initial, constraints, scales).tolist(),
+            strict=True,
+        )
+    )
+    f, f0 = pred.reshape(-1, 4, 2, 3), initial.reshape(-1, 4, 2, 3)
+    numbers = [f[:, 3, k].sum(1) - f0[:, 3, k].sum(1) for k in (0, 1)]  # total nu, nubar
+    fluxes = [f[:, c, k].sum(1) - f0[:, c, k].sum(1) for c in range(3) for k in (0, 1)]
+    lepton = [(f[:, 3, 0, a] - f[:, 3, 1, a]) - (f0[:, 3, 0, a] - f0[:, 3, 1, a]) for a in range(3)]
+    excess = [
+        torch.relu(torch.sqrt((f[:, :3, k, a] ** 2).sum(1)) - f[:, 3, k, a])
+        for k in (0, 1)
+        for a in range(3)
+    ]
+    want = {"accuracy": float(((pred - target) ** 2).mean())}
+    if constraints.number:
+        want["number"] = float(torch.stack(numbers + fluxes).pow(2).mean()) / 2.0
+    if constraints.lepton:
+        want["lepton"] = float(torch.stack(lepton).pow(2).mean()) / 3.0
+    if constraints.causality:
+        want["causality"] = float(torch.stack(excess).pow(2).mean()) / 0.5
+    assert got == pytest.approx(want, rel=1e-12)
+
+
 def test_pcgrad_projects_conflicting_gradients_as_defined() -> None:
     """Two linear tasks with conflicting gradients a and b (a.b < 0): PCGrad's update is
     (a - (a.b)/|b|^2 b) + (b - (a.b)/|a|^2 a), what Yu et al. define."""

@@ -175,7 +175,7 @@ class _Training:
         for x, y in progress(epoch_batches, desc=f"epoch {epoch}", leave=False):
             t = time.perf_counter()
             losses = self.step(x, y)
-            sums += losses * len(x)
+            sums.add_(losses, alpha=len(x))
             n += len(x)
             metrics.batch(len(x), time.perf_counter() - t)
         if not torch.isfinite(sums).all():  # a NaN or inf in any step stays in the sum
