@@ -247,11 +247,11 @@ def demo_config(root: Path, working: Path) -> dict:
     }
 
 
-def _families(rng) -> tuple[tuple[list[str], list[str]], tuple[list[str], list[str]]]:
+def _families(rng, rule: Rule) -> tuple[tuple[list[str], list[str]], tuple[list[str], list[str]]]:
     """(amino acids, amines) of the shared family and of the non-shared library: a quarter
     of each, the library's amino acids half aromatic (BRD4's and sEH's rules need both)."""
-    aromatic = [a for a in AMINO_ACIDS if Chem.MolFromSmiles(a).GetAromaticAtoms()]
-    plain = [a for a in AMINO_ACIDS if a not in aromatic]
+    aromatic = [a for a in AMINO_ACIDS if rule.aromatic_bb1[a]]
+    plain = [a for a in AMINO_ACIDS if not rule.aromatic_bb1[a]]
     rng.shuffle(aromatic)
     rng.shuffle(plain)
     k = len(AMINO_ACIDS) // 8
@@ -262,10 +262,6 @@ def _families(rng) -> tuple[tuple[list[str], list[str]], tuple[list[str], list[s
     return (old_aa, pool[n_new:]), (new_aa, pool[:n_new])
 
 
-def _unseen(combos, taken: set) -> list:
-    return [c for c in combos if (c[0], c[1], c[2]) not in taken]
-
-
 def make_demo(
     out: str | Path, n_train: int = 12000, n_test: int = 1500, n_extra: int = 1500, seed: int = 0
 ) -> Demo:
@@ -273,16 +269,16 @@ def make_demo(
     raw = out / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    (old_aa, old_pool), (new_aa, new_pool) = _families(rng)
     rule = Rule()
+    (old_aa, old_pool), (new_aa, new_pool) = _families(rng, rule)
     n_library = n_train // 4
     labelled = _library(n_train - n_library, old_aa, old_pool, rng)
     labelled += _library(n_library, new_aa, new_pool, rng)
     train_rows = _molecules(labelled, rule, rng)
     taken = set(labelled)
-    shared = _unseen(_library(n_test // 2, old_aa, old_pool, rng), taken)
-    new = _unseen(_library(n_test - n_test // 2, new_aa, new_pool, rng), taken)
-    test_rows = _molecules(shared + new, rule, rng)
+    shared = _library(n_test // 2, old_aa, old_pool, rng)
+    new = _library(n_test - n_test // 2, new_aa, new_pool, rng)
+    test_rows = _molecules([c for c in shared + new if c not in taken], rule, rng)
     held = sorted({block_smiles(f) for f in new_aa + new_pool})
     (raw / HELDOUT_FILE).write_text("\n".join(held) + "\n")
     train = _long(train_rows, 0, True)
