@@ -11,7 +11,6 @@ import pytest
 
 from voxelflex.cli import main
 from voxelflex.config import load_config
-from voxelflex.data.samples import read_master_samples
 from voxelflex.paths import RunPaths
 from voxelflex.steps import preprocess
 
@@ -60,10 +59,6 @@ def test_torchrun_ranks_see_each_sample_once_in_equal_steps(
 
 def _train(config: Path, *extra: str) -> list[str]:
     return ["-m", "voxelflex", "train", "--config", str(config), "-q", *extra]
-
-
-def _n_train_samples(cfg) -> int:
-    return len(read_master_samples(RunPaths.from_config(cfg).master_samples, ("train",)))
 
 
 @pytest.mark.slow

@@ -13,10 +13,10 @@ import yaml
 
 from tests.conftest import metrics_report, write_config, write_json
 from voxelflex.cli import main
+from voxelflex.data.demo import TEMPERATURES as DEMO_TEMPERATURES
 from voxelflex.steps import gate
 from voxelflex.training.checkpoint import load_model
 
-TEMPS = ("320", "348", "379", "413", "450")  # the demo's, as mdCATH's
 PRED_COLS = ["domain_id", "resid", "resname", "temperature", "predicted_rmsf", "target_rmsf"]
 
 
@@ -35,7 +35,8 @@ def test_pipeline_runs_end_to_end_and_gates_what_it_promotes(
         tmp_path / "data", n_domains=8, seed=5, min_residues=40, max_residues=60
     )
     record = tmp_path / "accepted" / "promotion.json"
-    weak = write_json(tmp_path / "weak.json", metrics_report({t: 0.3 for t in TEMPS}))
+    weak_r = {f"{t:.0f}": 0.3 for t in DEMO_TEMPERATURES}
+    weak = write_json(tmp_path / "weak.json", metrics_report(weak_r))
     weak_argv = ["gate", "--metrics", weak, "--accepted", str(record)]
     assert main([*weak_argv, "--model", "s3://lab/weak", "--run-id", "run-0"]) == 0
     capsys.readouterr()

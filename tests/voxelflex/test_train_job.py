@@ -235,11 +235,9 @@ def test_a_two_node_trainjob_trains_the_run_and_a_restarted_run_matches_it(
     assert result.epochs_run == 2 and result.best_val_pearson == result.best_val_pearson
     n_train = len(read_master_samples(paths.master_samples, ("train",)))
     assert result.last_epoch["train_samples"] == n_train  # both nodes, each sample once
-    assert load_checkpoint(result.best_model)["epoch"] in (0, 1)
-    # a bare model: loads without DDP
-    assert not any(
-        k.startswith("module.") for k in load_checkpoint(result.best_model)["model_state"]
-    )
+    best = load_checkpoint(result.best_model)
+    assert best["epoch"] in (0, 1)
+    assert not any(k.startswith("module.") for k in best["model_state"])  # loads without DDP
     log = Path(paths.log_file).read_text()  # rank 0's alone
     assert "on cpu x 2" in log and log.count("epoch 2:") == 1  # one job, not two runs
     # one line of result, from rank 0; the other node stays quiet
