@@ -108,7 +108,9 @@ def _error_range(err_model: np.ndarray, err_box: np.ndarray) -> tuple[float, flo
     return float(lo), float(hi)
 
 
-def _error_parity(plt, err_model: np.ndarray, err_box: np.ndarray, split: str, lo, hi):
+def _error_parity(
+    plt, err_model: np.ndarray, err_box: np.ndarray, split: str, lo: float, hi: float
+):
     fig, ax = plt.subplots(figsize=(4.8, 4.8))
     ax.scatter(err_box, err_model, s=3, alpha=0.4)
     ax.plot([lo, hi], [lo, hi], "k:", lw=0.8)
@@ -125,7 +127,9 @@ def _error_parity(plt, err_model: np.ndarray, err_box: np.ndarray, split: str, l
     return fig, pd.DataFrame({"box3d": err_box, "model": err_model})
 
 
-def _error_histogram(plt, err_model: np.ndarray, err_box: np.ndarray, split: str, lo, hi):
+def _error_histogram(
+    plt, err_model: np.ndarray, err_box: np.ndarray, split: str, lo: float, hi: float
+):
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     bins = np.logspace(np.log10(lo), np.log10(hi), 40)
     for err, label, color in ((err_box, "Box3D", "C0"), (err_model, "model", "C1")):
