@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import rankdata
+import pandas as pd
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -16,7 +16,7 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         return math.nan
-    ranks = rankdata(scores)
+    ranks = pd.Series(scores).rank().to_numpy()  # tied scores share their mean rank
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
