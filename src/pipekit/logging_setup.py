@@ -22,6 +22,13 @@ def verbose() -> bool:
     return _verbose
 
 
+def _not_an_unclosed_session(record: logging.LogRecord) -> bool:
+    """aiohttp reports each client session it finds unclosed when it is garbage-collected, as
+    an asyncio ERROR. s3fs leaves one behind whenever the object store stops answering, so a
+    storage outage ended in a heap of these around the one line that says what happened."""
+    return not record.getMessage().startswith(("Unclosed client session", "Unclosed connector"))
+
+
 def setup_logging(level: str = "INFO", log_file: str | None = None) -> None:
     """Console at `level`; the run's log file (local run dirs) keeps INFO and above even when
     the console is quieter, so a `-q` run still leaves a full record."""
@@ -42,5 +49,8 @@ def setup_logging(level: str = "INFO", log_file: str | None = None) -> None:
         handler.setLevel(min(logging.getLevelName(level), logging.INFO))
         handler.setFormatter(logging.Formatter(FORMAT))
         root.addHandler(handler)
+    asyncio_log = logging.getLogger("asyncio")
+    if _not_an_unclosed_session not in asyncio_log.filters:
+        asyncio_log.addFilter(_not_an_unclosed_session)
     for noisy in ("matplotlib", "fsspec", "h5py", "PIL", "urllib3", "botocore", "s3fs"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
