@@ -76,7 +76,9 @@ def test_train_predict_evaluate_from_s3_with_two_workers(
 def test_an_s3_outage_mid_training_is_one_line_naming_the_store(tmp_path: Path, demo_data) -> None:
     """A server of its own, stopped after the first epoch: the run fails (exit 2) with one
     line that names the store and says the service did not answer; no advice to re-mirror.
-    (The packed store, as `runs/retrain.yaml` trains; s3fs's own retries take ~12 s.)"""
+    (The packed store, as `runs/retrain.yaml` trains. botocore tries each request once,
+    `AWS_MAX_ATTEMPTS=1` as any user may set it: s3fs's own five tries remain, and botocore's
+    default five inside each of them only made the outage take 21 s to report.)"""
     layout = "packed"
     import s3fs
     from moto.server import ThreadedMotoServer
@@ -86,6 +88,7 @@ def test_an_s3_outage_mid_training_is_one_line_naming_the_store(tmp_path: Path, 
     host, port = server.get_host_and_port()
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     env |= {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
+    env["AWS_MAX_ATTEMPTS"] = "1"
     fs = s3fs.S3FileSystem(endpoint_url=env["AWS_ENDPOINT_URL"], key="testing", secret="testing")
     bucket = "outage"  # moto keeps one state per process, across its servers
     fs.mkdir(bucket)
