@@ -161,6 +161,9 @@ def test_an_s3_outage_mid_embed_is_one_line_and_a_rerun_completes_the_cache(
             # one owner, as a retried pipeline task: it takes over the lease the failed run
             # could not release while the store was down
             "PIPEKIT_LOCK_OWNER": "embed-task-1",
+            # botocore tries each request once (a user's setting too): s3fs's own five tries
+            # remain, and botocore's default five inside each only made the outage take ~20 s
+            "AWS_MAX_ATTEMPTS": "1",
         }
         return server, env
 
