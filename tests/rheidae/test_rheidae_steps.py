@@ -197,43 +197,75 @@ def test_a_run_killed_mid_training_resumes_to_the_same_model(preprocessed, tmp_p
         assert torch.equal(value, states["killed"]["model_state"][key]), key
 
 
-@pytest.mark.parametrize(
-    "on", [(True, True, True), (False, True, False), (True, False, True), (False, False, False)]
-)
-def test_task_losses_are_the_physics_written_out(on) -> None:
-    """Each task's loss against its definition on the F4 axes (xyzt, nu/nubar, flavor),
-    written out here without the loss module's matrices."""
-    from rheidae.config.schema import ConstraintsConfig, LossConfig
-    from rheidae.losses import task_losses, task_names
+# (number, lepton, causality)
+CONSTRAINTS_ON = [
+    (True, True, True),
+    (False, True, False),
+    (True, False, True),
+    (False, False, False),
+]
 
-    g = torch.Generator().manual_seed(3)
-    pred, target, initial = (torch.randn(37, 24, generator=g, dtype=torch.float64) for _ in "abc")
-    constraints = ConstraintsConfig(*on)
-    scales = LossConfig(number_scale=2.0, lepton_scale=3.0, causality_scale=0.5)
-    got = dict(
-        zip(
-            task_names(constraints),
-            task_losses(pred, target, initial, constraints, scales).tolist(),
-            strict=True,
-        )
-    )
+
+def _physics_written_out(pred, target, initial, on) -> dict[str, torch.Tensor]:
+    """Each task's loss from its definition on the F4 axes (xyzt, nu/nubar, flavor), without
+    the loss module's matrices; number, lepton and causality scales 2, 3 and 0.5."""
     f, f0 = pred.reshape(-1, 4, 2, 3), initial.reshape(-1, 4, 2, 3)
     numbers = [f[:, 3, k].sum(1) - f0[:, 3, k].sum(1) for k in (0, 1)]  # total nu, nubar
     fluxes = [f[:, c, k].sum(1) - f0[:, c, k].sum(1) for c in range(3) for k in (0, 1)]
     lepton = [(f[:, 3, 0, a] - f[:, 3, 1, a]) - (f0[:, 3, 0, a] - f0[:, 3, 1, a]) for a in range(3)]
     excess = [
-        torch.relu(torch.sqrt((f[:, :3, k, a] ** 2).sum(1)) - f[:, 3, k, a])
+        torch.relu(torch.linalg.vector_norm(f[:, :3, k, a], dim=1) - f[:, 3, k, a])
         for k in (0, 1)
         for a in range(3)
     ]
-    want = {"accuracy": float(((pred - target) ** 2).mean())}
-    if constraints.number:
-        want["number"] = float(torch.stack(numbers + fluxes).pow(2).mean()) / 2.0
-    if constraints.lepton:
-        want["lepton"] = float(torch.stack(lepton).pow(2).mean()) / 3.0
-    if constraints.causality:
-        want["causality"] = float(torch.stack(excess).pow(2).mean()) / 0.5
+    want = {"accuracy": ((pred - target) ** 2).mean()}
+    if on[0]:
+        want["number"] = torch.stack(numbers + fluxes).pow(2).mean() / 2.0
+    if on[1]:
+        want["lepton"] = torch.stack(lepton).pow(2).mean() / 3.0
+    if on[2]:
+        want["causality"] = torch.stack(excess).pow(2).mean() / 0.5
+    return want
+
+
+def _losses(pred, target, initial, on) -> torch.Tensor:
+    from rheidae.config.schema import ConstraintsConfig, LossConfig
+    from rheidae.losses import task_losses
+
+    scales = LossConfig(number_scale=2.0, lepton_scale=3.0, causality_scale=0.5)
+    return task_losses(pred, target, initial, ConstraintsConfig(*on), scales)
+
+
+@pytest.mark.parametrize("on", CONSTRAINTS_ON)
+def test_task_losses_are_the_physics_written_out(on) -> None:
+    from rheidae.config.schema import ConstraintsConfig
+    from rheidae.losses import task_names
+
+    g = torch.Generator().manual_seed(3)
+    pred, target, initial = (torch.randn(37, 24, generator=g, dtype=torch.float64) for _ in "abc")
+    names = task_names(ConstraintsConfig(*on))
+    got = dict(zip(names, _losses(pred, target, initial, on).tolist(), strict=True))
+    want = {k: float(v) for k, v in _physics_written_out(pred, target, initial, on).items()}
     assert got == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("on", CONSTRAINTS_ON)
+def test_task_losses_gradient_where_a_flux_is_zero(on) -> None:
+    """Where a flux is exactly zero (F/|F| undefined; causality violated by N < 0) the
+    gradient is finite and is autograd's through the physics written out above: a norm
+    written as sqrt(sum of squares) would make it NaN there."""
+    g = torch.Generator().manual_seed(5)
+    pred, target, initial = (torch.randn(9, 24, generator=g, dtype=torch.float64) for _ in "abc")
+    pred.view(-1, 4, 6)[:3, :3] = 0.0  # no flux in three runs, in every species
+    pred.view(-1, 4, 6)[:3, 3] = -1.0  # with N < 0: an excess of 1
+    pred.requires_grad_(True)
+    weights = torch.rand(4, generator=g, dtype=torch.float64)
+    ours = _losses(pred, target, initial, on)
+    written = torch.stack(list(_physics_written_out(pred, target, initial, on).values()))
+    (got,) = torch.autograd.grad((ours * weights[: len(ours)]).sum(), pred)
+    (want,) = torch.autograd.grad((written * weights[: len(ours)]).sum(), pred)
+    assert torch.isfinite(got).all()
+    assert torch.allclose(got, want, rtol=1e-12, atol=1e-15)
 
 
 def test_pcgrad_projects_conflicting_gradients_as_defined() -> None:
