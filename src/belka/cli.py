@@ -273,7 +273,12 @@ def build_command_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo-data", help="demo inputs in the BELKA layout and a config")
     p.add_argument("--out", default="demo_belka")
-    p.add_argument("--molecules", type=int, default=12000, help="training molecules")
+    p.add_argument(
+        "--molecules",
+        type=int,
+        default=15000,
+        help="labelled molecules (two fifths held out: the non-shared validation group)",
+    )
     p.add_argument("--test", type=int, default=1500, help="test molecules")
     p.add_argument("--extra", type=int, default=1500, help="extra (sEH-only) molecules")
     p.add_argument("--seed", type=int, default=0)

@@ -69,7 +69,7 @@ def test_validation_is_the_competitions_split(belka_cfg, belka_demo) -> None:
     val = mols[mols["subset"] == 1]
     non_shared = val[val["shared_blocks"] == False]  # noqa: E712 (a nullable column)
     shared = val[val["shared_blocks"] == True]  # noqa: E712
-    assert len(non_shared) == belka_demo.train_molecules // 4 and len(shared) > 0
+    assert len(non_shared) == belka_demo.train_molecules * 2 // 5 and len(shared) > 0
     assert all(not set(r) & seen for r in non_shared[BLOCKS].itertuples(index=False))
     assert all(set(r) <= seen for r in shared[BLOCKS].itertuples(index=False))
     test = mols[mols["subset"] == 2]
