@@ -273,8 +273,9 @@ def make_demo(
     rng = np.random.default_rng(seed)
     rule = Rule()
     (old_aa, old_pool), (new_aa, new_pool) = _families(rng, rule)
-    # two fifths from the non-shared library: the validation group the competition is about,
-    # large enough (5,041 molecules by default) that the model-vs-baseline interval excludes 0
+    # two fifths from the non-shared library: the validation group the competition is about
+    # (6,000 molecules by default: the paired model-vs-baseline interval 0.085 wide, against
+    # 0.140 with a quarter)
     n_library = n_train * 2 // 5
     labelled = _library(n_train - n_library, old_aa, old_pool, rng)
     labelled += _library(n_library, new_aa, new_pool, rng)
