@@ -212,10 +212,11 @@ def cmd_steps(args: argparse.Namespace) -> None:
 def cmd_demo_data(args: argparse.Namespace) -> None:
     from belka.demo import make_demo
 
-    d = make_demo(args.out, args.molecules, args.test, args.extra, seed=args.seed)
+    d = make_demo(args.out, args.molecules, args.test, args.extra, args.seed, args.non_shared)
     hits = ", ".join(f"{p} {v:.1%}" for p, v in d.hit_rate.items())
     print(
-        f"demo: {d.train_molecules} training, {d.test_molecules} test, {d.extra_molecules} "
+        f"demo: {d.train_molecules} labelled ({d.non_shared_molecules} of held-out blocks: "
+        f"the non-shared validation group), {d.test_molecules} test, {d.extra_molecules} "
         f"extra molecules (hit rates {hits}) in {d.root}/raw; config {d.config}"
     )
 
@@ -278,6 +279,11 @@ def build_command_parser() -> argparse.ArgumentParser:
         type=int,
         default=15000,
         help="labelled molecules (two fifths held out: the non-shared validation group)",
+    )
+    p.add_argument(
+        "--non-shared",
+        type=int,
+        help="of those, how many from the held-out library (default two fifths)",
     )
     p.add_argument("--test", type=int, default=1500, help="test molecules")
     p.add_argument("--extra", type=int, default=1500, help="extra (sEH-only) molecules")

@@ -69,7 +69,8 @@ def test_validation_is_the_competitions_split(belka_cfg, belka_demo) -> None:
     val = mols[mols["subset"] == 1]
     non_shared = val[val["shared_blocks"] == False]  # noqa: E712 (a nullable column)
     shared = val[val["shared_blocks"] == True]  # noqa: E712
-    assert len(non_shared) == belka_demo.train_molecules * 2 // 5 and len(shared) > 0
+    assert len(non_shared) == belka_demo.non_shared_molecules == belka_demo.train_molecules * 2 // 5
+    assert len(shared) > 0
     assert all(not set(r) & seen for r in non_shared[BLOCKS].itertuples(index=False))
     assert all(set(r) <= seen for r in shared[BLOCKS].itertuples(index=False))
     test = mols[mols["subset"] == 2]
@@ -198,3 +199,25 @@ def test_an_extra_csv_without_its_columns_names_them(tmp_path, belka_demo, capsy
     err = capsys.readouterr().err.strip()
     assert code == 2 and "DNA_Labeled_Data.csv: missing columns" in err
     assert "new_structure" in err and len(err.splitlines()) == 1
+
+
+def test_demo_data_takes_the_non_shared_group_size(tmp_path: Path, capsys) -> None:
+    """`--non-shared N`: N of the labelled molecules are made of held-out blocks only (the
+    validation group a larger demo widens); N not below `--molecules`, or more than the
+    held-out blocks can make, is refused, naming the flag."""
+    out = tmp_path / "d"
+    args = ["demo-data", "--out", str(out), "--molecules", "300", "--test", "40"]
+    assert main([*args, "--extra", "20", "--non-shared", "170"]) == 0
+    held = set((out / "raw" / "heldout_blocks.txt").read_text().split())
+    rows = pd.read_parquet(out / "raw" / "train.parquet")
+    blocks = rows.drop_duplicates("molecule_smiles")[
+        [f"buildingblock{i}_smiles" for i in (1, 2, 3)]
+    ]
+    all_held = sum(set(r) <= held for r in blocks.itertuples(index=False))
+    assert all_held == 170
+    assert main([*args, "--non-shared", "300"]) == 2
+    assert "fewer than --molecules" in capsys.readouterr().err
+    # 6 held-out first blocks x 57 amines, in unordered pairs: 6 * 57 * 56 / 2 molecules
+    big = ["demo-data", "--out", str(tmp_path / "e"), "--molecules", "10000"]
+    assert main([*big, "--non-shared", "9577"]) == 2
+    assert "make 9576 distinct molecules" in capsys.readouterr().err
