@@ -11,7 +11,7 @@ RH_CFG = --config config/model.yaml --train-parms config/train_parms.yaml
 DEMO_BELKA ?= demo_belka
 
 .PHONY: venv demo demo-voxelflex demo-esm2pairs demo-rheidae demo-belka test lint bench images images-cuda \
-	bench-esm2pairs bench-rheidae bench-belka compile constraints docs clean rheidae-setup rheidae-install rheidae-preprocess \
+	bench-esm2pairs bench-rheidae bench-belka bench-cpu-limit compile constraints docs clean rheidae-setup rheidae-install rheidae-preprocess \
 	rheidae-train rheidae-train-residual rheidae-smoke rheidae-clean
 
 # torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build.
@@ -106,6 +106,9 @@ bench-rheidae: venv
 
 bench-esm2pairs: venv
 	$(BIN)/python bench/bench_esm2pairs.py
+
+bench-cpu-limit: venv images  # needs Docker
+	$(BIN)/python bench/bench_cpu_limit.py
 
 clean:
 	rm -rf $(DEMO) $(DEMO_ESM) $(RHEIDAE) $(DEMO_BELKA) outputs processed bench_out site .pytest_cache

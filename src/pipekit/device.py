@@ -1,4 +1,5 @@
-"""Which device a step runs on, and whether it uses fp16 autocast there."""
+"""Which device a step runs on (its CPU threads sized to the container's CPU limit), and
+whether it uses fp16 autocast there."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
+from pipekit.cpus import use_cpu_limit
 from pipekit.errors import ConfigError
 
 
 def resolve_device(name: str) -> torch.device:
+    use_cpu_limit()  # every torch step resolves its device first: the place to size its threads
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -68,3 +69,59 @@ def test_a_failing_step_fails_however_fast_its_container_goes(image: str) -> Non
             run = docker_task_handler.run_docker_container
             codes.append(run(client, image, ["sh", "-c", "exit 3"], {}))
     assert codes == [3] * 20
+
+
+def test_torch_threads_follow_the_containers_cpu_limit(image: str) -> None:
+    """`--cpus 1` is the CFS quota a pod's `limits.cpu: 1` sets: the container still sees
+    every core, torch alone would start a thread per core; a step's device resolution caps
+    them at the limit, and an explicit OMP_NUM_THREADS still wins."""
+    script = (
+        "import torch; before = torch.get_num_threads();"
+        "from pipekit.device import resolve_device; resolve_device('cpu');"
+        "print(before, torch.get_num_threads())"
+    )
+    limited = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--cpus",
+            "1",
+            image,
+            "python",
+            "-c",
+            script,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert limited.returncode == 0, limited.stderr
+    before, after = map(int, limited.stdout.split())
+    assert after == 1 <= before  # torch chose its threads from the cores it saw
+    explicit = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--cpus",
+            "1",
+            "-e",
+            "OMP_NUM_THREADS=3",
+            image,
+            "python",
+            "-c",
+            script,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert explicit.returncode == 0, explicit.stderr
+    # torch itself caps OMP_NUM_THREADS at the cores it sees
+    kept = str(min(2, len(os.sched_getaffinity(0))))
+    assert explicit.stdout.split() == [kept, kept]
