@@ -81,6 +81,7 @@ def bench_training(runs: int, epochs: int) -> None:
             opt.step()
 
         floor = _rate(epochs, lambda: batches(data, cfg, 0, True), bare)
+        arithmetic = _matmul_rate(epochs, model, cfg.batch_size)
     print(f"  training (best of {epochs} epochs): {trained:,.0f} samples/s")
     print(f"  raw read, the training batches (slices in memory): {raw:,.0f} samples/s")
     print(
@@ -88,9 +89,38 @@ def bench_training(runs: int, epochs: int) -> None:
         f"{raw_loader:,.0f} samples/s"
     )
     print(f"  the model's bare step (MSE, backward, fused AdamW): {floor:,.0f} samples/s")
+    print(
+        f"  the bare step's matrix products alone (forward and backward, no autograd): "
+        f"{arithmetic:,.0f} samples/s: {trained / arithmetic:.0%} of a training step's time"
+    )
     print(f"  training / raw read: {trained / raw:.2f}x")
     print(f"  training / the DataLoader's read: {trained / raw_loader:.2f}x")
     print(f"  training / bare step: {trained / floor:.2f}x")
+
+
+def _matmul_rate(epochs: int, model: torch.nn.Module, batch: int) -> float:
+    """Samples/s of the arithmetic of the model's step: its linear layers' products, forward
+    (activation @ W.T) and backward (the weights' and the inputs' gradients, none for the
+    data), on tensors of the step's shapes, without autograd or the optimizer."""
+    weights = [m.weight.detach() for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    acts = [torch.randn(batch, w.shape[1]) for w in weights]
+    grads = [torch.randn(batch, w.shape[0]) for w in weights]
+
+    def products() -> None:
+        for i, (w, a, g) in enumerate(zip(weights, acts, grads, strict=True)):
+            a @ w.T
+            g.T @ a
+            if i:
+                g @ w
+
+    best = 0.0
+    for _ in range(epochs):
+        n, t0 = 0, time.perf_counter()
+        while n < 200 * batch:
+            products()
+            n += batch
+        best = max(best, n / (time.perf_counter() - t0))
+    return best
 
 
 def _rate(epochs: int, make_batches, work) -> float:
