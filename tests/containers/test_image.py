@@ -60,11 +60,11 @@ def test_a_failing_step_fails_however_fast_its_container_goes(image: str) -> Non
     import docker
     from kfp.local import docker_task_handler
 
-    from pipekit.pipeline.docker_local import true_exit_codes
+    from pipekit.pipeline.docker_local import as_on_pods
 
     client = docker.from_env()
     codes = []
-    with true_exit_codes(), contextlib.redirect_stdout(io.StringIO()):
+    with as_on_pods(), contextlib.redirect_stdout(io.StringIO()):
         for _ in range(20):
             run = docker_task_handler.run_docker_container
             codes.append(run(client, image, ["sh", "-c", "exit 3"], {}))

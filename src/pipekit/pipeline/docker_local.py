@@ -11,7 +11,9 @@ What a container needs that a subprocess had for free, given here and nowhere el
 - folders it writes (the pipeline root, those folders) writable by the image's user;
 - object-store settings from the environment (AWS_*, FSSPEC_*), the host's network so a
   store on loopback is reachable, and GPU steps in the CPU image where no CUDA image is
-  built here (every step then runs on the CPU, as the subprocess runner does).
+  built here (every step then runs on the CPU, as the subprocess runner does);
+- each task's CPU and memory limits, as its pod has them (a step that outgrows its memory
+  limit is killed here as on a cluster, and sizes its threads and buffers to the limits).
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import os
 import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipekit.errors import PipelineError
+from pipekit.memory import gib, physical_memory
 from pipekit.pipeline.images import CPU_IMAGE, GPU_IMAGE
 
 log = logging.getLogger(__name__)
@@ -189,30 +193,77 @@ def runner(root: Path, mounts: list[tuple[Path, bool]], env: Mapping[str, str]) 
     )
 
 
+@dataclass(frozen=True)
+class PodLimits:
+    """A task's CPU and memory limits (its pod's `resources.limits`), as a container's."""
+
+    cpus: float | None  # cores
+    memory: int | None  # bytes
+
+    @classmethod
+    def of(cls, container: Any) -> PodLimits:
+        """From the executor's container spec (KFP writes cores and GB beside the strings)."""
+        res = container.resources
+        return cls(res.cpu_limit or None, int(res.memory_limit * 1e9) or None)
+
+    def docker_args(self) -> dict[str, int]:
+        """`docker run --cpus/--memory` (swap off, as on a node): never above this machine,
+        where Docker refuses more CPUs than it has and memory above it is no limit at all."""
+        args = {}
+        if self.cpus:
+            args["nano_cpus"] = int(min(self.cpus, os.cpu_count() or 1) * 1e9)
+        if self.memory:
+            args["mem_limit"] = args["memswap_limit"] = min(self.memory, physical_memory())
+        return args
+
+
+# the limits of the task kfp.local is starting: its container spec is read (for its env)
+# just before the container starts, one task at a time
+_next_limits: list[PodLimits] = []
+
+
 def _run_container(client: Any, image: str, command: list[str], volumes: Any, **args: Any) -> int:
-    """One step's container, its log streamed, its exit code returned. kfp.local's own start
-    has the container removed as it exits and, when the removal wins the race with reading
-    the exit code, reports the step as succeeded whatever it returned; here the container
-    stays until its exit code is read."""
+    """One step's container, under its task's CPU and memory limits, its log streamed, its
+    exit code returned. kfp.local's own start has the container removed as it exits and,
+    when the removal wins the race with reading the exit code, reports the step as
+    succeeded whatever it returned; here the container stays until its exit code is read."""
+    limits = _next_limits.pop() if _next_limits else PodLimits(None, None)
     container = client.containers.run(
-        image=image, command=command, volumes=volumes, detach=True, **args
+        image=image, command=command, volumes=volumes, detach=True, **args, **limits.docker_args()
     )
     try:
         for line in container.logs(stream=True, follow=True):
             print(line.decode(errors="replace"), end="")
-        return int(container.wait()["StatusCode"])
+        code = int(container.wait()["StatusCode"])
+        container.reload()
+        if container.attrs["State"].get("OOMKilled"):
+            print(
+                f"ERROR: the step was killed at its memory limit ({gib(limits.memory or 0)}, "
+                "its task's set_memory_limit, as its pod would be on a cluster)"
+            )
+        return code
     finally:
         container.remove(force=True)
 
 
 @contextmanager
-def true_exit_codes() -> Iterator[None]:
-    """kfp.local's DockerRunner with `_run_container` in place of its container start."""
-    from kfp.local import docker_task_handler
+def as_on_pods() -> Iterator[None]:
+    """kfp.local's DockerRunner with `_run_container` in place of its container start, each
+    task's limits read from its container spec on the way."""
+    from kfp.local import docker_task_handler, task_dispatcher
 
-    original = docker_task_handler.run_docker_container
+    original_run = docker_task_handler.run_docker_container
+    original_env = task_dispatcher._extract_container_env_vars
+
+    def env_and_limits(container: Any) -> dict[str, str]:
+        _next_limits[:] = [PodLimits.of(container)]
+        return original_env(container)
+
     docker_task_handler.run_docker_container = _run_container
+    task_dispatcher._extract_container_env_vars = env_and_limits
     try:
         yield
     finally:
-        docker_task_handler.run_docker_container = original
+        docker_task_handler.run_docker_container = original_run
+        task_dispatcher._extract_container_env_vars = original_env
+        _next_limits.clear()

@@ -133,13 +133,14 @@ def run_local(
         env = docker_local.passed_env(storage_env)
         kfp_runner: Any = docker_local.runner(root, mounts, env)
         digest = code_digest()
-        exit_codes = docker_local.true_exit_codes()
+        exit_codes = docker_local.as_on_pods()
     else:
         os.environ.update(storage_env)
         kfp_runner = local.SubprocessRunner(use_venv=False)
     local.init(runner=kfp_runner, pipeline_root=str(root))
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), exit_codes:
-        # image, GPU and resource settings are for the cluster; locally they are expected no-ops
+        # image, GPU and resource settings are for the cluster; kfp.local warns they do nothing
+        # (under --runner docker the CPU and memory limits do apply: docker_local.as_on_pods)
         warnings.filterwarnings("ignore", message=".*(non-Python base image|have no effect).*")
         quiet = not verbose()  # -v shows it all
         try:

@@ -1,0 +1,60 @@
+"""`--runner docker` runs each step under its task's CPU and memory limits, as its pod would
+be: the step sees them (its torch threads and memory checks follow), and a step that outgrows
+its memory limit is killed and named."""
+
+import json
+
+import pytest
+from kfp import dsl
+from kfp.dsl import Artifact, Output
+
+from pipekit.errors import PipelineError
+from pipekit.pipeline.images import CPU_IMAGE
+from pipekit.pipeline.local import run_local
+
+pytestmark = pytest.mark.container
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def limits_seen(seen: Output[Artifact]):
+    import json
+
+    import torch
+
+    from pipekit.cpus import cpu_quota
+    from pipekit.device import resolve_device
+    from pipekit.memory import memory_limit
+
+    resolve_device("cpu")
+    with open(seen.path, "w") as fh:
+        json.dump(
+            {"cpus": cpu_quota(), "memory": memory_limit(), "threads": torch.get_num_threads()}, fh
+        )
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def outgrow(mib: int):
+    block = bytearray(mib * 2**20)  # zero-filled: every page touched
+    print(len(block))
+
+
+@dsl.pipeline(name="cpu-and-memory-limits")
+def limits_pipeline():
+    limits_seen().set_cpu_limit("1").set_memory_limit("700Mi")
+
+
+@dsl.pipeline(name="memory-limit")
+def outgrow_pipeline():
+    outgrow(mib=600).set_memory_limit("300Mi")
+
+
+def test_a_step_runs_under_its_tasks_limits(image: str, tmp_path) -> None:
+    run = run_local(limits_pipeline, {}, tmp_path, runner="docker")
+    (seen,) = run.run_dir.rglob("seen")
+    assert json.loads(seen.read_text()) == {"cpus": 1.0, "memory": 700 * 2**20, "threads": 1}
+
+
+def test_a_step_past_its_memory_limit_is_killed_and_named(image: str, tmp_path, capsys) -> None:
+    with pytest.raises(PipelineError, match="local pipeline run failed"):
+        run_local(outgrow_pipeline, {}, tmp_path, runner="docker")
+    assert "killed at its memory limit (0.3 GiB" in capsys.readouterr().out
