@@ -66,3 +66,41 @@ def test_an_input_the_image_user_cannot_read_is_named_before_any_step(tmp_path: 
         readable_by_image(model)
     weights.chmod(0o644)
     readable_by_image(model)
+
+
+def test_a_tasks_limits_become_the_containers_capped_at_this_machine() -> None:
+    from google.protobuf import json_format
+    from kfp import dsl
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    from pipekit.memory import physical_memory
+    from pipekit.pipeline.docker_local import PodLimits
+    from pipekit.pipeline.images import CPU_IMAGE
+
+    @dsl.component(base_image=CPU_IMAGE)
+    def step():  # no annotations: this module's `from __future__` would make them strings
+        pass
+
+    @dsl.pipeline
+    def one_step():
+        step().set_cpu_limit("1500m").set_memory_limit("15Mi")
+
+    # the limits as KFP compiles them into the executor's container spec
+    executors = one_step.pipeline_spec.deployment_spec.fields["executors"]
+    (executor,) = executors.struct_value.fields.values()
+    container = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec()
+    json_format.ParseDict(
+        json_format.MessageToDict(executor.struct_value.fields["container"].struct_value),
+        container,
+    )
+    limits = PodLimits.of(container)
+    assert limits == PodLimits(1.5, 15 * 2**20)  # 15Mi exactly: KFP's GB float, rounded
+    cores = os.cpu_count() or 1
+    assert limits.docker_args() == {
+        "nano_cpus": int(min(1.5, cores) * 1e9),
+        "mem_limit": 15 * 2**20,
+        "memswap_limit": 15 * 2**20,
+    }
+    huge = PodLimits(10_000.0, 2**60).docker_args()
+    assert huge["nano_cpus"] == cores * 10**9 and huge["mem_limit"] == physical_memory()
+    assert PodLimits(None, None).docker_args() == {}

@@ -204,7 +204,7 @@ class PodLimits:
     def of(cls, container: Any) -> PodLimits:
         """From the executor's container spec (KFP writes cores and GB beside the strings)."""
         res = container.resources
-        return cls(res.cpu_limit or None, int(res.memory_limit * 1e9) or None)
+        return cls(res.cpu_limit or None, round(res.memory_limit * 1e9) or None)
 
     def docker_args(self) -> dict[str, int]:
         """`docker run --cpus/--memory` (swap off, as on a node): never above this machine,
