@@ -1,6 +1,6 @@
 """`--runner docker` runs each step under its task's CPU and memory limits, as its pod would
-be: the step sees them (its torch threads and memory checks follow), and a step that outgrows
-its memory limit is killed and named."""
+be: the step sees them (its torch threads and memory checks follow), a GPU step gets its pod's
+memory-backed /dev/shm, and a step that outgrows its memory limit is killed and named."""
 
 import json
 
@@ -18,6 +18,7 @@ pytestmark = pytest.mark.container
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def limits_seen(seen: Output[Artifact]):
     import json
+    import os
 
     import torch
 
@@ -26,10 +27,10 @@ def limits_seen(seen: Output[Artifact]):
     from pipekit.memory import memory_limit
 
     resolve_device("cpu")
+    shm = os.statvfs("/dev/shm")
+    seen_now = {"cpus": cpu_quota(), "memory": memory_limit(), "threads": torch.get_num_threads()}
     with open(seen.path, "w") as fh:
-        json.dump(
-            {"cpus": cpu_quota(), "memory": memory_limit(), "threads": torch.get_num_threads()}, fh
-        )
+        json.dump({**seen_now, "shm": shm.f_blocks * shm.f_frsize}, fh)
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
@@ -41,6 +42,8 @@ def outgrow(mib: int):
 @dsl.pipeline(name="cpu-and-memory-limits")
 def limits_pipeline():
     limits_seen().set_cpu_limit("1").set_memory_limit("700Mi")
+    on_gpu = limits_seen().set_memory_limit("1Gi")
+    on_gpu.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
 
 
 @dsl.pipeline(name="memory-limit")
@@ -50,8 +53,10 @@ def outgrow_pipeline():
 
 def test_a_step_runs_under_its_tasks_limits(image: str, tmp_path) -> None:
     run = run_local(limits_pipeline, {}, tmp_path, runner="docker")
-    (seen,) = run.run_dir.rglob("seen")
-    assert json.loads(seen.read_text()) == {"cpus": 1.0, "memory": 700 * 2**20, "threads": 1}
+    cpu, gpu = (json.loads(f.read_text()) for f in sorted(run.run_dir.rglob("seen")))
+    assert cpu == {"cpus": 1.0, "memory": 700 * 2**20, "threads": 1, "shm": 64 * 2**20}
+    # the GPU step (on the CPU here): its pod's 16Gi /dev/shm, within its 1Gi memory limit
+    assert gpu["memory"] == gpu["shm"] == 2**30
 
 
 def test_a_step_past_its_memory_limit_is_killed_and_named(image: str, tmp_path, capsys) -> None:

@@ -84,16 +84,21 @@ def test_a_tasks_limits_become_the_containers_capped_at_this_machine() -> None:
     @dsl.pipeline
     def one_step():
         step().set_cpu_limit("1500m").set_memory_limit("15Mi")
+        step().set_memory_limit("32Gi").set_accelerator_type(
+            "nvidia.com/gpu"
+        ).set_accelerator_limit(1)
 
     # the limits as KFP compiles them into the executor's container spec
     executors = one_step.pipeline_spec.deployment_spec.fields["executors"]
-    (executor,) = executors.struct_value.fields.values()
-    container = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec()
-    json_format.ParseDict(
-        json_format.MessageToDict(executor.struct_value.fields["container"].struct_value),
-        container,
-    )
-    limits = PodLimits.of(container)
+    specs = [
+        json_format.ParseDict(
+            json_format.MessageToDict(executor.struct_value.fields["container"].struct_value),
+            pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec(),
+        )
+        for executor in executors.struct_value.fields.values()
+    ]
+    cpu_step, gpu_step = sorted((PodLimits.of(c) for c in specs), key=lambda lim: lim.gpu)
+    limits = cpu_step
     assert limits == PodLimits(1.5, 15 * 2**20)  # 15Mi exactly: KFP's GB float, rounded
     cores = os.cpu_count() or 1
     assert limits.docker_args() == {
@@ -104,3 +109,7 @@ def test_a_tasks_limits_become_the_containers_capped_at_this_machine() -> None:
     huge = PodLimits(10_000.0, 2**60).docker_args()
     assert huge["nano_cpus"] == cores * 10**9 and huge["mem_limit"] == physical_memory()
     assert PodLimits(None, None).docker_args() == {}
+    # a GPU step: /dev/shm as its pod mounts it (16Gi), never above its memory limit
+    assert gpu_step == PodLimits(None, 32 * 2**30, gpu=True)
+    assert gpu_step.docker_args()["shm_size"] == min(16 * 2**30, physical_memory())
+    assert PodLimits(None, 2**30, gpu=True).docker_args()["shm_size"] == 2**30

@@ -195,25 +195,35 @@ def runner(root: Path, mounts: list[tuple[Path, bool]], env: Mapping[str, str]) 
 
 @dataclass(frozen=True)
 class PodLimits:
-    """A task's CPU and memory limits (its pod's `resources.limits`), as a container's."""
+    """A task's CPU and memory limits (its pod's `resources.limits`), and for a GPU step the
+    memory-backed /dev/shm its pod mounts (`tasks.on_gpu`), as a container's."""
 
     cpus: float | None  # cores
     memory: int | None  # bytes
+    gpu: bool = False
 
     @classmethod
     def of(cls, container: Any) -> PodLimits:
         """From the executor's container spec (KFP writes cores and GB beside the strings)."""
         res = container.resources
-        return cls(res.cpu_limit or None, round(res.memory_limit * 1e9) or None)
+        gpu = bool(res.accelerator.resource_count or res.accelerator.count)
+        return cls(res.cpu_limit or None, round(res.memory_limit * 1e9) or None, gpu)
 
     def docker_args(self) -> dict[str, int]:
         """`docker run --cpus/--memory` (swap off, as on a node): never above this machine,
-        where Docker refuses more CPUs than it has and memory above it is no limit at all."""
+        where Docker refuses more CPUs than it has and memory above it is no limit at all.
+        A GPU step's /dev/shm as its pod's (Docker's own is 64 MiB: DataLoader workers'
+        batches outgrow it), within the memory limit its pages count against."""
+        from pipekit.pipeline.tasks import SHM_GIB
+
         args = {}
+        memory = min(self.memory or physical_memory(), physical_memory())
         if self.cpus:
             args["nano_cpus"] = int(min(self.cpus, os.cpu_count() or 1) * 1e9)
         if self.memory:
-            args["mem_limit"] = args["memswap_limit"] = min(self.memory, physical_memory())
+            args["mem_limit"] = args["memswap_limit"] = memory
+        if self.gpu:
+            args["shm_size"] = min(SHM_GIB * 2**30, memory)
         return args
 
 

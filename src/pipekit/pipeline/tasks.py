@@ -19,7 +19,8 @@ DEFAULT_TRAINER_RUNTIME = "torch-distributed"  # Kubeflow Trainer v2's PyTorch r
 DEFAULT_GPU_PRODUCT = "Quadro-RTX-8000"  # nvidia.com/gpu.product of the RTX 8000 nodes
 GPU_RESOURCE = "nvidia.com/gpu"
 S3_SECRET = "lab-pipelines-s3"  # manifests/base/s3-secret.yaml (one secret for every system)
-SHM_SIZE = "16Gi"  # DataLoader workers hand batches over through shared memory
+SHM_GIB = 16  # DataLoader workers hand batches over through shared memory
+SHM_SIZE = f"{SHM_GIB}Gi"
 RETRIES = {"num_retries": 2, "backoff_duration": "60s", "backoff_factor": 2.0}
 RETRY_MAX_BACKOFF = "900s"
 
