@@ -12,12 +12,15 @@ from pipekit.release import code_digest
 pytestmark = pytest.mark.container
 
 
-def _run(image: str, *cmd: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+def _run(
+    image: str, *cmd: str, user: str | None = None, options: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     # no network, a read-only root file system apart from /tmp and HOME's volume: what a
-    # locked-down cluster gives a step
+    # locked-down cluster gives a step; `options` are more `docker run` options
     docker = ["docker", "run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/tmp"]
     if user:
         docker += ["--user", user]
+    docker += options
     return subprocess.run([*docker, image, *cmd], capture_output=True, text=True, timeout=300)
 
 
@@ -80,46 +83,12 @@ def test_torch_threads_follow_the_containers_cpu_limit(image: str) -> None:
         "from pipekit.device import resolve_device; resolve_device('cpu');"
         "print(before, torch.get_num_threads())"
     )
-    limited = subprocess.run(
-        [
-            "docker",
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--cpus",
-            "1",
-            image,
-            "python",
-            "-c",
-            script,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    limited = _run(image, "python", "-c", script, options=("--cpus", "1"))
     assert limited.returncode == 0, limited.stderr
     before, after = map(int, limited.stdout.split())
     assert after == 1 <= before  # torch chose its threads from the cores it saw
-    explicit = subprocess.run(
-        [
-            "docker",
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--cpus",
-            "1",
-            "-e",
-            "OMP_NUM_THREADS=3",
-            image,
-            "python",
-            "-c",
-            script,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    explicit = _run(
+        image, "python", "-c", script, options=("--cpus", "1", "-e", "OMP_NUM_THREADS=2")
     )
     assert explicit.returncode == 0, explicit.stderr
     # torch itself caps OMP_NUM_THREADS at the cores it sees

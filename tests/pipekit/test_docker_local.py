@@ -98,10 +98,9 @@ def test_a_tasks_limits_become_the_containers_capped_at_this_machine() -> None:
         for executor in executors.struct_value.fields.values()
     ]
     cpu_step, gpu_step = sorted((PodLimits.of(c) for c in specs), key=lambda lim: lim.gpu)
-    limits = cpu_step
-    assert limits == PodLimits(1.5, 15 * 2**20)  # 15Mi exactly: KFP's GB float, rounded
+    assert cpu_step == PodLimits(1.5, 15 * 2**20)  # 15Mi exactly: KFP's GB float, rounded
     cores = os.cpu_count() or 1
-    assert limits.docker_args() == {
+    assert cpu_step.docker_args() == {
         "nano_cpus": int(min(1.5, cores) * 1e9),
         "mem_limit": 15 * 2**20,
         "memswap_limit": 15 * 2**20,

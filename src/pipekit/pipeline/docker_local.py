@@ -217,7 +217,8 @@ class PodLimits:
         from pipekit.pipeline.tasks import SHM_GIB
 
         args = {}
-        memory = min(self.memory or physical_memory(), physical_memory())
+        machine = physical_memory()
+        memory = min(self.memory or machine, machine)
         if self.cpus:
             args["nano_cpus"] = int(min(self.cpus, os.cpu_count() or 1) * 1e9)
         if self.memory:
