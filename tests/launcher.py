@@ -5,8 +5,9 @@ real container of the project's image (kfp.local's runners hide all of this):
    paths the KFP SDK maps their URIs to (`s3://b/k` -> `/s3/b/k`); here they are mounted
    read-only, so a step that writes into an input fails instead of losing the write;
 2. each output's local parent folder is created empty, the step runs (the executor's own
-   image, command, arguments and environment, as the image's user), and each output's local
-   path is uploaded to its URI only after the step exits 0;
+   image, command, arguments and environment, as the image's user, under its pod's CPU and
+   memory limits as `--runner docker` applies them), and each output's local path is
+   uploaded to its URI only after the step exits 0;
 3. a retry is a new container whose output folders are empty again (the same URIs: the
    driver decided them once for the task).
 
@@ -52,6 +53,7 @@ class Attempt:
     name: str  # the container
     exit_code: int | None = None
     logs: str = ""
+    limits: dict[str, int] = field(default_factory=dict)  # as Docker ran it (HostConfig)
     output_metadata: dict[str, Any] = field(default_factory=dict)
 
     def metrics(self, output: str = "metrics") -> dict[str, Any]:
@@ -166,7 +168,10 @@ class Task:
             hand_over(folder)
         env = self._env({HOLD_ENV: hold_at} if hold_at else {})
         volumes = ["-v", f"{outputs}:{S3_MOUNT.rstrip('/')}", "-v", f"{meta}:/tmp/kfp_outputs"]
-        name = start(self.image, self._command(), env, [*volumes, *mounts], f"launcher-{self.task}")
+        limits = pod_limits(self._container)
+        name = start(
+            self.image, self._command(), env, [*limits, *volumes, *mounts], f"launcher-{self.task}"
+        )
         attempt = Attempt(name)
         self.attempts.append(attempt)
         return attempt
@@ -204,6 +209,7 @@ class Task:
         )
 
     def _finish(self, attempt: Attempt, upload: bool) -> None:
+        attempt.limits = applied_limits(attempt.name)
         attempt.logs = finish(attempt.name)
         base = self.workdir / f"{self.task}-attempt{self.attempts.index(attempt) + 1}"
         meta = base / "kfp_outputs" / Path(OUTPUT_FILE).name
@@ -220,6 +226,36 @@ class Task:
                     fs.put_file(str(file), f"{key}/{file.relative_to(local).as_posix()}")
             elif local.is_file():
                 fs.put_file(str(local), key)
+
+
+def pod_limits(container: dict[str, Any]) -> list[str]:
+    """`docker run` flags for the pod limits of the executor's `container` spec, the ones
+    `--runner docker` applies (`pipekit.pipeline.docker_local.PodLimits`)."""
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    from pipekit.pipeline.docker_local import PodLimits
+
+    spec = json_format.ParseDict(
+        container,
+        pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec(),
+        ignore_unknown_fields=True,
+    )
+    flag = {"nano_cpus": "--cpus", "mem_limit": "--memory", "memswap_limit": "--memory-swap"}
+    flag["shm_size"] = "--shm-size"
+    args = PodLimits.of(spec).docker_args()
+    return [
+        f"{flag[k]}={v / 1e9:g}" if k == "nano_cpus" else f"{flag[k]}={v}b" for k, v in args.items()
+    ]
+
+
+def applied_limits(name: str) -> dict[str, int]:
+    """The container's CPU, memory and /dev/shm limits as Docker applied them."""
+    out = subprocess.run(
+        ["docker", "inspect", "-f", "{{json .HostConfig}}", name], capture_output=True, text=True
+    )
+    host = json.loads(out.stdout or "{}")
+    return {k: host.get(k, 0) for k in ("NanoCpus", "Memory", "MemorySwap", "ShmSize")}
 
 
 def start(

@@ -1,16 +1,19 @@
 """Rheidae's preprocess and train under the KFP launcher's rules, in the image: train killed
 mid-run (`docker kill`), retried in a fresh container with an empty output folder, resumes
-from its checkpoint in object storage and ends with an uninterrupted run's weights."""
+from its checkpoint in object storage and ends with an uninterrupted run's weights; each
+container under its pod's limits."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
+from pipekit.memory import physical_memory
 from tests.containers.conftest import listing, read_bytes, upload
 from tests.launcher import Task, compiled_spec
 
@@ -50,6 +53,9 @@ def staged(image, store_env, tmp_path_factory) -> dict:
     )
     done = pre.run()
     assert done.exit_code == 0, done.logs[-4000:]
+    # the compiled preprocess task's limits (cpu '4', memory 16Gi), within this machine;
+    # Docker's own 64 MiB /dev/shm, a CPU step's
+    assert done.limits == _limits(cpus=4, memory=16 * 2**30, shm=64 * 2**20)
     return {"spec": spec, "preprocessed": pre.output_uri("preprocessed"), **args}
 
 
@@ -58,6 +64,15 @@ def _train(staged: dict, run: str, env: dict, workdir: Path, image: str) -> Task
     inputs = {"preprocessed": staged["preprocessed"]}
     root = f"s3://lab/rheidae/{run}"
     return Task(staged["spec"], "train", root, "train", params, inputs, env, workdir, image)
+
+
+def _limits(cpus: int, memory: int, shm: int) -> dict[str, int]:
+    """What `docker inspect` reports for a pod's limits, capped at this machine as Docker
+    requires (it refuses more CPUs than it has)."""
+    cap = physical_memory()
+    mem = min(memory, cap)
+    nano = min(cpus, os.cpu_count() or 1) * 10**9
+    return {"NanoCpus": nano, "Memory": mem, "MemorySwap": mem, "ShmSize": min(shm, mem)}
 
 
 def _state(env: dict, uri: str) -> dict[str, torch.Tensor]:
@@ -80,6 +95,8 @@ def test_a_killed_train_task_retried_in_a_fresh_container_resumes_from_object_st
 
     retry = task.run()
     assert retry.exit_code == 0, retry.logs[-4000:]
+    # the train task's (cpu '8', memory 16Gi, one GPU): a GPU pod's memory-backed /dev/shm
+    assert first.limits == retry.limits == _limits(cpus=8, memory=16 * 2**30, shm=16 * 2**30)
     assert "resuming after epoch 2 from s3://" in retry.logs
     assert retry.metrics()["epochs_run"] == 5
     assert "logs/rheidae.log" in listing(store_env, model)
