@@ -241,8 +241,12 @@ def pod_limits(container: dict[str, Any]) -> list[str]:
         pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec(),
         ignore_unknown_fields=True,
     )
-    flag = {"nano_cpus": "--cpus", "mem_limit": "--memory", "memswap_limit": "--memory-swap"}
-    flag["shm_size"] = "--shm-size"
+    flag = {
+        "nano_cpus": "--cpus",
+        "mem_limit": "--memory",
+        "memswap_limit": "--memory-swap",
+        "shm_size": "--shm-size",
+    }
     args = PodLimits.of(spec).docker_args()
     return [
         f"{flag[k]}={v / 1e9:g}" if k == "nano_cpus" else f"{flag[k]}={v}b" for k, v in args.items()
