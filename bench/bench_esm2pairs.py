@@ -9,7 +9,8 @@
    raw in-memory gather from the whole `emb` array read into memory; the same loader with
    the cache in S3 (moto's server in another process on loopback) in pairs/s against local,
    and the bytes it fetches per batch (counted on the wire by a relay) against the bytes of
-   the rows the batch uses.
+   the rows the batch uses; and training's path from S3 at full size: every row the pairs
+   use fetched once into memory (time, bytes on the wire), then whole epochs against local.
 4. Pair building from 2k to 64k isolates with every function pair of ten functions: time
    per size and the slope of log(time) against log(isolates) (1 is linear).
 5. Embedding fanned out: `embed --shard 0/1` then `--merge` against two shard processes at
@@ -32,7 +33,7 @@ import yaml
 
 from esm2pairs.config import load_config
 from esm2pairs.data.cache import CacheMeta, MasterCache
-from esm2pairs.data.pair_loader import PairBatches, loader
+from esm2pairs.data.pair_loader import PairBatches, loader, stage_in_memory
 from esm2pairs.demo import AMINO, make_tiny_esm, protein_table
 from esm2pairs.embedder import Embedder, length_batches
 from esm2pairs.steps import embed, preprocess
@@ -183,6 +184,55 @@ def bench_loader_s3(tmp: Path, rows: int, dim: int, pairs: int, batch: int) -> N
     server.terminate()
 
 
+def _epoch_rate(batches: PairBatches) -> float:
+    t0 = time.perf_counter()
+    n = sum(len(y) for _, _, y in loader(batches, 0))
+    return n / (time.perf_counter() - t0)
+
+
+def bench_loader_staged(tmp: Path, rows: int, dim: int, pairs: int, batch: int) -> None:
+    """Training's path from S3: the rows fetched once (sorted passes), then epochs from
+    memory, against the same epochs from the store on local disk."""
+    import s3fs
+    from fsspec.config import conf
+
+    import s3_loopback
+    from wire import counting_relay
+
+    cache = _make_cache(tmp / "cache_staged", rows, dim)
+    ra, rb, labels = _pairs(rows, pairs)
+    server = s3_loopback.start("bench")
+    s3fs.S3FileSystem().put_file(cache.h5, "bench/staged.h5")
+    with counting_relay(os.environ["AWS_ENDPOINT_URL"]) as relay:
+        conf["s3"] = {"endpoint_url": f"http://127.0.0.1:{relay.port}"}
+        remote = PairBatches("s3://bench/staged.h5", ra, rb, labels, batch, shuffle=True)
+        t0 = time.perf_counter()
+        assert stage_in_memory([remote])
+        fetch_s = time.perf_counter() - t0
+        fetched = relay.received
+        local = PairBatches(cache.h5, ra, rb, labels, batch, shuffle=True)
+        rates = {"local": [], "s3": []}
+        for epoch in range(1, 4):  # alternating, best of three each
+            for name, b in (("local", local), ("s3", remote)):
+                b.set_epoch(epoch)
+                rates[name].append(_epoch_rate(b))
+        assert relay.received == fetched  # the epochs read memory only
+    server.terminate()
+    needed = len(np.unique(np.r_[ra, rb])) * dim * 2
+    loc, rem = max(rates["local"]), max(rates["s3"])
+    epoch_s = pairs / rem
+    print(
+        f"  training from S3 ({rows:,} rows, {pairs:,} pairs): rows fetched once in "
+        f"{fetch_s:.1f} s, {fetched / 2**20:,.0f} MiB on the wire for {needed / 2**20:,.0f} "
+        f"MiB of rows used ({fetched / needed:.2f}x)"
+    )
+    print(
+        f"  epochs: S3 (staged) {rem:,.0f} pairs/s, local {loc:,.0f} pairs/s, "
+        f"S3 / local {rem / loc:.2f}x; the first epoch with the fetch "
+        f"{pairs / (fetch_s + epoch_s):,.0f} pairs/s ({pairs / (fetch_s + epoch_s) / loc:.2f}x)"
+    )
+
+
 def bench_pair_building(sizes: list[int], n_funcs: int) -> None:
     from esm2pairs.steps.pairs import make_pairs
 
@@ -315,6 +365,7 @@ def main() -> None:
         )
         bench_loader(Path(tmp), args.rows, args.dim, args.pairs, 256)
         bench_loader_s3(Path(tmp), 10_000, args.dim, args.pairs, 256)
+        bench_loader_staged(Path(tmp), args.rows, args.dim, args.pairs, 256)
         print("4. pair building, 10 functions (45 function pairs per isolate), ratio 1")
         sizes = [2000 * 2**k for k in range(6) if 2000 * 2**k <= args.isolates_max]
         bench_pair_building(sizes, 10)

@@ -16,7 +16,7 @@ from tests.esm2pairs.conftest import write_esm_config
 
 
 def test_an_s3_cache_and_model_uri_serve_training_with_workers(
-    tmp_path: Path, s3, raw_proteins, tiny_model, embedded, monkeypatch
+    tmp_path: Path, s3, raw_proteins, tiny_model, embedded, monkeypatch, caplog
 ) -> None:
     monkeypatch.setenv("ESM2PAIRS_MODEL_CACHE", str(tmp_path / "models"))
     s3.put(str(tiny_model) + "/", "voxelflex/esm/models/esm2_tiny/", recursive=True)
@@ -53,8 +53,12 @@ def test_an_s3_cache_and_model_uri_serve_training_with_workers(
     ).meta()
     assert meta is not None and meta.model_signature == local_sig
     pairs.run(cfg)
-    res = train.run(cfg)
+    with caplog.at_level("INFO", logger="esm2pairs.data.pair_loader"):
+        res = train.run(cfg)
     assert np.isfinite(res.best_val_auroc) and res.epochs_run == 1
+    # the rows of both splits came from S3 once; the workers read them from memory
+    assert "rows the pairs use" in caplog.text
+    assert "from s3://voxelflex/esm/embeddings/flu_test/v1" in caplog.text
     assert embed.run(cfg).model_calls == 0
 
 

@@ -85,3 +85,60 @@ def test_the_order_is_drawn_once_per_epoch_not_per_batch(tmp_path: Path) -> None
     assert not np.array_equal(batches.order(), order)
     batches.set_epoch(0)
     assert np.array_equal(batches.order(), order)
+
+
+def test_staged_rows_are_fetched_once_and_read_from_memory_every_epoch(
+    tmp_path: Path, s3, s3_endpoint, caplog
+) -> None:
+    from fsspec.config import conf
+
+    from esm2pairs.data.pair_loader import loader, stage_in_memory
+
+    emb = _store(tmp_path / "master.h5")
+    s3.put_file(str(tmp_path / "master.h5"), "voxelflex/esm/staged.h5")
+    rng = np.random.default_rng(4)
+    used = np.r_[1_000:2_500, 9_000:10_500]  # the proteins the pairs name: two runs of rows
+    n_pairs = 20_000
+    a, b = rng.choice(used, n_pairs), rng.choice(used, n_pairs)
+    labels = rng.integers(0, 2, n_pairs)
+    uri = "s3://voxelflex/esm/staged.h5"
+    with counting_relay(s3_endpoint) as relay:
+        conf["s3"] = {"endpoint_url": f"http://127.0.0.1:{relay.port}"}
+        train = PairBatches(uri, a[:15_000], b[:15_000], labels[:15_000], 256, True, seed=5)
+        val = PairBatches(uri, a[15_000:], b[15_000:], labels[15_000:], 256, False)
+        with caplog.at_level("INFO", logger="esm2pairs.data.pair_loader"):
+            assert stage_in_memory([train, val])
+        assert "fetched the 3000 rows" in caplog.text
+        staged = relay.received
+        needed = len(np.unique(np.r_[a, b])) * DIM * 2
+        # every row the two splits use, once, and the file's metadata (the store is 20 MB)
+        assert needed <= staged < needed + 300_000, (staged, needed)
+        for epoch in (1, 2):  # epochs and the validation pass read memory, not the store
+            train.set_epoch(epoch)
+            got = [(ea, eb) for ea, eb, _ in loader(train, 0)]
+            assert relay.received == staged
+        for i, (ea, eb) in enumerate(got):
+            idx = train.order()[i * 256 : (i + 1) * 256]
+            np.testing.assert_array_equal(ea.numpy(), emb[a[idx]].astype(np.float32))
+            np.testing.assert_array_equal(eb.numpy(), emb[b[idx]].astype(np.float32))
+        ea, eb, _ = val[len(val) - 1]
+        np.testing.assert_array_equal(eb.numpy(), emb[b[15_000:][-len(eb) :]].astype(np.float32))
+        assert relay.received == staged
+
+
+def test_rows_over_the_memory_share_are_read_batch_by_batch(tmp_path: Path, s3, caplog) -> None:
+    from esm2pairs.data.pair_loader import loader, stage_in_memory
+
+    emb = _store(tmp_path / "big.h5", rows=2_000, dim=64)
+    s3.put_file(str(tmp_path / "big.h5"), "voxelflex/esm/big.h5")
+    rng = np.random.default_rng(6)
+    a, b = rng.integers(0, 2_000, 5_000), rng.integers(0, 2_000, 5_000)
+    batches = PairBatches("s3://voxelflex/esm/big.h5", a, b, np.zeros(5_000), 64, False)
+    with caplog.at_level("INFO", logger="esm2pairs.data.pair_loader"):
+        assert not stage_in_memory([batches], share=1e-9)  # no pod has room for 256 kB here
+    assert "reading s3://voxelflex/esm/big.h5 batch by batch" in caplog.text
+    assert batches.staged is None
+    # DataLoader workers (forked) each open the store and read their batches by range
+    got = [ea for ea, _, _ in loader(batches, 2)]
+    np.testing.assert_array_equal(np.concatenate(got), emb[a].astype(np.float32))
+    assert not stage_in_memory([PairBatches(str(tmp_path / "big.h5"), a, b, a, 64)])  # local

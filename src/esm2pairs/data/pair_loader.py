@@ -3,12 +3,18 @@
 A batch reads only the distinct rows its pairs need (sorted), so memory stays at one batch
 whatever the cache's size: on local disk from a memory map of `emb`, in object storage with
 ranged GETs of just those rows' bytes (adjacent rows, or rows a small gap apart, in one
-range; see `RemoteRows`). Each DataLoader worker opens the store itself (h5py handles and
-s3fs sessions do not survive a fork). The order is drawn once per epoch from (seed, epoch).
+range; see `RemoteRows`). From object storage a step that will read its rows many times
+(training's epochs) or in random order first fetches every row its pairs use once, in sorted
+runs, into memory (`stage_in_memory`) when they fit a share of the pod's memory: a batch's
+scattered rows are each a request, a sorted pass over the rows is a few. Each DataLoader
+worker opens the store itself (h5py handles and s3fs sessions do not survive a fork). The
+order is drawn once per epoch from (seed, epoch).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import h5py
@@ -18,7 +24,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pipekit.errors import InputDataError
+from pipekit.memory import gib, memory_limit
+from pipekit.progress import progress
 from pipekit.uri import is_local, local_path, open_scattered
+
+log = logging.getLogger(__name__)
 
 
 def rows_of(pairs: pd.DataFrame, index: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -67,9 +77,13 @@ class RemoteRows:
 
     def __getitem__(self, rows: np.ndarray) -> np.ndarray:
         """The rows `rows` (sorted, distinct), in that order."""
+        return self.read(rows, MERGE_GAP)
+
+    def read(self, rows: np.ndarray, merge_gap: int) -> np.ndarray:
+        """The rows `rows` (sorted, distinct), rows under `merge_gap` bytes apart in one range."""
         if len(rows) == 0:
             return np.empty((0, self.shape[1]), self.dtype)
-        gap_rows = max(1, MERGE_GAP // self.row_bytes)
+        gap_rows = max(1, merge_gap // self.row_bytes)
         cut = np.flatnonzero(np.diff(rows) > gap_rows) + 1  # where a new range starts
         first = rows[np.r_[0, cut]]
         last = rows[np.r_[cut - 1, len(rows) - 1]] + 1
@@ -81,6 +95,36 @@ class RemoteRows:
         at = np.cumsum(sizes) - sizes  # where each range starts in `span`
         wanted = np.diff(np.r_[0, cut, len(rows)])  # rows asked for in each range
         return span[rows - np.repeat(first - at, wanted)]
+
+
+# staging reads the rows in sorted passes of this many bytes (memory beyond the staged rows
+# themselves: one pass's responses), merging rows this far apart into one range: a pass is
+# one bulk fetch, where a request saved is worth more than the few rows' bytes read between
+STAGE_PASS_BYTES = 64 << 20
+STAGE_MERGE_GAP = 1 << 18
+# the staged rows may take this share of the pod's memory (the rest: the model, the batches
+# in flight, DataLoader workers, which share the staged rows with the parent after the fork)
+STAGE_MEMORY_SHARE = 0.25
+
+
+class StagedRows:
+    """Rows of an object-storage store fetched once, held in memory: `keys` (sorted cache
+    rows) and `data` (their embeddings, in that order)."""
+
+    def __init__(self, remote: RemoteRows, rows: np.ndarray) -> None:
+        self.keys = np.unique(rows)
+        self.data = np.empty((len(self.keys), remote.shape[1]), remote.dtype)
+        step = max(1, STAGE_PASS_BYTES // remote.row_bytes)
+        bar = progress(total=len(self.keys), desc="fetch cache rows", unit="row")
+        for lo in range(0, len(self.keys), step):
+            hi = min(lo + step, len(self.keys))
+            self.data[lo:hi] = remote.read(self.keys[lo:hi], STAGE_MERGE_GAP)
+            bar.update(hi - lo)
+        bar.close()
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        """The rows `rows` (sorted, distinct, all staged), in that order."""
+        return self.data[np.searchsorted(self.keys, rows)]
 
 
 class PairBatches(Dataset):
@@ -105,6 +149,7 @@ class PairBatches(Dataset):
         self.epoch = 0
         self._h5: Any = None
         self._order: tuple[int, np.ndarray] | None = None
+        self.staged: StagedRows | None = None  # set by `stage_in_memory`
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -115,9 +160,12 @@ class PairBatches(Dataset):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_h5": None, "_order": None}
 
-    def _emb(self) -> np.ndarray | RemoteRows | h5py.Dataset:
+    def _emb(self) -> np.ndarray | RemoteRows | StagedRows | h5py.Dataset:
         """The `emb` rows: on local disk a memory map of the contiguous dataset (the page
-        cache serves repeated rows), in object storage ranged reads of the rows wanted."""
+        cache serves repeated rows), in object storage the staged rows where they were
+        fetched up front, else ranged reads of the rows wanted."""
+        if self.staged is not None:
+            return self.staged
         if self._h5 is None:
             if is_local(self.store):
                 path = local_path(self.store)
@@ -153,6 +201,48 @@ class PairBatches(Dataset):
         emb = self._emb()[rows].astype(np.float32)  # (R, D), distinct rows only
         a, b = emb[inv[: len(idx)]], emb[inv[len(idx) :]]
         return torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(self.labels[idx])
+
+
+def stage_in_memory(batches: list[PairBatches], share: float = STAGE_MEMORY_SHARE) -> bool:
+    """Fetch every row the batches' pairs use from their object-storage store once, into
+    memory, when they fit `share` of the pod's memory; then the batches read from there.
+    True when staged; a local store (already a memory map) or rows too many stay as they are."""
+    stores = {b.store for b in batches}
+    if len(stores) != 1:
+        raise ValueError(f"batches of several stores: {sorted(stores)}")
+    store = stores.pop()
+    if is_local(store):
+        return False
+    rows = np.unique(np.concatenate([r for b in batches for r in (b.rows_a, b.rows_b)]))
+    try:
+        remote = RemoteRows(store)
+    except ValueError:  # a chunked store (not ours): read through h5py batch by batch
+        return False
+    need = len(rows) * remote.row_bytes
+    budget = int(memory_limit() * share)
+    if need > budget:
+        log.info(
+            "reading %s batch by batch: the %d rows its pairs use (%s) exceed %s, a share "
+            "%.2f of this pod's memory",
+            store,
+            len(rows),
+            gib(need),
+            gib(budget),
+            share,
+        )
+        return False
+    t0 = time.perf_counter()
+    staged = StagedRows(remote, rows)
+    for b in batches:
+        b.staged = staged
+    log.info(
+        "fetched the %d rows the pairs use (%s) from %s into memory in %.1f s",
+        len(rows),
+        gib(need),
+        store,
+        time.perf_counter() - t0,
+    )
+    return True
 
 
 def loader(batches: PairBatches, num_workers: int) -> DataLoader:

@@ -15,6 +15,7 @@ import pandas as pd
 from esm2pairs import metrics as m
 from esm2pairs.config import Config
 from esm2pairs.data.cache import CacheMeta
+from esm2pairs.data.pair_loader import stage_in_memory
 from esm2pairs.paths import Layout
 from esm2pairs.steps.train import build, checked_cache, pair_batches, score
 from pipekit.atomic import replacing_uri
@@ -66,6 +67,7 @@ def run(cfg: Config, split: str = "test") -> EvalResult:
     cache, meta, index = checked_cache(layout)
     model, threshold, device = load_classifier(layout, meta, cfg.training.device)
     batches, pairs = pair_batches(cfg, layout, split, False, cache, index)
+    stage_in_memory([batches])  # from object storage: sorted runs of rows, not a request per row
     scores = score(model, batches, device, cfg.training.num_workers)
     pred = pairs.assign(score=scores, pred=(scores >= threshold).astype(int))
     for col in ("func_a", "func_b"):

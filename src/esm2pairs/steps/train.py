@@ -18,7 +18,7 @@ from torch import nn
 
 from esm2pairs.config import Config, config_to_dict
 from esm2pairs.data.cache import CacheMeta, MasterCache
-from esm2pairs.data.pair_loader import PairBatches, loader, rows_of
+from esm2pairs.data.pair_loader import PairBatches, loader, rows_of, stage_in_memory
 from esm2pairs.metrics import auroc
 from esm2pairs.models import create_model
 from esm2pairs.paths import Layout
@@ -161,6 +161,7 @@ def run(cfg: Config, resume: bool | None = None) -> TrainResult:
     cache, meta, index = checked_cache(layout)
     train_b, _ = pair_batches(cfg, layout, "train", True, cache, index)
     val_b, _ = pair_batches(cfg, layout, "val", False, cache, index)
+    stage_in_memory([train_b, val_b])  # from object storage: each row fetched once, not per epoch
     device = resolve_device(t.device)
     amp = amp_enabled(device, t.mixed_precision)
     spec = model_config(cfg, meta.dim)
