@@ -43,6 +43,9 @@ class CountingRelay:
                     s.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
+        # shut down first: a close alone leaves the thread blocked in accept() accepting
+        with suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
 
 
