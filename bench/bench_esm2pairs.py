@@ -25,6 +25,8 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,7 @@ from esm2pairs.demo import AMINO, make_tiny_esm, protein_table
 from esm2pairs.embedder import Embedder, length_batches
 from esm2pairs.steps import embed, preprocess
 from pipekit.progress import set_progress
+from wire import CountingRelay, counting_relay
 
 
 def bench_batching(tmp: Path, n: int, batch_size: int) -> None:
@@ -107,13 +110,17 @@ def _pairs(rows: int, pairs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return rng.integers(0, rows, pairs), rng.integers(0, rows, pairs), rng.integers(0, 2, pairs)
 
 
+def _epoch_rate(batches: PairBatches) -> float:
+    """Pairs/s of one whole epoch through the loader (no workers)."""
+    t0 = time.perf_counter()
+    n = sum(len(y) for _, _, y in loader(batches, 0))
+    return n / (time.perf_counter() - t0)
+
+
 def bench_loader(tmp: Path, rows: int, dim: int, pairs: int, batch: int) -> None:
     cache = _make_cache(tmp / "cache", rows, dim)
     ra, rb, labels = _pairs(rows, pairs)
-    batches = PairBatches(cache.h5, ra, rb, labels, batch, shuffle=True)
-    t0 = time.perf_counter()
-    n = sum(len(y) for _, _, y in loader(batches, 0))
-    loader_speed = n / (time.perf_counter() - t0)
+    loader_speed = _epoch_rate(PairBatches(cache.h5, ra, rb, labels, batch, shuffle=True))
     import h5py
 
     t0 = time.perf_counter()
@@ -143,70 +150,74 @@ def _rate(batches: PairBatches, n_batches: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+@contextmanager
+def _in_s3(h5: str, key: str) -> Iterator[str]:
+    """`h5` uploaded to moto's server on loopback (a process of its own) as s3://bench/key;
+    the server stopped after the block."""
+    import s3fs
+
+    import s3_loopback
+
+    server = s3_loopback.start("bench")
+    try:
+        s3fs.S3FileSystem(skip_instance_cache=True).put_file(h5, f"bench/{key}")
+        yield f"s3://bench/{key}"
+    finally:
+        server.terminate()
+
+
+@contextmanager
+def _counted() -> Iterator[CountingRelay]:
+    """S3 reads in the block go through a relay counting the bytes the server sends; the
+    endpoint is restored after it (the relay is gone)."""
+    from fsspec.config import conf
+
+    with counting_relay(os.environ["AWS_ENDPOINT_URL"]) as relay:
+        conf["s3"] = {"endpoint_url": f"http://127.0.0.1:{relay.port}"}
+        try:
+            yield relay
+        finally:
+            conf.pop("s3")
+
+
 def bench_loader_s3(tmp: Path, rows: int, dim: int, pairs: int, batch: int) -> None:
     """From S3 against local on one store. moto answers a ranged GET by reading the whole
     object first, so its time per request grows with the store: the store here is small
     enough that the server's copy does not swamp the client's work."""
-    import s3fs
-    from fsspec.config import conf
-
-    import s3_loopback
-    from wire import counting_relay
-
     cache = _make_cache(tmp / "cache_s3", rows, dim)
     ra, rb, labels = _pairs(rows, pairs)
-    server = s3_loopback.start("bench")
-    s3fs.S3FileSystem(skip_instance_cache=True).put_file(cache.h5, "bench/master.h5")
-    uri = "s3://bench/master.h5"
     n_batches = 10  # each batch is up to 2 x batch ranged GETs to a Python server: a sample
-    local = _rate(PairBatches(cache.h5, ra, rb, labels, batch, shuffle=True), n_batches)
-    remote = _rate(PairBatches(uri, ra, rb, labels, batch, shuffle=True), n_batches)
-    print(
-        f"  {rows:,} rows ({rows * dim * 2 / 2**20:.0f} MiB), first {n_batches} batches of "
-        f"{batch}: local {local:,.0f} pairs/s, S3 (loopback) {remote:,.0f} pairs/s, "
-        f"S3 / local {remote / local:.2f}x"
-    )
-    with counting_relay(os.environ["AWS_ENDPOINT_URL"]) as relay:
-        conf["s3"] = {"endpoint_url": f"http://127.0.0.1:{relay.port}"}
-        batches = PairBatches(uri, ra, rb, labels, batch, shuffle=True, seed=1)
-        batches._emb()
-        fetched = needed = 0
-        for i in range(n_batches):
-            before = relay.received
-            batches[i]
-            fetched += relay.received - before
-            idx = batches.order()[i * batch : (i + 1) * batch]
-            needed += len(np.unique(np.r_[ra[idx], rb[idx]])) * dim * 2
-    conf.pop("s3")  # the relay is gone: the next S3 benchmark starts its own server
+    with _in_s3(cache.h5, "master.h5") as uri:
+        local = _rate(PairBatches(cache.h5, ra, rb, labels, batch, shuffle=True), n_batches)
+        remote = _rate(PairBatches(uri, ra, rb, labels, batch, shuffle=True), n_batches)
+        print(
+            f"  {rows:,} rows ({rows * dim * 2 / 2**20:.0f} MiB), first {n_batches} batches of "
+            f"{batch}: local {local:,.0f} pairs/s, S3 (loopback) {remote:,.0f} pairs/s, "
+            f"S3 / local {remote / local:.2f}x"
+        )
+        with _counted() as relay:
+            batches = PairBatches(uri, ra, rb, labels, batch, shuffle=True, seed=1)
+            batches._emb()
+            fetched = needed = 0
+            for i in range(n_batches):
+                before = relay.received
+                batches[i]
+                fetched += relay.received - before
+                idx = batches.order()[i * batch : (i + 1) * batch]
+                needed += len(np.unique(np.r_[ra[idx], rb[idx]])) * dim * 2
     print(
         f"  bytes fetched per batch from S3: {fetched / n_batches:,.0f} for "
         f"{needed / n_batches:,.0f} B of rows used ({fetched / needed:.2f}x)"
     )
-    server.terminate()
-
-
-def _epoch_rate(batches: PairBatches) -> float:
-    t0 = time.perf_counter()
-    n = sum(len(y) for _, _, y in loader(batches, 0))
-    return n / (time.perf_counter() - t0)
 
 
 def bench_loader_staged(tmp: Path, rows: int, dim: int, pairs: int, batch: int) -> None:
     """Training's path from S3: the rows fetched once (sorted passes), then epochs from
     memory, against the same epochs from the store on local disk."""
-    import s3fs
-    from fsspec.config import conf
-
-    import s3_loopback
-    from wire import counting_relay
-
     cache = _make_cache(tmp / "cache_staged", rows, dim)
     ra, rb, labels = _pairs(rows, pairs)
-    server = s3_loopback.start("bench")
-    s3fs.S3FileSystem(skip_instance_cache=True).put_file(cache.h5, "bench/staged.h5")
-    with counting_relay(os.environ["AWS_ENDPOINT_URL"]) as relay:
-        conf["s3"] = {"endpoint_url": f"http://127.0.0.1:{relay.port}"}
-        remote = PairBatches("s3://bench/staged.h5", ra, rb, labels, batch, shuffle=True)
+    with _in_s3(cache.h5, "staged.h5") as uri, _counted() as relay:
+        remote = PairBatches(uri, ra, rb, labels, batch, shuffle=True)
         t0 = time.perf_counter()
         assert stage_in_memory([remote])
         fetch_s = time.perf_counter() - t0
@@ -218,8 +229,6 @@ def bench_loader_staged(tmp: Path, rows: int, dim: int, pairs: int, batch: int) 
                 b.set_epoch(epoch)
                 rates[name].append(_epoch_rate(b))
         assert relay.received == fetched  # the epochs read memory only
-    conf.pop("s3")
-    server.terminate()
     needed = len(np.unique(np.r_[ra, rb])) * dim * 2
     loc, rem = max(rates["local"]), max(rates["s3"])
     epoch_s = pairs / rem
