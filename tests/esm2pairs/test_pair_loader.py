@@ -142,3 +142,28 @@ def test_rows_over_the_memory_share_are_read_batch_by_batch(tmp_path: Path, s3, 
     got = [ea for ea, _, _ in loader(batches, 2)]
     np.testing.assert_array_equal(np.concatenate(got), emb[a].astype(np.float32))
     assert not stage_in_memory([PairBatches(str(tmp_path / "big.h5"), a, b, a, 64)])  # local
+
+
+def test_a_staging_pass_spans_a_bounded_part_of_the_store(tmp_path: Path, s3, monkeypatch) -> None:
+    """Rows scattered under the merge gap apart are fetched with their gaps: each pass must
+    span at most STAGE_PASS_BYTES of the store, however few rows it wants."""
+    from esm2pairs.data import pair_loader
+
+    emb = _store(tmp_path / "sparse.h5")
+    s3.put_file(str(tmp_path / "sparse.h5"), "voxelflex/esm/sparse.h5")
+    monkeypatch.setattr(pair_loader, "STAGE_PASS_BYTES", 1 << 20)  # 819 rows of 1,280 B
+    spans = []
+    read = pair_loader.RemoteRows.read
+
+    def recorded(self, rows, merge_gap):
+        spans.append((int(rows[-1]) - int(rows[0]) + 1) * self.row_bytes)
+        return read(self, rows, merge_gap)
+
+    monkeypatch.setattr(pair_loader.RemoteRows, "read", recorded)
+    used = np.arange(7, ROWS, 50)  # 64 kB apart: merged into one range with their gaps
+    batches = PairBatches("s3://voxelflex/esm/sparse.h5", used, used[::-1], used, 64, False)
+    assert pair_loader.stage_in_memory([batches])
+    assert len(spans) > 1 and max(spans) <= 1 << 20, spans
+    ea, eb, _ = batches[2]
+    np.testing.assert_array_equal(ea.numpy(), emb[used[128:192]].astype(np.float32))
+    np.testing.assert_array_equal(eb.numpy(), emb[used[::-1][128:192]].astype(np.float32))

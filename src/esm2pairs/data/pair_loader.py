@@ -97,9 +97,10 @@ class RemoteRows:
         return span[rows - np.repeat(first - at, wanted)]
 
 
-# staging reads the rows in sorted passes of this many bytes (memory beyond the staged rows
-# themselves: one pass's responses), merging rows this far apart into one range: a pass is
-# one bulk fetch, where a request saved is worth more than the few rows' bytes read between
+# staging reads the rows in sorted passes, each spanning at most this many bytes of the
+# store (memory beyond the staged rows themselves: one pass's responses, gaps included),
+# merging rows this far apart into one range: a pass is one bulk fetch, where a request
+# saved is worth more than the few rows' bytes read between
 STAGE_PASS_BYTES = 64 << 20
 STAGE_MERGE_GAP = 1 << 18
 # the staged rows may take this share of the pod's memory (the rest: the model, the batches
@@ -112,14 +113,18 @@ class StagedRows:
     rows) and `data` (their embeddings, in that order)."""
 
     def __init__(self, remote: RemoteRows, rows: np.ndarray) -> None:
-        self.keys = np.unique(rows)
+        self.keys = rows  # sorted, distinct (as `stage_in_memory` makes them)
         self.data = np.empty((len(self.keys), remote.shape[1]), remote.dtype)
-        step = max(1, STAGE_PASS_BYTES // remote.row_bytes)
+        span_rows = max(1, STAGE_PASS_BYTES // remote.row_bytes)
         bar = progress(total=len(self.keys), desc="fetch cache rows", unit="row")
-        for lo in range(0, len(self.keys), step):
-            hi = min(lo + step, len(self.keys))
+        lo = 0
+        while lo < len(self.keys):
+            # a pass ends where the store's rows it spans would pass the bound: scattered
+            # rows merged across their gaps cost memory by the span, not by the rows wanted
+            hi = int(np.searchsorted(self.keys, self.keys[lo] + span_rows))
             self.data[lo:hi] = remote.read(self.keys[lo:hi], STAGE_MERGE_GAP)
             bar.update(hi - lo)
+            lo = hi
         bar.close()
 
     def __getitem__(self, rows: np.ndarray) -> np.ndarray:
