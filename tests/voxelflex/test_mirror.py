@@ -207,6 +207,31 @@ def test_storage_options_from_config_reach_s3(demo_data, s3, s3_endpoint, monkey
     assert fs.endpoint_url == s3_endpoint  # from the config, not the (removed) environment
     store = open_voxel_source("s3://voxelflex/opts")
     assert len(store.list_residues(store.domain_ids())) == demo_data.n_residues
+    # the voxels too: chunks are fetched by signed GETs, signed with the same settings
+    src = HDF5VoxelSource(str(demo_data.voxel_file))
+    domain = src.domain_ids()[0]
+    listed = src.list_residues([domain])
+    keys = (listed.chain_id.to_numpy(), listed.resid_str.to_numpy())
+    got, ok = store.read_domain(domain, *keys)
+    assert ok.all() and np.array_equal(got, src.read_domain(domain, *keys)[0])
+
+
+def test_a_zarr_layout_other_than_the_mirrors_is_refused(tmp_path: Path) -> None:
+    """Chunks are decoded by the store's own code, for the layout `voxelflex mirror` writes:
+    an array with other codecs is refused by name, not misread."""
+    import zarr
+
+    root = tmp_path / "other"
+    zarr.create_array(
+        store=str(root),
+        name=packed.ARRAY,
+        shape=(10, packed.ROW_BYTES),
+        chunks=(5, packed.ROW_BYTES),
+        dtype="uint8",
+        attributes={"format": packed.FORMAT},
+    )  # zarr's default codecs (zstd, no blosc)
+    with pytest.raises(InputDataError, match=f"{root}.*re-run `voxelflex mirror`"):
+        packed.open_chunks(str(root))
 
 
 @pytest.mark.slow
