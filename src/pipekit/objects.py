@@ -146,6 +146,9 @@ class S3Objects:
             what = f"HTTP {answer.status} ({code}) reading s3://{self.bucket}/{key}"
             if answer.status == 403:
                 raise PermissionError(f"access denied: {what}")
+            if answer.status == 429 or answer.status >= 500:  # still, after the retries
+                endpoint = self.client.meta.endpoint_url
+                raise ConnectionError(f"the storage endpoint {endpoint} answered {what}")
             raise OSError(what)
         raise AssertionError("unreachable")
 
