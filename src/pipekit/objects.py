@@ -78,7 +78,6 @@ class S3Objects:
         fs, path = url_to_fs(base)
         self.bucket, _, prefix = path.partition("/")
         self.prefix = prefix.strip("/")
-        self.base = base
         session = _session(fs.kwargs)
         config, client_kwargs = _client_settings(fs)
         self.client = session.create_client("s3", config=Config(**config), **client_kwargs)

@@ -203,8 +203,8 @@ def _zarr_store(root: str, mode: str) -> Any:
         return LocalStore(local_path(root), read_only=read_only)
     options: dict[str, Any] = {}
     if root.startswith(("s3://", "s3a://")):
-        # one GET per chunk: s3fs asks an object's size first (a HEAD) when it might fetch
-        # the object in parallel parts, which a chunk of a few MB never needs
+        # one GET per object (zarr's metadata; chunks are read by `read_chunk` instead): s3fs
+        # asks an object's size first (a HEAD) when it might fetch it in parallel parts
         options["max_concurrency"] = 1
     return FsspecStore.from_url(root, read_only=read_only, storage_options=options)
 
