@@ -313,12 +313,23 @@ def test_smoke_and_bad_training_inputs(preprocessed, tmp_path, capsys) -> None:
     assert "weighting.scheme" in capsys.readouterr().err
 
 
-def test_visualize_writes_plots_with_their_data(preprocessed, tmp_path, figure_checks) -> None:
+def test_visualize_writes_plots_with_their_data(
+    preprocessed, tmp_path, figure_checks, monkeypatch
+) -> None:
     from rheidae.steps import visualize
 
     setup = _setup(preprocessed, tmp_path, ["training.epochs=2"])
     train.run(setup)
-    report = evaluate.run(setup).report
+    # evaluate sizes its torch threads to the pod's CPU quota, as training does
+    monkeypatch.setattr("pipekit.cpus.cpu_quota", lambda: 1.0)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        report = evaluate.run(setup).report
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     res = visualize.run(setup)
     assert sorted(res.plots) == [
         "change_parity_flux_test.png",

@@ -17,6 +17,7 @@ import torch
 
 from pipekit.atomic import replacing_uri
 from pipekit.checkpoint import load_checkpoint
+from pipekit.cpus import use_cpu_limit
 from pipekit.errors import InputDataError, PipelineError
 from pipekit.stats import bootstrap_ci
 from pipekit.uri import join_uri
@@ -67,6 +68,7 @@ def headline(report: dict[str, Any]) -> dict[str, float]:
 def run(setup: TrainSetup, split: str = "test") -> EvalResult:
     exp = setup.experiment
     out_dir = exp.training.output_dir
+    use_cpu_limit()  # evaluates on the CPU: its threads sized to the pod's limit, as training's
     ckpt = load_checkpoint(join_uri(out_dir, BEST_MODEL))
     try:
         model = build(ckpt["model_spec"])
