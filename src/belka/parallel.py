@@ -1,11 +1,17 @@
-"""Featurize molecules on `system.n_workers` processes (RDKit holds the GIL)."""
+"""Featurize molecules on `system.n_workers` processes (RDKit holds the GIL), at most as many
+as the pod's CPU limit: past the quota, CPU-bound processes only take turns on it, each with
+its own RDKit and buffers in memory."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
+from pipekit.cpus import cpu_limit
+
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 _STATE: dict[str, Any] = {}
 
@@ -23,6 +29,12 @@ class Pool:
     order, `chunk` items per task; with 0 or 1 workers it runs in this process."""
 
     def __init__(self, factory: Callable[[], Callable[[Any], T]], workers: int, chunk: int = 512):
+        limit = cpu_limit()
+        if workers > limit:
+            log.info(
+                "featurizing on %d processes, the CPU limit (system.n_workers: %d)", limit, workers
+            )
+            workers = limit
         self.factory, self.workers, self.chunk = factory, workers, chunk
         self._pool: ProcessPoolExecutor | None = None
         if workers > 1:

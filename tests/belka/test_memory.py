@@ -1,7 +1,9 @@
-"""The shuffle buffers sized in bytes and checked against the memory limit at start."""
+"""The shuffle buffers sized in bytes and checked against the memory limit at start; the
+featurizing processes held to the CPU limit."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 from belka.config import load_config
 from belka.data.dataset import MIXING_COPIES, buffer_rows, row_bytes
 from belka.data.store import Store
+from belka.parallel import Pool
 from pipekit.errors import ConfigError
 from pipekit.memory import memory_limit, physical_memory
 from tests.belka.conftest import run_belka, write_config
@@ -62,3 +65,19 @@ def test_a_buffer_over_the_limit_stops_training_in_one_line(prepared: Path, belk
     assert res.returncode == 2, res.stderr
     lines = [ln for ln in res.stderr.splitlines() if "shuffle buffers need" in ln]
     assert len(lines) == 1 and "GiB memory limit" in lines[0], res.stderr
+
+
+def _pid() -> object:
+    return lambda _: os.getpid()
+
+
+def test_featurizing_processes_stop_at_the_cpu_limit(monkeypatch, caplog) -> None:
+    monkeypatch.setattr("pipekit.cpus.cpu_quota", lambda: 1.0)  # limits.cpu: 1
+    with caplog.at_level("INFO"), Pool(_pid, 8, chunk=1) as pool:
+        assert pool.workers == 1 and set(pool.map(range(4))) == {os.getpid()}  # in this process
+    assert "featurizing on 1 processes, the CPU limit (system.n_workers: 8)" in caplog.text
+    if len(os.sched_getaffinity(0)) >= 2:
+        monkeypatch.setattr("pipekit.cpus.cpu_quota", lambda: 2.0)
+        with Pool(_pid, 8, chunk=1) as pool:
+            pids = set(pool.map(range(64)))
+        assert pool.workers == 2 and len(pids) <= 2 and os.getpid() not in pids
