@@ -132,10 +132,13 @@ def storage_errors(what: str) -> Iterator[None]:
         raise InputDataError(f"{what}: {desc}; {advice}") from None
 
 
-def require_file(uri: str | None, key: str) -> str:
-    """Return `uri` if it names an existing file, else a clear error naming the config key."""
+def require_file(uri: str | None, key: str, hint: str | None = None) -> str:
+    """Return `uri` if it names an existing file, else a clear error naming the config key
+    (and `hint`, what makes the file, where another step does)."""
     if not uri:
         raise InputDataError(f"config key '{key}' is not set; it must name an input file")
     if not uri_exists(uri):
-        raise InputDataError(f"input file for '{key}' not found: {uri}")
+        raise InputDataError(
+            f"input file for '{key}' not found: {uri}" + (f" ({hint})" if hint else "")
+        )
     return uri

@@ -221,3 +221,15 @@ def test_demo_data_takes_the_non_shared_group_size(tmp_path: Path, capsys) -> No
     big = ["demo-data", "--out", str(tmp_path / "e"), "--molecules", "10000"]
     assert main([*big, "--non-shared", "9577"]) == 2
     assert "make 9576 distinct molecules" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("step", ["get_vocab", "make_dataset"])
+def test_a_step_before_generate_parquet_says_which_step_comes_first(
+    tmp_path, belka_demo, capsys, step
+) -> None:
+    path = write_config(tmp_path, belka_demo)
+    code = main(["--quiet", "--config", str(path), "--step", step])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "input file for 'data.working' not found: " in err[0]
+    assert err[0].endswith("belka.parquet (run --step generate_parquet first)"), err

@@ -40,7 +40,7 @@ class _Count:
 def run(cfg: Config, layout: Layout | None = None) -> VocabResult:
     apply_storage_options(cfg.data.storage_options)
     layout = layout or Layout.of(cfg)
-    require_file(layout.parquet, "belka.parquet (run --step generate_parquet first)")
+    require_file(layout.parquet, "data.working", "run --step generate_parquet first")
     counts: Counter[str] = Counter()
     bad, n, longest = 0, 0, 0
     pf = pq.ParquetFile(open_uri(layout.parquet))

@@ -190,7 +190,7 @@ def plan(cfg: Config, layout: Layout, tasks: int) -> list[dict[str, int]]:
     fewer tasks."""
     if tasks < 1:
         raise InputDataError(f"make_dataset needs at least one task, not {tasks}")
-    require_file(layout.parquet, "belka.parquet (run --step generate_parquet first)")
+    require_file(layout.parquet, "data.working", "run --step generate_parquet first")
     n = shard_count(cfg, layout)
     k = max(1, min(tasks, n))
     bounds = [round(j * n / k) for j in range(k + 1)]
@@ -227,7 +227,7 @@ def featurize(cfg: Config, layout: Layout, first: int = 0, stop: int | None = No
     """Write shards `first` .. `stop`-1 (default: all) into `layout.store`, keeping those a
     killed run of the same build finished."""
     apply_storage_options(cfg.data.storage_options)
-    require_file(layout.parquet, "belka.parquet (run --step generate_parquet first)")
+    require_file(layout.parquet, "data.working", "run --step generate_parquet first")
     vocab = Vocab.load(layout.vocab)
     stop = shard_count(cfg, layout) if stop is None else stop
     store, f = layout.store, cfg.features
