@@ -8,7 +8,9 @@ and looked at before it is written. The rules, each a defect seen in the project
 - an axes with two or more labelled artists has a legend (its own, or one of the figure's
   showing the same labels), of at most 8 entries;
 - no data point or vertex lies under a legend (legends placed outside the axes pass);
-- no axis label runs into another panel;
+- no scatter point lies outside the axes' limits, silently hidden (a plot keeps outliers in
+  view by its range or by drawing them on the frame's edge);
+- no axis label runs into another panel, and no two tick labels of an axis run into each other;
 - an axis labelled "epoch" has whole-number ticks only;
 - no line or histogram outline is drawn in a colour too light to read on white.
 """
@@ -16,10 +18,12 @@ and looked at before it is written. The rules, each a defect seen in the project
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 
 MAX_ENTRIES = 8
@@ -53,6 +57,35 @@ def _points(ax: Axes) -> np.ndarray:
     in_axes = ax.transAxes.inverted().transform(pts)
     inner = ((in_axes > 0.002) & (in_axes < 0.998)).all(1)
     return pts[inner]
+
+
+def _hidden_points(ax: Axes) -> int:
+    """Scatter points (data coordinates) outside the axes' view limits."""
+    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    hidden = 0
+    for coll in ax.collections:
+        if not isinstance(coll, PathCollection) or coll.get_offset_transform() is not ax.transData:
+            continue
+        xy = np.asarray(coll.get_offsets(), dtype=float).reshape(-1, 2)
+        xy = xy[np.isfinite(xy).all(1)]
+        out = (xy[:, 0] < x0) | (xy[:, 0] > x1) | (xy[:, 1] < y0) | (xy[:, 1] > y1)
+        hidden += int(out.sum())
+    return hidden
+
+
+def _crowded_ticks(ax: Axes, renderer) -> list[str]:
+    """Tick labels of the x or y axis whose boxes overlap a neighbour's."""
+    found = []
+    for axis, which in ((ax.xaxis, "x"), (ax.yaxis, "y")):
+        boxes = [
+            t.get_window_extent(renderer)
+            for t in axis.get_ticklabels()
+            if t.get_visible() and t.get_text()
+        ]
+        boxes.sort(key=lambda b: b.x0 if which == "x" else b.y0)
+        if any(a.overlaps(b) for a, b in pairwise(boxes)):
+            found.append(which)
+    return found
 
 
 def _labelled(ax: Axes) -> list[str]:
@@ -97,6 +130,11 @@ def figure_problems(fig: Figure) -> list[str]:
             under = int(inside.sum())
             if under:
                 problems.append(f"{name}: {under} data point(s) under the legend")
+        for which in _crowded_ticks(ax, renderer):
+            problems.append(f"{name}: its {which} tick labels run into each other")
+        hidden = _hidden_points(ax)
+        if hidden:
+            problems.append(f"{name}: {hidden} scatter point(s) outside the axes, not shown")
         for text in (ax.xaxis.label, ax.yaxis.label):
             if not text.get_text():
                 continue

@@ -38,6 +38,8 @@ def test_a_clean_figure_passes() -> None:
         (lambda ax: ax.get_legend().remove(), "no legend"),
         (lambda ax: ax.plot([1, 2], [3, 4], color="#f4f4f4", label="379 K"), "too light"),
         (lambda ax: [ax.plot([1], [i], label=f"{i}") for i in range(9)] and ax.legend(), "entries"),
+        (lambda ax: ax.set_yticks(np.linspace(0, 16, 60)), "tick labels run into each other"),
+        (lambda ax: ax.scatter([2, 30], [5, 5], s=4) and ax.set_xlim(0, 5), "outside the axes"),
     ],
 )
 def test_each_defect_is_named(spoil, problem) -> None:
@@ -59,4 +61,13 @@ def test_a_label_running_into_the_next_panel_is_named() -> None:
     assert any("runs into a panel" in p for p in found), found
     fig.tight_layout()
     assert not any("runs into a panel" in p for p in figure_problems(fig))
+    plt.close(fig)
+
+
+def test_scatter_outliers_drawn_on_the_frame_pass() -> None:
+    fig, ax = plt.subplots()
+    x = np.array([0.5, 2.0, 30.0])
+    ax.scatter(np.clip(x, 0, 5), x / 10, s=4)
+    ax.set(title="t", xlabel="x", ylabel="y", xlim=(0, 5), ylim=(0, 5))
+    assert figure_problems(fig) == []
     plt.close(fig)
