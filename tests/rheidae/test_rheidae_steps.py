@@ -407,6 +407,17 @@ def test_the_labs_make_targets_in_a_project_folder(demo, tmp_path) -> None:
     assert sorted(p.name for p in project.iterdir()) == [".data", ".pdata", "Makefile", "config"]
 
 
+def test_a_new_project_folder_says_where_its_data_go(tmp_path, monkeypatch, capsys) -> None:
+    """`rheidae init` then `make preprocess` before any data: one line naming the folder,
+    the keys that set it and where data come from."""
+    assert main(["init", str(tmp_path)]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["preprocess", "--config", "config/pre_process.yaml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{tmp_path}/.data" in err, err
+    assert "input.raw_dir" in err and "rheidae demo-data" in err, err
+
+
 def test_the_demos_truth_keeps_every_law_and_never_uses_box3d() -> None:
     """The demo's final states conserve what FFI conserves, stay physical, move wherever the
     moments prove a crossing, and come from code that does not load Box3D."""

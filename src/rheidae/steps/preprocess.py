@@ -121,7 +121,11 @@ def run(cfg: PreprocessConfig) -> PreprocessResult:
     out_dir = cfg.output.dir
     sources = [s for s in sources if not s.endswith(("_preprocessed.h5", "preprocessed_all.h5"))]
     if not sources:
-        raise InputDataError(f"no {cfg.input.pattern} file under {cfg.input.raw_dir}")
+        raise InputDataError(
+            f"no {cfg.input.pattern} file under {cfg.input.raw_dir} (input.raw_dir, "
+            "input.pattern): put the simulations' H5 files there, or write a demo set with "
+            "`rheidae demo-data`"
+        )
     failed: dict[str, str] = {}
     parts: list[dict[str, np.ndarray]] = []
     reused, recipe = 0, _recipe(cfg)
