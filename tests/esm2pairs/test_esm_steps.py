@@ -68,6 +68,14 @@ def test_bad_protein_tables_are_one_line_errors(
     assert re.search(message, err), err
 
 
+def test_a_missing_raw_table_names_the_key_that_sets_it(esm_config, tmp_path, capsys) -> None:
+    gone = tmp_path / "nowhere.csv"
+    argv = ["preprocess", "--config", str(esm_config), "-q"]
+    assert main([*argv, "--set", f"paths.raw_protein_file={gone}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"esm2pairs: error: raw protein table not found: {gone} (paths.raw_protein_file)"
+
+
 def test_unknown_config_keys_and_bundles_are_named(tmp_path, capsys) -> None:
     assert main(["pairs", "--config_bundle", "flu_b", "-q"]) == 2
     assert "'flu_b' is not a bundle; known: ['bunya', 'flu_a']" in capsys.readouterr().err
@@ -243,6 +251,7 @@ def test_pairs_reads_the_protein_table_that_embed_was_given(embedded_copy, tmp_p
     assert main(["embed", "--config", str(embedded_copy), "-q", *flags]) == 0
     assert (run_dir / "sampled_isolates.txt").is_file()
     assert main(["pairs", "--config", str(embedded_copy), "-q"]) != 0
-    assert "protein table not found" in capsys.readouterr().err
+    assert "protein table not found" in (err := capsys.readouterr().err)
+    assert "(run preprocess first, or pass --input_file)" in err
     assert main(["pairs", "--config", str(embedded_copy), "-q", *flags]) == 0
     assert len(pd.read_csv(layout.pairs("train"))) > 0

@@ -19,10 +19,11 @@ RAW_REQUIRED = ("brc_fea_id", "assembly_id", "prot_seq", "function")
 STANDARD_AMINO_ACIDS = frozenset("ACDEFGHIKLMNPQRSTVWY")
 
 
-def read_table(uri: str, what: str) -> pd.DataFrame:
-    """A CSV or parquet table (by suffix), IDs read as strings."""
+def read_table(uri: str, what: str, hint: str = "") -> pd.DataFrame:
+    """A CSV or parquet table (by suffix), IDs read as strings; `hint`, what sets the path or
+    makes the file, is said where it is missing."""
     if not uri_exists(uri):
-        raise InputDataError(f"{what} not found: {uri}")
+        raise InputDataError(f"{what} not found: {uri}" + (f" ({hint})" if hint else ""))
     try:
         with open_uri(uri, "rb") as fh:
             if uri.endswith(".parquet"):
@@ -82,7 +83,7 @@ def report_sequences(seqs: pd.Series, max_residues: int) -> tuple[int, int]:
 
 def read_final(uri: str) -> pd.DataFrame:
     """`protein_final.csv`, checked: required columns, unique IDs, sequences as strings."""
-    df = read_table(uri, "protein table")
+    df = read_table(uri, "protein table", "run preprocess first, or pass --input_file")
     require_columns(df, FINAL_REQUIRED, uri)
     df["brc_fea_id"] = df["brc_fea_id"].astype(str)
     df["assembly_id"] = df["assembly_id"].astype(str)

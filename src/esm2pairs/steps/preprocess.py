@@ -42,7 +42,7 @@ class PreprocessResult:
 def run(cfg: Config) -> PreprocessResult:
     layout = Layout.from_config(cfg)
     src = layout.raw_protein_file
-    df = read_table(src, "raw protein table")
+    df = read_table(src, "raw protein table", "paths.raw_protein_file")
     require_columns(df, RAW_REQUIRED, src)
     df["brc_fea_id"] = df["brc_fea_id"].astype(str)
     df["assembly_id"] = df["assembly_id"].astype(str)
