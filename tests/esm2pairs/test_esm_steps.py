@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from esm2pairs.paths import Layout
 from esm2pairs.steps import pairs, preprocess, train
 from pipekit.checkpoint import load_checkpoint
 from pipekit.errors import ConfigError, InputDataError
+from pipekit.stats import bootstrap_ci
 from pipekit.timing import TIMINGS
 from tests.esm2pairs.conftest import write_esm_config
 from tests.plotcheck import report_problems
@@ -181,6 +183,12 @@ def test_evaluate_and_visualize_write_the_contract_files(
     page = (Path(layout.visualizations_dir) / "index.html").read_text()
     assert report_problems(page, n_plots=3, caveat=True) == []
     assert f"{o['auroc']:.3g} [" in page  # the headline AUROC with its interval
+    # over proteins, each in several pairs: wider than rows resampled as if independent
+    shown = re.search(re.escape(f"{o['auroc']:.3g} [") + r"([\d.]+), ([\d.]+)\]", page)
+    assert shown is not None and "proteins, 1000 resamples" in page
+    y, s = pred.label.to_numpy(), pred.score.to_numpy()
+    rlo, rhi = bootstrap_ci(auroc, y, s)
+    assert float(shown[2]) - float(shown[1]) > 1.2 * (rhi - rlo)
     assert "random weights" in page and "class='caveat'" in page
     # the embeddings' provenance is the cache's own record, as evaluate read it
     assert report["embeddings"]["model_signature"][:16] in page

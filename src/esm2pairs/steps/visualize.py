@@ -18,7 +18,7 @@ from esm2pairs.steps.evaluate import curve_points, read_predictions
 from pipekit.metrics import auroc, average_precision, pr_curve
 from pipekit.plots import save_plot
 from pipekit.report import Report, Table, interval, write_report
-from pipekit.stats import bootstrap_intervals
+from pipekit.stats import unit_bootstrap_intervals
 from pipekit.uri import open_uri, uri_exists
 
 log = logging.getLogger(__name__)
@@ -45,13 +45,17 @@ def _embeddings(layout: Layout, split: str) -> str:
     return f"{e['model_name']} ({e['pooling']} pooling; weights {e['model_signature'][:16]}...)"
 
 
-def report_of(
-    cfg: Config, layout: Layout, split: str, y: np.ndarray, s: np.ndarray, point: tuple
-) -> Report:
-    """AUROC and AUPRC (`point`) with percentile bootstrap intervals over the split's pairs,
-    against chance (AUROC 0.5; AUPRC the share of positive pairs)."""
-    lo, hi = bootstrap_intervals(
-        lambda yy, ss: np.array([auroc(yy, ss), average_precision(yy, ss)]), y, s, n_boot=BOOTSTRAP
+def report_of(cfg: Config, layout: Layout, split: str, pred: pd.DataFrame, point: tuple) -> Report:
+    """AUROC and AUPRC (`point`) with percentile bootstrap intervals over the split's
+    proteins (a protein sits in several pairs: its pairs are resampled together), against
+    chance (AUROC 0.5; AUPRC the share of positive pairs)."""
+    y, s = pred["label"].to_numpy(), pred["score"].to_numpy()
+    lo, hi = unit_bootstrap_intervals(
+        lambda yy, ss: np.array([auroc(yy, ss), average_precision(yy, ss)]),
+        [pred["brc_a"].astype(str).to_numpy(), pred["brc_b"].astype(str).to_numpy()],
+        y,
+        s,
+        n_boot=BOOTSTRAP,
     )
     cells = [interval(v, a, b) for v, a, b in zip(point, lo, hi, strict=True)]
     return Report(
@@ -66,8 +70,10 @@ def report_of(
         provenance={
             "embeddings": _embeddings(layout, split),
             "predictions": layout.predictions(split),
-            "intervals": f"percentile bootstrap over the split's pairs, {BOOTSTRAP} resamples "
-            "(pairs that share a protein are not independent: the intervals are a lower bound)",
+            "intervals": f"percentile bootstrap over the split's proteins, {BOOTSTRAP} "
+            "resamples: each protein weighted by a Poisson(1) count, each pair by the product of "
+            "its two proteins' counts (Owen & Eckles 2012), so the pairs that share a protein "
+            "move together; the proteins of one isolate are taken as independent",
         },
         caveat=cfg.report.caveat,
     )
@@ -116,6 +122,6 @@ def run(cfg: Config, split: str = "test") -> VisualizeResult:
     for label, name in ((1, "same_isolate"), (0, "different_isolates")):
         counts[name] = np.histogram(s[y == label], bins=bins)[0]
     plots.append(save_plot(fig, counts, folder, f"score_distribution_{split}"))
-    page = write_report(folder, report_of(cfg, layout, split, y, s, (auc, ap)), plots)
+    page = write_report(folder, report_of(cfg, layout, split, pred, (auc, ap)), plots)
     log.info("visualize: %d plots -> %s", len(plots), page)
     return VisualizeResult(folder, plots, page)
