@@ -89,6 +89,6 @@ def _percentiles(values: list[np.ndarray], level: float) -> tuple[np.ndarray, np
     stacked = np.stack(values)
     q = [(1 - level) / 2, (1 + level) / 2]
     with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns, empty resamples
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
         lo, hi = np.nanquantile(stacked, q, axis=0)
     return lo, hi
