@@ -119,3 +119,27 @@ def test_every_documented_make_target_exists() -> None:
                 used |= {(page.name, t) for t in m.group(1).split("|")}
     assert len(used) > 20
     assert [(page, t) for page, t in sorted(used) if t not in known] == []
+
+
+def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...]):
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield " ".join(path), {o for a in parser._actions for o in a.option_strings}
+    for sub in subs:
+        for name, child in sub.choices.items():
+            yield from _leaves(child, (*path, name))
+
+
+def test_every_command_with_a_config_takes_the_flags_readme_promises() -> None:
+    """README: every step (and `pipeline run`) takes --config, --set, -v and -q."""
+    from belka.cli import build_command_parser
+
+    commands = []
+    for system in ("voxelflex", "esm2pairs", "rheidae"):
+        commands += list(_leaves(_parser(system, []), (system,)))
+    commands += [*_leaves(_parser("belka", []), ("belka",))]
+    commands += [*_leaves(build_command_parser(), ("belka",))]
+    with_config = {name: opts for name, opts in commands if "--config" in opts}
+    assert len(with_config) >= 20 and "voxelflex pipeline run" in with_config
+    lacking = {n: sorted({"--set", "-v", "-q"} - o) for n, o in with_config.items()}
+    assert {n: miss for n, miss in lacking.items() if miss} == {}
