@@ -36,11 +36,16 @@ def save_checkpoint(uri: str, payload: dict[str, Any]) -> None:
         torch.save({"format_version": FORMAT_VERSION, **payload}, fh)
 
 
-def load_checkpoint(uri: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    uri: str, map_location: str | torch.device = "cpu", hint: str | None = None
+) -> dict[str, Any]:
+    """A checkpoint's payload; a missing one is one line naming it and `hint` (what makes
+    it: "run train first")."""
     try:
         with open_uri(uri, "rb") as fh:
             return torch.load(fh, map_location=map_location, weights_only=True)
     except FileNotFoundError:
-        raise InputDataError(f"model checkpoint not found: {uri}") from None
+        said = f"model checkpoint not found: {uri}"
+        raise InputDataError(f"{said} ({hint})" if hint else said) from None
     except Exception as exc:  # a truncated or foreign file: say which
         raise InputDataError(f"cannot load model checkpoint {uri}: {exc}") from None

@@ -105,7 +105,7 @@ def test_the_smoke_check_and_the_errors_a_user_meets(prepared_cfg, tmp_path, cap
         ),
         (
             ["--step", "make_submission", "--model_path", str(tmp_path / "none.pt")],
-            "model checkpoint not found",
+            "none.pt (run --step train_model --mode clf first)",
         ),
     ]
     for args, message in cases:

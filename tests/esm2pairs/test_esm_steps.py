@@ -163,6 +163,8 @@ def test_evaluate_and_visualize_write_the_contract_files(
     cfg_path = str(embedded_copy)
     assert main(["train", "--config", cfg_path, "--smoke", "-q"]) == 0
     assert "smoke: one batch forward and backward" in capsys.readouterr().out
+    assert main(["evaluate", "--config", cfg_path, "-q"]) == 2  # the smoke check saves nothing
+    assert "(run train first)" in capsys.readouterr().err
     assert main(["train", "--config", cfg_path, "-q"]) == 0
     assert main(["evaluate", "--config", cfg_path, "-q"]) == 0
     caveat = ["--set", "report.caveat=random weights"]  # as the demo's config says

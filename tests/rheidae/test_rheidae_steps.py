@@ -416,6 +416,9 @@ def test_a_new_project_folder_says_where_its_data_go(tmp_path, monkeypatch, caps
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"{tmp_path}/.data" in err, err
     assert "input.raw_dir" in err and "rheidae demo-data" in err, err
+    argv = ["evaluate", "--config", "config/model.yaml", "--train-parms", "config/train_parms.yaml"]
+    assert main(argv) == 2
+    assert "results/best_model.pt (run train first)" in capsys.readouterr().err
 
 
 def test_the_demos_truth_keeps_every_law_and_never_uses_box3d() -> None:

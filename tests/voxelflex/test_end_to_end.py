@@ -41,6 +41,8 @@ def test_five_steps_on_demo_data(tmp_path: Path, capsys, figure_checks) -> None:
     )
     base = ["--config", cfg_path, "-q"]
     assert main(["preprocess", *base]) == 0
+    assert main(["evaluate", *base]) == 2  # before train: says what makes the model
+    assert "best_model.pt (run train first, or name one with --model)" in capsys.readouterr().err
     assert main(["train", *base]) == 0
     assert (
         main(["predict", *base, "--split", "test", "--temperature", "335", "--temperature", "500"])

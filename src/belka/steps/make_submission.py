@@ -63,7 +63,7 @@ def predict(model, stream: StoreStream, device, amp: bool) -> dict[str, np.ndarr
 
 
 def load_clf(uri: str, vocab: Vocab, device) -> torch.nn.Module:
-    ckpt = load_checkpoint(uri)
+    ckpt = load_checkpoint(uri, hint="run --step train_model --mode clf first")
     spec = BelkaSpec(**ckpt["model_spec"])
     if spec.mode != "clf":
         raise InputDataError(f"{uri} is a {spec.mode} model; make_submission needs a clf model")

@@ -39,7 +39,7 @@ class EvalResult:
 def load_classifier(layout: Layout, now: CacheMeta, device_name: str) -> tuple[Any, float, Any]:
     """The trained classifier, refused unless it was trained on embeddings made as the
     cache's (`now`) are."""
-    ckpt = load_checkpoint(layout.trained_model)
+    ckpt = load_checkpoint(layout.trained_model, hint="run train first")
     try:
         model = build(ckpt["model_config"])
         model.load_state_dict(ckpt["model_state"])

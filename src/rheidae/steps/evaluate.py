@@ -69,7 +69,7 @@ def run(setup: TrainSetup, split: str = "test") -> EvalResult:
     exp = setup.experiment
     out_dir = exp.training.output_dir
     use_cpu_limit()  # evaluates on the CPU: its threads sized to the pod's limit, as training's
-    ckpt = load_checkpoint(join_uri(out_dir, BEST_MODEL))
+    ckpt = load_checkpoint(join_uri(out_dir, BEST_MODEL), hint="run train first")
     try:
         model = build(ckpt["model_spec"])
         model.load_state_dict(ckpt["model_state"])
