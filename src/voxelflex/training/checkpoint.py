@@ -24,7 +24,8 @@ class LoadedModel:
 
 def load_model(uri: str, device: torch.device) -> LoadedModel:
     """Rebuild the model from a checkpoint's own config; ready for inference on `device`."""
-    ckpt = load_checkpoint(uri, map_location=device, hint="run train first, or name one with --model")
+    hint = "run train first, or name one with --model"
+    ckpt = load_checkpoint(uri, map_location=device, hint=hint)
     try:
         arch = ckpt["model_config"]["architecture"]
         hparams = {k: v for k, v in ckpt["model_config"].items() if k != "architecture"}
