@@ -44,6 +44,8 @@ def documented() -> list[tuple[str, str, list[str]]]:
     for page in PAGES:
         for line in _lines(page.read_text()):
             # two commands on one line (`cmd --shard 0/2 &  cmd --shard 1/2`) are two
+            if line.lstrip().startswith("#"):  # a comment line, not a command
+                continue
             for part in re.split(r"\s&\s", line):
                 m = _COMMAND.search(part.strip())
                 if m and not part.strip().startswith(("pip ", "make ", "python")):
