@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from pipekit.atomic import replacing_uri
-from pipekit.errors import InputDataError
+from pipekit.errors import InputDataError, not_found
 from pipekit.uri import open_uri
 
 FORMAT_VERSION = 1
@@ -45,7 +45,6 @@ def load_checkpoint(
         with open_uri(uri, "rb") as fh:
             return torch.load(fh, map_location=map_location, weights_only=True)
     except FileNotFoundError:
-        said = f"model checkpoint not found: {uri}"
-        raise InputDataError(f"{said} ({hint})" if hint else said) from None
+        raise not_found(f"model checkpoint not found: {uri}", hint) from None
     except Exception as exc:  # a truncated or foreign file: say which
         raise InputDataError(f"cannot load model checkpoint {uri}: {exc}") from None

@@ -11,3 +11,9 @@ class ConfigError(PipelineError):
 
 class InputDataError(PipelineError):
     """An input file is missing or does not follow the input contract."""
+
+
+def not_found(said: str, hint: str | None = None) -> InputDataError:
+    """The error for a missing file: `said` names it, `hint` (what sets its path or makes
+    it: "run train first") follows in brackets."""
+    return InputDataError(f"{said} ({hint})" if hint else said)

@@ -11,7 +11,7 @@ import fsspec
 from fsspec.config import conf as fsspec_conf
 from fsspec.core import url_to_fs
 
-from pipekit.errors import InputDataError
+from pipekit.errors import InputDataError, not_found
 
 # Kubernetes secret key -> environment variable for object-store credentials in cluster pods;
 # s3fs/botocore read these, and nothing logs them
@@ -138,7 +138,5 @@ def require_file(uri: str | None, key: str, hint: str | None = None) -> str:
     if not uri:
         raise InputDataError(f"config key '{key}' is not set; it must name an input file")
     if not uri_exists(uri):
-        raise InputDataError(
-            f"input file for '{key}' not found: {uri}" + (f" ({hint})" if hint else "")
-        )
+        raise not_found(f"input file for '{key}' not found: {uri}", hint)
     return uri

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from pipekit.errors import InputDataError
+from pipekit.errors import InputDataError, not_found
 from pipekit.uri import open_uri, uri_exists
 
 log = logging.getLogger(__name__)
@@ -19,11 +19,11 @@ RAW_REQUIRED = ("brc_fea_id", "assembly_id", "prot_seq", "function")
 STANDARD_AMINO_ACIDS = frozenset("ACDEFGHIKLMNPQRSTVWY")
 
 
-def read_table(uri: str, what: str, hint: str = "") -> pd.DataFrame:
+def read_table(uri: str, what: str, hint: str | None = None) -> pd.DataFrame:
     """A CSV or parquet table (by suffix), IDs read as strings; `hint`, what sets the path or
     makes the file, is said where it is missing."""
     if not uri_exists(uri):
-        raise InputDataError(f"{what} not found: {uri}" + (f" ({hint})" if hint else ""))
+        raise not_found(f"{what} not found: {uri}", hint)
     try:
         with open_uri(uri, "rb") as fh:
             if uri.endswith(".parquet"):
