@@ -35,17 +35,10 @@ def bootstrap_intervals(
     """`bootstrap_ci` for a vector of statistics computed on the same resamples (several
     models' scores and their differences: paired). A statistic undefined on a resample (NaN:
     no positive drawn) is left out of its own interval; one never defined gives NaN."""
-    n = len(samples[0])
-    if n == 0 or any(len(s) != n for s in samples):
-        raise ValueError(
-            f"bootstrap needs samples of one non-zero length, got {[len(s) for s in samples]}"
-        )
+    n = _length(samples, "samples")
     rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_boot):
-        rows = rng.integers(0, n, n)
-        values.append(np.asarray(statistics(*(s[rows] for s in samples)), dtype=float))
-    return _percentiles(values, level)
+    draws = (rng.integers(0, n, n) for _ in range(n_boot))
+    return _intervals(statistics, samples, draws, level)
 
 
 def unit_bootstrap_intervals(
@@ -63,12 +56,7 @@ def unit_bootstrap_intervals(
     Stat. 6:895), one weight per unit whichever role it plays. Rows that share a unit rise
     and fall together, as they do between samples of the units; resampling rows treats them
     as independent and gives intervals too narrow."""
-    n = len(samples[0])
-    if n == 0 or any(len(s) != n for s in (*samples, *units)):
-        raise ValueError(
-            "bootstrap needs samples and units of one non-zero length, got "
-            f"{[len(s) for s in (*samples, *units)]}"
-        )
+    n = _length((*samples, *units), "samples and units")
     ids = np.unique(np.concatenate([np.asarray(u) for u in units]), return_inverse=True)[1]
     codes = ids.reshape(len(units), n)
     # a unit twice in one row (both roles) counts once: its weight is not squared
@@ -76,16 +64,32 @@ def unit_bootstrap_intervals(
     for k in range(1, len(units)):
         repeated[k] = (codes[k][None, :] == codes[:k]).any(0)
     rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_boot):
+
+    def draw() -> np.ndarray:
         w = rng.poisson(1.0, codes.max() + 1)
-        times = np.where(repeated, 1, w[codes]).prod(0)
-        rows = np.repeat(np.arange(n), times)
-        values.append(np.asarray(statistics(*(s[rows] for s in samples)), dtype=float))
-    return _percentiles(values, level)
+        return np.repeat(np.arange(n), np.where(repeated, 1, w[codes]).prod(0))
+
+    return _intervals(statistics, samples, (draw() for _ in range(n_boot)), level)
 
 
-def _percentiles(values: list[np.ndarray], level: float) -> tuple[np.ndarray, np.ndarray]:
+def _length(arrays: typing.Sequence[np.ndarray], what: str) -> int:
+    """The rows' count, the same in every array and not zero."""
+    n = len(arrays[0])
+    if n == 0 or any(len(a) != n for a in arrays):
+        raise ValueError(
+            f"bootstrap needs {what} of one non-zero length, got {[len(a) for a in arrays]}"
+        )
+    return n
+
+
+def _intervals(
+    statistics: typing.Callable[..., np.ndarray],
+    samples: typing.Sequence[np.ndarray],
+    draws: typing.Iterable[np.ndarray],
+    level: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The percentile interval of each statistic over the resamples `draws` (rows to take)."""
+    values = [np.asarray(statistics(*(s[rows] for s in samples)), dtype=float) for rows in draws]
     stacked = np.stack(values)
     q = [(1 - level) / 2, (1 + level) / 2]
     with np.errstate(all="ignore"), warnings.catch_warnings():
