@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from lab_pipelines import PIPELINES
+
 ROOT = Path(__file__).resolve().parents[2]
-SYSTEMS = ("voxelflex", "esm2pairs", "rheidae", "belka")
+SYSTEMS = tuple(PIPELINES)  # the project's systems, as its pipeline registry lists them
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _COMMAND = re.compile(r"(?:^|[\s/&])(" + "|".join(SYSTEMS) + r")\s+(.*)$")
 
@@ -136,11 +138,8 @@ def test_every_command_with_a_config_takes_the_flags_readme_promises() -> None:
     """README: every step (and `pipeline run`) takes --config, --set, -v and -q."""
     from belka.cli import build_command_parser
 
-    commands = []
-    for system in ("voxelflex", "esm2pairs", "rheidae"):
-        commands += list(_leaves(_parser(system, []), (system,)))
-    commands += [*_leaves(_parser("belka", []), ("belka",))]
-    commands += [*_leaves(build_command_parser(), ("belka",))]
+    commands = [c for system in SYSTEMS for c in _leaves(_parser(system, []), (system,))]
+    commands += [*_leaves(build_command_parser(), ("belka",))]  # belka's second parser
     with_config = {name: opts for name, opts in commands if "--config" in opts}
     assert len(with_config) >= 20 and "voxelflex pipeline run" in with_config
     lacking = {n: sorted({"--set", "-v", "-q"} - o) for n, o in with_config.items()}

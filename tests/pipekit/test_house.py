@@ -7,8 +7,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from lab_pipelines import PIPELINES
+
 SRC = Path(__file__).resolve().parents[2] / "src"
-SYSTEMS = ("voxelflex", "esm2pairs", "rheidae", "belka")
+SYSTEMS = tuple(PIPELINES)  # the project's systems, as its pipeline registry lists them
 MAX_FUNCTION_LINES = 80
 
 
