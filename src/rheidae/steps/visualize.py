@@ -71,6 +71,10 @@ def report_of(setup: TrainSetup, split: str, metrics: dict) -> Report:
     )
 
 
+# the parity plots draw the few points past their range on the frame's edge, and say so
+ON_EDGE = "(beyond the frame: on its edge)"
+
+
 def _columns(df: pd.DataFrame, prefix: str, cols: list[str]) -> np.ndarray:
     return df[[f"{prefix}_{c}" for c in cols]].to_numpy()
 
@@ -99,10 +103,7 @@ def _change_parity(plt, df, true, pred, box, init, kind: str, prefix: str, split
             title=f"{label}: rms off the diagonal {rms:.2e}",
         )
     axes[0].set_ylabel("predicted change / total N")
-    fig.suptitle(
-        f"{kind} moments, final - initial ({split}, {len(df)} points)"
-        " (beyond the frame: on its edge)"
-    )
+    fig.suptitle(f"{kind} moments, final - initial ({split}, {len(df)} points) {ON_EDGE}")
     return fig, pd.DataFrame(
         {"true_change": d_true, "model_change": d_model, "box3d_change": d_box}
     )
@@ -128,7 +129,7 @@ def _error_parity(
         ylim=(lo, hi),
         xlabel="Box3D mean relative error",
         ylabel="model mean relative error",
-        title=f"per point ({split}): model closer on {better:.0%}\n(beyond the frame: on its edge)",
+        title=f"per point ({split}): model closer on {better:.0%}\n{ON_EDGE}",
     )
     return fig, pd.DataFrame({"box3d": err_box, "model": err_model})
 
