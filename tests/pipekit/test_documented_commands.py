@@ -118,7 +118,8 @@ def test_every_documented_make_target_exists() -> None:
     assert {"demo", "test", "images", "smoke", "train-residual"} <= known
     used = set()
     for page in PAGES:
-        for code in _lines(page.read_text()) + re.findall(r"`([^`\n]+)`", page.read_text()):
+        text = page.read_text()
+        for code in _lines(text) + re.findall(r"`([^`\n]+)`", text):
             for m in re.finditer(r"(?:^|[\s;&(])make ([a-z][\w-]*(?:\|[a-z][\w-]*)*)", code):
                 used |= {(page.name, t) for t in m.group(1).split("|")}
     assert len(used) > 20
