@@ -4,14 +4,12 @@ its own RDKit and buffers in memory."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
-from pipekit.cpus import cpu_limit
+from pipekit.cpus import worker_count
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 _STATE: dict[str, Any] = {}
 
@@ -29,12 +27,7 @@ class Pool:
     order, `chunk` items per task; with 0 or 1 workers it runs in this process."""
 
     def __init__(self, factory: Callable[[], Callable[[Any], T]], workers: int, chunk: int = 512):
-        limit = cpu_limit()
-        if workers > limit:
-            log.info(
-                "featurizing on %d processes, the CPU limit (system.n_workers: %d)", limit, workers
-            )
-            workers = limit
+        workers = worker_count(workers, "system.n_workers")
         self.factory, self.workers, self.chunk = factory, workers, chunk
         self._pool: ProcessPoolExecutor | None = None
         if workers > 1:

@@ -44,6 +44,22 @@ def cpu_limit(quota: float | None = None) -> int:
     return max(1, min(cores, math.ceil(quota))) if quota else cores
 
 
+_CAPPED: set[str] = set()  # settings already reported as capped in this process
+
+
+def worker_count(asked: int, key: str, quota: float | None = None) -> int:
+    """Worker processes worth starting for setting `key` (asked: `asked`): at most
+    `cpu_limit()`. Past the quota, CPU-bound workers only take turns on it, each holding its
+    own buffers in memory. Reported once per setting per process (loaders start per epoch)."""
+    limit = cpu_limit(quota)
+    if asked <= limit:
+        return asked
+    if key not in _CAPPED:
+        _CAPPED.add(key)
+        log.info("%s: %d workers, the CPU limit (asked for %d)", key, limit, asked)
+    return limit
+
+
 def use_cpu_limit() -> int:
     """Caps torch's intra-op threads at `cpu_limit()`; OMP_NUM_THREADS, where set (torchrun
     sets 1 per rank), wins. Returns the thread count in use."""

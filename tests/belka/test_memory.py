@@ -29,7 +29,8 @@ def test_the_pods_limit_is_read_from_its_cgroup(tmp_path: Path, text, expect_gib
     assert got == (physical_memory() if expect_gib is None else int(expect_gib * 2**30))
 
 
-def test_the_buffer_holds_what_its_bytes_allow(prepared: Path, belka_demo) -> None:
+def test_the_buffer_holds_what_its_bytes_allow(prepared: Path, belka_demo, monkeypatch) -> None:
+    monkeypatch.setattr("pipekit.cpus.cpu_limit", lambda quota=None: 8)  # 8 cores allowed
     cfg = load_config(str(write_config(prepared, belka_demo)))
     store = Store.open(str(prepared / "work" / "belka.tfr"))
     arrays = store.read(0)
@@ -43,6 +44,9 @@ def test_the_buffer_holds_what_its_bytes_allow(prepared: Path, belka_demo) -> No
     small = replace(system, memory_limit=int(8 * MIXING_COPIES * 5000 * per / 0.8) - 1)
     with pytest.raises(ConfigError, match="lower training.buffer_bytes"):
         buffer_rows(t, small, store)
+    # under a 2-core limit only 2 loader workers start, and their buffers fit
+    monkeypatch.setattr("pipekit.cpus.cpu_limit", lambda quota=None: 2)
+    assert buffer_rows(t, small, store) == 5000
 
 
 def test_a_buffer_over_the_limit_stops_training_in_one_line(prepared: Path, belka_demo) -> None:
@@ -73,9 +77,10 @@ def _pid() -> object:
 
 def test_featurizing_processes_stop_at_the_cpu_limit(monkeypatch, caplog) -> None:
     monkeypatch.setattr("pipekit.cpus.cpu_quota", lambda: 1.0)  # limits.cpu: 1
+    monkeypatch.setattr("pipekit.cpus._CAPPED", set())  # reported once per process: not yet
     with caplog.at_level("INFO"), Pool(_pid, 8, chunk=1) as pool:
         assert pool.workers == 1 and set(pool.map(range(4))) == {os.getpid()}  # in this process
-    assert "featurizing on 1 processes, the CPU limit (system.n_workers: 8)" in caplog.text
+    assert "system.n_workers: 1 workers, the CPU limit (asked for 8)" in caplog.text
     if len(os.sched_getaffinity(0)) >= 2:
         monkeypatch.setattr("pipekit.cpus.cpu_quota", lambda: 2.0)
         with Pool(_pid, 8, chunk=1) as pool:

@@ -22,13 +22,18 @@ def limits_seen(seen: Output[Artifact]):
 
     import torch
 
-    from pipekit.cpus import cpu_quota
+    from pipekit.cpus import cpu_quota, worker_count
     from pipekit.device import resolve_device
     from pipekit.memory import memory_limit
 
     resolve_device("cpu")
     shm = os.statvfs("/dev/shm")
-    seen_now = {"cpus": cpu_quota(), "memory": memory_limit(), "threads": torch.get_num_threads()}
+    seen_now = {
+        "cpus": cpu_quota(),
+        "memory": memory_limit(),
+        "threads": torch.get_num_threads(),
+        "workers": worker_count(4, "training.num_workers"),
+    }
     with open(seen.path, "w") as fh:
         json.dump({**seen_now, "shm": shm.f_blocks * shm.f_frsize}, fh)
 
@@ -54,7 +59,13 @@ def outgrow_pipeline():
 def test_a_step_runs_under_its_tasks_limits(image: str, tmp_path) -> None:
     run = run_local(limits_pipeline, {}, tmp_path, runner="docker")
     cpu, gpu = (json.loads(f.read_text()) for f in sorted(run.run_dir.rglob("seen")))
-    assert cpu == {"cpus": 1.0, "memory": 700 * 2**20, "threads": 1, "shm": 64 * 2**20}
+    assert cpu == {
+        "cpus": 1.0,
+        "memory": 700 * 2**20,
+        "threads": 1,
+        "workers": 1,  # loader workers too: 4 asked, the limit's 1
+        "shm": 64 * 2**20,
+    }
     # the GPU step (on the CPU here): its pod's 16Gi /dev/shm, within its 1Gi memory limit
     assert gpu["memory"] == gpu["shm"] == 2**30
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipekit.cpus import cpu_limit, cpu_quota
+from pipekit.cpus import cpu_limit, cpu_quota, worker_count
 
 
 def _files(tmp_path: Path, v2: str | None, v1: tuple[str, str] | None):
@@ -43,3 +43,16 @@ def test_threads_are_the_quota_rounded_up_and_never_above_the_cores() -> None:
     assert cpu_limit(0.5) == 1
     assert cpu_limit(1.5) == min(cores, 2)
     assert cpu_limit(10_000.0) == cores
+
+
+def test_workers_stop_at_the_limit_and_say_so_once(monkeypatch, caplog) -> None:
+    monkeypatch.setattr("pipekit.cpus._CAPPED", set())
+    cores = len(os.sched_getaffinity(0))
+    with caplog.at_level("INFO", logger="pipekit.cpus"):
+        assert worker_count(0, "training.num_workers", quota=0.5) == 0  # in-process loading
+        assert worker_count(8, "training.num_workers", quota=0.5) == 1
+        assert worker_count(8, "training.num_workers", quota=0.5) == 1  # each epoch's loader
+        assert worker_count(8, "training.num_workers", quota=100.0) == min(8, cores)
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0] == "training.num_workers: 1 workers, the CPU limit (asked for 8)"
+    assert len(said) == 1

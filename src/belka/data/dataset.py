@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from belka.config.schema import SystemConfig, TrainingConfig
 from belka.data.store import FIELDS, Store
+from pipekit.cpus import worker_count
 from pipekit.errors import ConfigError
 from pipekit.memory import gib, memory_limit
 
@@ -144,7 +145,7 @@ def buffer_rows(training: TrainingConfig, system: SystemConfig, store: Store) ->
         return training.buffer_size or training.batch_size
     per = row_bytes(store)
     rows = training.buffer_size or max(training.batch_size, int(training.buffer_bytes // per))
-    workers = max(system.n_workers, 1)
+    workers = max(worker_count(system.n_workers, "system.n_workers"), 1)
     need = workers * MIXING_COPIES * rows * per
     limit = system.memory_limit or memory_limit()
     if need > MEMORY_SHARE * limit:
@@ -157,6 +158,7 @@ def buffer_rows(training: TrainingConfig, system: SystemConfig, store: Store) ->
 
 
 def make_loader(stream: StoreStream, workers: int, pin_memory: bool = False) -> DataLoader:
+    workers = worker_count(workers, "system.n_workers")
     return DataLoader(
         stream,
         batch_size=None,

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from pipekit.cpus import worker_count
 from pipekit.errors import InputDataError
 from pipekit.memory import gib, memory_limit
 from pipekit.progress import progress
@@ -251,6 +252,7 @@ def stage_in_memory(batches: list[PairBatches], share: float = STAGE_MEMORY_SHAR
 
 
 def loader(batches: PairBatches, num_workers: int) -> DataLoader:
+    num_workers = worker_count(num_workers, "training.num_workers")
     return DataLoader(
         batches,
         batch_size=None,  # items are whole batches

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from pipekit.cpus import worker_count
 from pipekit.errors import InputDataError
 from pipekit.uri import is_local
 from voxelflex.data import packed
@@ -388,6 +389,7 @@ class VoxelStream(IterableDataset):
 
 
 def make_loader(stream: VoxelStream, num_workers: int, pin_memory: bool = False) -> DataLoader:
+    num_workers = worker_count(num_workers, "training.num_workers")
     return DataLoader(
         stream,
         batch_size=None,
