@@ -51,6 +51,7 @@ def cmd_init(args: argparse.Namespace) -> None:
 
     makefile = write_project(args.folder)
     print(f"{makefile}: make setup|preprocess|train|train-residual|smoke|clean from its folder")
+    print(f"{makefile.parent / 'scripts' / 'train.py'}: the lab's training CLI (rheidae train)")
 
 
 def cmd_preprocess(args: argparse.Namespace) -> None:

@@ -1,6 +1,7 @@
 """A project folder in the lab's layout: `config/` (pre_process.yaml, model.yaml,
-train_parms.yaml), `.data/` with the raw H5s, and a Makefile with the lab's targets, run
-from that folder: `make setup|install|preprocess|train|train-residual|smoke|clean`.
+train_parms.yaml), `.data/` with the raw H5s, a Makefile with the lab's targets, run
+from that folder: `make setup|install|preprocess|train|train-residual|smoke|clean`, and the
+lab's training CLI, `scripts/train.py`.
 Every relative path in the configs is read against that folder (where make runs)."""
 
 from __future__ import annotations
@@ -51,6 +52,24 @@ clean:
 """
 
 
+# the lab's own command, `python scripts/train.py --config ... --train-parms ...
+# [--predict-residual]`, kept as typed: the same flags as `rheidae train`
+TRAIN_SCRIPT = '''\
+"""The lab's training CLI (written by `rheidae init`): `rheidae train` with the same flags.
+
+    .venv/bin/python scripts/train.py --config config/model.yaml \\
+        --train-parms config/train_parms.yaml [--predict-residual]
+"""
+
+import sys
+
+from rheidae.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main(["train", *sys.argv[1:]]))
+'''
+
+
 def _source() -> str:
     """The checkout this package runs from (editable installs), else the package's name."""
     root = Path(__file__).resolve().parents[2]
@@ -63,8 +82,8 @@ def _rheidae() -> str:
 
 
 def write_project(folder: str | Path) -> Path:
-    """The Makefile, and the packaged default configs where `config/` lacks them (a user's
-    own configs are never overwritten); returns the Makefile's path."""
+    """The Makefile, and the packaged default configs and `scripts/train.py` where the folder
+    lacks them (a user's own are never overwritten); returns the Makefile's path."""
     root = Path(folder).resolve()
     (root / "config").mkdir(parents=True, exist_ok=True)
     (root / ".data").mkdir(exist_ok=True)
@@ -72,6 +91,10 @@ def write_project(folder: str | Path) -> Path:
         dest = root / "config" / name
         if not dest.exists():
             dest.write_text(resources.files("rheidae.config").joinpath(name).read_text())
+    script = root / "scripts" / "train.py"
+    if not script.exists():
+        script.parent.mkdir(exist_ok=True)
+        script.write_text(TRAIN_SCRIPT)
     makefile = root / "Makefile"
     makefile.write_text(MAKEFILE.format(source=_source(), rheidae=_rheidae()))
     return makefile

@@ -402,9 +402,20 @@ def test_the_labs_make_targets_in_a_project_folder(demo, tmp_path) -> None:
     assert (project / "results" / "best_model.pt").is_file()
     assert (project / "checkpoints").is_dir()
     assert not (project / "config" / ".data").exists()  # nothing read against config/
+    # the lab's own command, as its seed types it
+    script = [sys.executable, "scripts/train.py", "--config", "config/model.yaml"]
+    script += ["--train-parms", "config/train_parms.yaml", "--predict-residual", "--smoke"]
+    env_src = {**env, "PYTHONPATH": "src"}
+    res = subprocess.run(script, cwd=project, env=env_src, capture_output=True, text=True)
+    assert res.returncode == 0 and "smoke: one batch forward and backward" in res.stdout, res
+    res = subprocess.run(
+        [*script, "--predict-residuals"], cwd=project, env=env_src, capture_output=True, text=True
+    )
+    assert res.returncode == 2 and "--predict-residuals" in res.stderr, res.stderr
     (project / ".venv").mkdir()
     assert make("clean").returncode == 0
-    assert sorted(p.name for p in project.iterdir()) == [".data", ".pdata", "Makefile", "config"]
+    kept = [".data", ".pdata", "Makefile", "config", "scripts"]
+    assert sorted(p.name for p in project.iterdir()) == kept
 
 
 def test_a_new_project_folder_says_where_its_data_go(tmp_path, monkeypatch, capsys) -> None:
