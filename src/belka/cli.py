@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from pipekit.cli import (
     add_overrides,
@@ -31,7 +32,14 @@ STEPS = (
     "visualize",
 )
 SUBCOMMANDS = ("demo-data", "pipeline")
+# the plan's config, read when --config is not given and the working folder holds it (the
+# plan's `python scripts/pipeline.py --step get_vocab` names no config); else the packaged one
+PLAN_CONFIG = "configs/config.yaml"
 log = logging.getLogger("belka")
+
+
+def _config_file(given: str | None) -> str | None:
+    return given if given or not Path(PLAN_CONFIG).is_file() else PLAN_CONFIG
 
 
 def _config(args: argparse.Namespace):
@@ -48,7 +56,7 @@ def _config(args: argparse.Namespace):
         over.append(f"logging.level={args.log_level}")
     if args.vocab is not None:
         over.append(f"data.vocab={args.vocab}")
-    return load_config(args.config, over)
+    return load_config(_config_file(args.config), over)
 
 
 def _layout(cfg, args: argparse.Namespace):
@@ -193,6 +201,8 @@ def cmd_steps(args: argparse.Namespace) -> None:
     layout = Layout.of(cfg)
     lg = cfg.logging
     start_logging(lg.level, args, layout.log, lg.show_progress)
+    if args.config is None and _config_file(None):
+        log.info("config: %s (the plan's; --config names another)", PLAN_CONFIG)
     if args.memory_safe:
         log.info("--memory_safe: generate_parquet always runs out of core")
     if args.step is not None:
@@ -227,15 +237,20 @@ def cmd_pipeline_run(args: argparse.Namespace) -> None:
 
     require_local(args, "belka_pipeline")
     start_logging(log_level("WARNING", args), args, None, False)
-    run = run_local(args.config, args.overrides, args.pipeline_root, args.runner)
+    config = _config_file(args.config)
+    run = run_local(config, args.overrides, args.pipeline_root, args.runner)
     print_local_run(run)
-    out = publish(args.config, args.overrides, run)
+    out = publish(config, args.overrides, run)
     print(f"outputs (what `belka --step ...` uses): {out}")
     print(f"report (open in a browser): {join_uri(out, 'visualizations', 'index.html')}")
 
 
 def _flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="config YAML over the packaged config.yaml")
+    p.add_argument(
+        "--config",
+        help=f"config YAML over the packaged config.yaml (default: {PLAN_CONFIG} where the "
+        "working folder has one)",
+    )
     p.add_argument("--step", choices=STEPS, help="one step (default: all, in order)")
     p.add_argument("--mode", choices=("mlm", "fps", "clf"), help="train_model's head")
     p.add_argument("--resume", action="store_true", help="continue from latest_model.pt")
@@ -294,7 +309,11 @@ def build_command_parser() -> argparse.ArgumentParser:
     psub = p.add_subparsers(dest="pipeline_command", required=True)
     add_pipeline_commands(psub, "belka", "belka_pipeline", "belka_pipeline")
     q = psub.add_parser("run", help="run the whole pipeline (kfp.local with --local)")
-    q.add_argument("--config", help="config YAML (data.root: the BELKA inputs)")
+    q.add_argument(
+        "--config",
+        help=f"config YAML (data.root: the BELKA inputs; default: {PLAN_CONFIG} where the "
+        "working folder has one)",
+    )
     add_overrides(q)
     q.add_argument("--local", action="store_true")
     q.add_argument("--pipeline-root", default="kfp_local_belka", help="artifacts folder")

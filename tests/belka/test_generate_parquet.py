@@ -233,3 +233,17 @@ def test_a_step_before_generate_parquet_says_which_step_comes_first(
     assert code == 2 and len(err) == 1, err
     assert "input file for 'data.working' not found: " in err[0]
     assert err[0].endswith("belka.parquet (run --step generate_parquet first)"), err
+
+
+def test_without_config_the_plans_configs_config_yaml_is_read(
+    tmp_path, belka_demo, monkeypatch, capsys
+) -> None:
+    """The plan's commands name no config (`--step generate_parquet` from the project
+    folder): its configs/config.yaml is read where the folder has one, else the packaged."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["--quiet", "--step", "get_vocab"]) == 2  # packaged data.working: data/raw
+    assert "data/raw/belka.parquet (run --step generate_parquet first)" in capsys.readouterr().err
+    write_config(tmp_path / "configs", belka_demo)
+    assert main(["-v", "--step", "generate_parquet"]) == 0, capsys.readouterr().err
+    assert (tmp_path / "configs" / "work" / "belka.parquet").is_file()
+    assert "config: configs/config.yaml (the plan's" in capsys.readouterr().err
