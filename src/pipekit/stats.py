@@ -55,7 +55,13 @@ def unit_bootstrap_intervals(
     weights: the product-weight bootstrap for data arrays (Owen & Eckles 2012, Ann. Appl.
     Stat. 6:895), one weight per unit whichever role it plays. Rows that share a unit rise
     and fall together, as they do between samples of the units; resampling rows treats them
-    as independent and gives intervals too narrow."""
+    as independent and gives intervals too narrow.
+
+    The method is conservative (Owen & Eckles): two rows sharing s of their r units get
+    weights of covariance 2^s - 1, so rows sharing one unit are counted at their covariance,
+    but a row's own noise enters with variance 2^r - 1 instead of 1. Rows that share nothing
+    get intervals sqrt(3) (two units a row) or sqrt(7) (three) times the row bootstrap's; the
+    intervals are exact only where the units' sharing dominates the rows' own noise."""
     n = _length((*samples, *units), "samples and units")
     ids = np.unique(np.concatenate([np.asarray(u) for u in units]), return_inverse=True)[1]
     codes = ids.reshape(len(units), n)

@@ -73,6 +73,20 @@ def test_a_unit_in_both_roles_of_a_row_is_weighted_once() -> None:
     assert (hi - lo)[0] / (2 * 1.96 * x.std() / np.sqrt(1500)) == pytest.approx(1.0, abs=0.12)
 
 
+@pytest.mark.parametrize("r", [2, 3])
+def test_rows_sharing_no_unit_get_the_published_overcount(r: int) -> None:
+    """Owen & Eckles (2012): with product weights a row's own noise has weight variance
+    2^r - 1, so r units a row, none shared, widen the mean's interval sqrt(2^r - 1) times over
+    the textbook 2 x 1.96 sd / sqrt(n) (the conservative side the docs state)."""
+    rng = np.random.default_rng(7)
+    n = 2000
+    x = rng.normal(0, 1, n)
+    units = [np.arange(n) + k * n for k in range(r)]
+    lo, hi = unit_bootstrap_intervals(_mean, units, x, n_boot=2000)
+    textbook = 2 * 1.96 * x.std() / np.sqrt(n)
+    assert (hi - lo)[0] / textbook == pytest.approx(np.sqrt(2**r - 1), rel=0.1)
+
+
 def test_units_of_another_length_are_refused() -> None:
     with pytest.raises(ValueError, match="one non-zero length"):
         unit_bootstrap_intervals(_mean, [np.arange(3), np.arange(4)], np.ones(3))

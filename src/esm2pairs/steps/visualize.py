@@ -73,7 +73,9 @@ def report_of(cfg: Config, layout: Layout, split: str, pred: pd.DataFrame, point
             "intervals": f"percentile bootstrap over the split's proteins, {BOOTSTRAP} "
             "resamples: each protein weighted by a Poisson(1) count, each pair by the product of "
             "its two proteins' counts (Owen & Eckles 2012), so the pairs that share a protein "
-            "move together; the proteins of one isolate are taken as independent",
+            "move together; conservative: a pair's own noise is counted three times, so pairs "
+            "sharing no protein would get 1.7x the pairs' own interval; the proteins of one "
+            "isolate are taken as independent",
         },
         caveat=cfg.report.caveat,
     )
