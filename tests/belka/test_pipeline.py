@@ -42,6 +42,7 @@ def test_the_pipeline_runs_locally_end_to_end(
     out = capsys.readouterr().out
     # each step's own log, not the KFP executor's bookkeeping (that is for -v)
     assert "Got executor_input" not in out and '"parameterValues"' not in out
+    assert "Dataset( name=" not in out and "uri='" not in out  # kfp.local's artifact reprs
     assert "kept from an earlier run" in out  # a make_dataset_part task's own log line
     for line in (
         "generate-parquet/molecules",

@@ -62,6 +62,8 @@ def test_pipeline_runs_end_to_end_and_gates_what_it_promotes(
 def _check_main_run(run: Path, printed: str, data, store: Path, tmp_path: Path) -> None:
     # each step's own log, not the KFP executor's bookkeeping (that is for -v)
     assert "Got executor_input" not in printed and '"parameterValues"' not in printed
+    # nor kfp.local's artifact reprs: the summary below lists each artifact once
+    assert "Model( name=" not in printed and "uri='" not in printed
     assert f"pipeline run: {run}" in printed
     outputs = {
         task: json.loads((run / task / "executor_output.json").read_text())

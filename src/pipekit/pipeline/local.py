@@ -157,13 +157,16 @@ def run_local(
 class _WithoutExecutorNoise(io.TextIOBase):
     """The console of a local run: each step's own output passes; the KFP executor's
     bookkeeping in each step's log (where it found the component, the whole executor input
-    as JSON, where it wrote its output) is left out. `-v` shows everything."""
+    as JSON, where it wrote its output) and kfp.local's listing of each task's artifacts
+    (their Python reprs; the run's summary lists them once at the end) are left out. `-v`
+    shows everything."""
 
     NOISE = ("Looking for component", "Loading KFP component", "Wrote executor output file")
 
     def __init__(self, out: TextIO) -> None:
         self.out, self.pending = out, ""
         self.closing: str | None = None  # the JSON's last line, while inside it
+        self.listing = False  # inside a "Task 'x' outputs:" block (its lines are indented)
 
     def write(self, text: str) -> int:
         self.pending += text
@@ -173,6 +176,13 @@ class _WithoutExecutorNoise(io.TextIOBase):
         return len(text)
 
     def _line(self, line: str) -> None:
+        if self.listing:
+            if line.startswith(" "):
+                return
+            self.listing = False
+        if " - INFO - Task " in line and line.endswith(" outputs:"):
+            self.listing = True
+            return
         if self.closing == "":  # the line after "Got executor_input:" opens the JSON
             self.closing = line[: len(line) - len(line.lstrip())] + "}"
             return
