@@ -172,7 +172,11 @@ class _Training:
         n, t0 = 0, time.perf_counter()
         epoch_batches = DataWait(batches(train_set, exp.data, epoch, True, self.device))
         reset_peak_memory(self.device)
-        for x, y in progress(epoch_batches, desc=f"epoch {epoch}", leave=False):
+        n_batches = -(-len(train_set.x) // exp.data.batch_size)  # the last one may be short
+        bar = progress(
+            epoch_batches, total=n_batches, desc=f"epoch {epoch}", unit="batch", leave=False
+        )
+        for x, y in bar:
             t = time.perf_counter()
             losses = self.step(x, y)
             sums.add_(losses, alpha=len(x))
