@@ -251,6 +251,8 @@ def print_local_run(run: Any) -> None:
     """Each task's outputs of a local pipeline run, with the metrics they logged."""
     print(f"pipeline run: {run.run_dir}")
     for task, outputs in run.artifacts.items():
+        if task in run.display_names:  # what the UI calls it (the folder has the task's name)
+            print(f"  {task}: {run.display_names[task]}")
         for name, art in outputs.items():
             print(f"  {task}/{name}: {art['uri']}")
             for key, value in (art["metadata"] or {}).items():

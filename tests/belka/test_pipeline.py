@@ -47,6 +47,8 @@ def test_the_pipeline_runs_locally_end_to_end(
     for line in (
         "generate-parquet/molecules",
         "train-model-3/model",
+        "  train-model: train mlm\n",  # each training task with what the UI calls it
+        "  train-model-3: train clf\n",
         "val_map",
         "model_non_shared_map",
         "visualize/report",

@@ -17,7 +17,7 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext, redirect_stdout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -35,6 +35,18 @@ class LocalRun:
     run_dir: Path
     # task -> output name -> {"uri": ..., "metadata": {...}} (metrics live in metadata)
     artifacts: dict[str, dict[str, dict[str, Any]]]
+    # task -> the name the pipeline shows for it (`set_display_name`), where it gave one
+    display_names: dict[str, str] = field(default_factory=dict)
+
+
+def _display_names(func: Any) -> dict[str, str]:
+    """Task -> its display name, in every DAG of the pipeline (loops' and branches' too): the
+    run's folders are named by task (`train-model-3`), the UI by what it does (`train clf`)."""
+    spec = getattr(func, "pipeline_spec", None)
+    if spec is None:
+        return {}
+    dags = [spec.root.dag, *(c.dag for c in spec.components.values() if c.HasField("dag"))]
+    return {k: t.task_info.name for d in dags for k, t in d.tasks.items() if t.task_info.name != k}
 
 
 def _collect(run_dir: Path) -> dict[str, dict[str, dict[str, Any]]]:
@@ -151,7 +163,7 @@ def run_local(
                 f"local pipeline run failed ({exc}); the failing task's log is above"
             ) from None
     (run_dir,) = set(root.iterdir()) - before
-    return LocalRun(run_dir, _collect(run_dir))
+    return LocalRun(run_dir, _collect(run_dir), _display_names(func))
 
 
 class _WithoutExecutorNoise(io.TextIOBase):
