@@ -47,7 +47,7 @@ def run(cfg: Config, layout: Layout | None = None) -> ValResult:
             parts = [{k: v[take:] for k, v in merged.items()}]
             have -= take
 
-    for i in progress(range(len(source.shards)), desc="validation shards"):
+    for i in progress(range(len(source.shards)), desc="validation shards", unit="shard"):
         if source.shards[i]["by_subset"][SUBSET_VAL] == 0:
             continue
         arrays = source.read(i)

@@ -244,7 +244,10 @@ def featurize(cfg: Config, layout: Layout, first: int = 0, stop: int | None = No
         with Pool(factory, cfg.system.n_workers) as pool:
             tables = _tables(layout.parquet, f.shard_size, todo[0], stop)
             for i, table in progress(
-                zip(range(todo[0], stop), tables, strict=True), total=stop - todo[0], desc="shards"
+                zip(range(todo[0], stop), tables, strict=True),
+                total=stop - todo[0],
+                desc="shards",
+                unit="shard",
             ):
                 if i in done:
                     continue

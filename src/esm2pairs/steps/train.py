@@ -104,7 +104,7 @@ def _epoch(model, batches, opt, device, amp, scaler, metrics: StepMetrics, worke
     total, n, t0 = 0.0, 0, time.perf_counter()
     reset_peak_memory(device)
     timed = DataWait(loader(batches, workers))
-    for a, b, y in progress(timed, total=len(batches), desc="train", leave=False):
+    for a, b, y in progress(timed, total=len(batches), desc="train", unit="batch", leave=False):
         t = time.perf_counter()
         a, b, y = a.to(device), b.to(device), y.to(device)
         with autocast(device, amp):
