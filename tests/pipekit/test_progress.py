@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from pipekit.progress import progress
+
+
+@pytest.fixture(autouse=True)
+def _bars_on(monkeypatch) -> None:
+    # a command run earlier in this process with --quiet turned the bars off for it
+    monkeypatch.setattr("pipekit.progress._enabled", True)
 
 
 def test_a_short_loop_leaves_no_lines_in_a_log(capsys) -> None:
