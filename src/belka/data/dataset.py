@@ -21,6 +21,7 @@ from belka.config.schema import SystemConfig, TrainingConfig
 from belka.data.store import FIELDS, Store
 from pipekit.cpus import worker_count
 from pipekit.errors import ConfigError
+from pipekit.loading import batch_loader
 from pipekit.memory import gib, memory_limit
 
 Batch = dict[str, torch.Tensor]
@@ -158,12 +159,4 @@ def buffer_rows(training: TrainingConfig, system: SystemConfig, store: Store) ->
 
 
 def make_loader(stream: StoreStream, workers: int, pin_memory: bool = False) -> DataLoader:
-    workers = worker_count(workers, "system.n_workers")
-    return DataLoader(
-        stream,
-        batch_size=None,
-        num_workers=workers,
-        pin_memory=pin_memory,
-        persistent_workers=False,
-        prefetch_factor=4 if workers else None,
-    )
+    return batch_loader(stream, workers, "system.n_workers", pin_memory)

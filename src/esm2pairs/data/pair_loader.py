@@ -23,8 +23,8 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pipekit.cpus import worker_count
 from pipekit.errors import InputDataError
+from pipekit.loading import batch_loader
 from pipekit.memory import gib, memory_limit
 from pipekit.progress import progress
 from pipekit.uri import is_local, local_path, open_scattered
@@ -252,11 +252,5 @@ def stage_in_memory(batches: list[PairBatches], share: float = STAGE_MEMORY_SHAR
 
 
 def loader(batches: PairBatches, num_workers: int) -> DataLoader:
-    num_workers = worker_count(num_workers, "training.num_workers")
-    return DataLoader(
-        batches,
-        batch_size=None,  # items are whole batches
-        shuffle=False,  # the dataset orders itself per epoch
-        num_workers=num_workers,
-        persistent_workers=False,  # workers are made per epoch, with the epoch's order
-    )
+    # in order (the dataset orders itself per epoch), two batches ahead per worker
+    return batch_loader(batches, num_workers, "training.num_workers", prefetch=2)

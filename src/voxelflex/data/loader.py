@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from pipekit.cpus import worker_count
 from pipekit.errors import InputDataError
+from pipekit.loading import batch_loader
 from pipekit.uri import is_local
 from voxelflex.data import packed
 from voxelflex.data.packed_source import PackedVoxelSource
@@ -389,15 +389,7 @@ class VoxelStream(IterableDataset):
 
 
 def make_loader(stream: VoxelStream, num_workers: int, pin_memory: bool = False) -> DataLoader:
-    num_workers = worker_count(num_workers, "training.num_workers")
-    return DataLoader(
-        stream,
-        batch_size=None,
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-        persistent_workers=False,  # workers are re-created per epoch and see set_epoch
-        prefetch_factor=4 if num_workers > 0 else None,
-    )
+    return batch_loader(stream, num_workers, "training.num_workers", pin_memory)
 
 
 _SHIFTS = torch.arange(7, -1, -1, dtype=torch.uint8)  # np.packbits is big-endian in a byte
