@@ -42,7 +42,7 @@ def _config_file(given: str | None) -> str | None:
     return given if given or not Path(PLAN_CONFIG).is_file() else PLAN_CONFIG
 
 
-def _config(args: argparse.Namespace):
+def _config(args: argparse.Namespace, config: str | None):
     from belka.config import load_config
 
     over = list(args.overrides)
@@ -56,7 +56,7 @@ def _config(args: argparse.Namespace):
         over.append(f"logging.level={args.log_level}")
     if args.vocab is not None:
         over.append(f"data.vocab={args.vocab}")
-    return load_config(_config_file(args.config), over)
+    return load_config(config, over)
 
 
 def _layout(cfg, args: argparse.Namespace):
@@ -197,12 +197,13 @@ def _with_ci(value: float, ci: list, signed: bool = False) -> str:
 def cmd_steps(args: argparse.Namespace) -> None:
     from belka.paths import BEST_MODEL, Layout
 
-    cfg = _config(args)
+    config = _config_file(args.config)
+    cfg = _config(args, config)
     layout = Layout.of(cfg)
     lg = cfg.logging
     start_logging(lg.level, args, layout.log, lg.show_progress)
-    if args.config is None and _config_file(None):
-        log.info("config: %s (the plan's; --config names another)", PLAN_CONFIG)
+    if config != args.config:
+        log.info("config: %s (the plan's; --config names another)", config)
     if args.memory_safe:
         log.info("--memory_safe: generate_parquet always runs out of core")
     if args.step is not None:
