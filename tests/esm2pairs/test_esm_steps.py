@@ -185,7 +185,7 @@ def test_evaluate_and_visualize_write_the_contract_files(
     page = (Path(layout.visualizations_dir) / "index.html").read_text()
     assert report_problems(page, n_plots=3, caveat=True) == []
     assert f"{o['auroc']:.3g} [" in page  # the headline AUROC with its interval
-    # over proteins, each in several pairs: wider than rows resampled as if independent
+    # over proteins (product weights, conservative): wider than rows resampled as if independent
     shown = re.search(re.escape(f"{o['auroc']:.3g} [") + r"([\d.]+), ([\d.]+)\]", page)
     assert shown is not None and "proteins, 1000 resamples" in page
     y, s = pred.label.to_numpy(), pred.score.to_numpy()
